@@ -1,0 +1,3 @@
+"""nextstep engine: config, rules, expressions, ledger, dispatcher, policies, daemon, CLI."""
+
+__version__ = "0.1.0"

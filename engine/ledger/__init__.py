@@ -1,0 +1,1 @@
+"""The ledger (outbox): the single source of truth for every notification."""

@@ -1,0 +1,59 @@
+"""Prometheus metrics, one registry for the process; every layer increments these objects."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+NOTIFICATIONS = Counter(
+    "nextstep_notifications",
+    "Notifications that reached a state, by rule and state",
+    ["rule", "state"],
+    registry=REGISTRY,
+)
+PROVIDER_ANSWERS = Counter(
+    "nextstep_provider_answers",
+    "Send attempts by channel and classified outcome",
+    ["channel", "outcome"],
+    registry=REGISTRY,
+)
+RETRIES = Counter(
+    "nextstep_retries", "Send attempts scheduled again", ["rule"], registry=REGISTRY
+)
+FALLBACKS = Counter(
+    "nextstep_fallbacks", "Fallback notifications created", ["rule", "on"], registry=REGISTRY
+)
+ACKS = Counter("nextstep_acks", "Delivery acks received by status", ["status"], registry=REGISTRY)
+SEND_LATENCY = Histogram(
+    "nextstep_send_latency_seconds",
+    "Time of one provider request",
+    ["channel"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+EVENT_TO_SEND = Histogram(
+    "nextstep_event_to_send_seconds",
+    "Time from an event's notification being queued to its first send attempt",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60),
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "nextstep_queue_depth", "Notifications queued and due", registry=REGISTRY
+)
+CIRCUIT_OPEN = Gauge(
+    "nextstep_circuit_open", "1 when a channel's circuit is open", ["channel"], registry=REGISTRY
+)
+TRIGGER_UP = Gauge(
+    "nextstep_trigger_up", "1 when a trigger is running", ["trigger"], registry=REGISTRY
+)
+RELOAD_OK = Gauge(
+    "nextstep_config_last_reload_successful",
+    "1 if the last configuration reload succeeded",
+    registry=REGISTRY,
+)
+RELOAD_TIME = Gauge(
+    "nextstep_config_last_reload_success_timestamp_seconds",
+    "Time of the last successful configuration reload",
+    registry=REGISTRY,
+)

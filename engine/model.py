@@ -1,0 +1,96 @@
+"""Values that cross layers: events in, messages out, outcomes back, notification states."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened in a client's case, as a trigger saw it.
+
+    ``data`` is what expressions see as ``event`` (a CSV row, a JSON body, a DB row);
+    ``trigger`` is what they see as ``trigger`` (kind, source, file, row number…).
+    """
+
+    data: Mapping[str, Any]
+    trigger: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A trigger's progress marker, committed in the same transaction as the notifications
+    its events created (CSV file hash + row, DB cursor, HTTP idempotency key)."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A rendered `send:` block, ready for a channel.
+
+    ``fields`` holds the rendered keys of the `send:` block other than ``channel``. For a 1MSG
+    channel: ``template``, ``namespace``, ``language``, ``params`` (list of str, variable 1
+    first) and ``text`` (the approved body with every ``<<n>>`` filled). For ``webhook``:
+    ``body`` (rendered JSON). For ``smtp``: ``to``, ``subject``, ``body``.
+    """
+
+    channel: str
+    to: str
+    fields: Mapping[str, Any]
+
+
+class OutcomeKind(StrEnum):
+    """How a channel classified one send attempt."""
+
+    ACCEPTED = "accepted"
+    TRANSIENT = "transient"
+    IN_DOUBT = "in_doubt"
+    RECIPIENT = "recipient"
+    TEMPLATE = "template"
+    ACCOUNT = "account"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The classified answer of a channel to one send attempt."""
+
+    kind: OutcomeKind
+    reason: str = ""
+    provider_id: str | None = None
+    code: int | None = None
+    http_status: int | None = None
+    retry_after: float | None = None
+    answer: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.kind is OutcomeKind.ACCEPTED
+
+
+class State(StrEnum):
+    """States of a notification in the ledger.
+
+    ``queued`` and ``sending`` are open; ``sent`` (accepted by the provider), ``delivered``
+    and ``read`` advance monotonically; the others are terminal.
+    """
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    SKIPPED = "skipped"
+    IN_DOUBT = "in_doubt"
+    SUPERSEDED = "superseded"
+    CANCELLED = "cancelled"
+
+
+OPEN_STATES = frozenset({State.QUEUED, State.SENDING})
+DELIVERY_ORDER = {State.SENT: 1, State.DELIVERED: 2, State.READ: 3}
