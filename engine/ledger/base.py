@@ -97,6 +97,8 @@ class AttemptResult:
     provider_id: str | None = None
     reason: str = ""
     failure_class: str | None = None
+    attempt: int = 0  # this attempt's number (1 = the first), kept in the history line
+    counts: bool = True  # False: not held against the retry budget (an account failure)
 
 
 class Store(Protocol):
@@ -125,11 +127,27 @@ class Store(Protocol):
     def get_rule_version(self, rule_id: str, version: str) -> Mapping[str, Any] | None: ...
 
     # -- dispatching ---------------------------------------------------------------------
-    def lease_due(self, now: float, limit: int, channels: Sequence[str] | None = None) -> list[
-        Notification
-    ]:
+    def lease_due(
+        self,
+        now: float,
+        limit: int,
+        channels: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[Notification]:
         """Move up to ``limit`` due queued notifications to ``sending`` and return them, oldest
-        due first. Queued rows whose ``valid_until`` has passed become ``expired`` instead."""
+        due first, only of ``channels`` / ``ids`` when given. Queued rows whose
+        ``valid_until`` has passed become ``expired`` instead."""
+        ...
+
+    def requeue(self, items: Sequence[tuple[int, float]], now: float) -> None:
+        """Give leased (``sending``) notifications back: ``queued`` again, due at the paired
+        time, without counting an attempt (nothing was sent)."""
+        ...
+
+    def next_due(
+        self, channels: Sequence[str] | None = None, ids: Sequence[int] | None = None
+    ) -> float | None:
+        """The earliest ``next_attempt_at`` among queued notifications, None when none."""
         ...
 
     def record_attempts(self, results: Sequence[AttemptResult]) -> None:
@@ -144,15 +162,15 @@ class Store(Protocol):
     # -- reading -------------------------------------------------------------------------
     def get(self, notification_id: int) -> Notification | None: ...
 
-    def find(self, *, provider_id: str | None = None, dedupe_key: str | None = None) -> list[
-        Notification
-    ]: ...
+    def find(
+        self, *, provider_id: str | None = None, dedupe_key: str | None = None
+    ) -> list[Notification]: ...
 
     def history(self, notification_id: int) -> list[HistoryEntry]: ...
 
-    def counts(self, since: float | None = None, rule_id: str | None = None) -> dict[
-        tuple[str, str], int
-    ]:
+    def counts(
+        self, since: float | None = None, rule_id: str | None = None
+    ) -> dict[tuple[str, str], int]:
         """Number of notifications by (rule id, state) created since ``since``."""
         ...
 

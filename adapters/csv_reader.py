@@ -1,0 +1,188 @@
+"""Stream a CSV file's rows in batches (constant memory), and quarantine the unusable ones.
+
+A row is usable when it has as many fields as the header (extra empty trailing fields, as
+spreadsheets write them, are dropped). Unusable rows, and rows a rule could not render, are
+appended to ``<file>.errors.csv`` with their row number, line and reason.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from adapters.csv_detect import SAMPLE_BYTES, FileFacts, detect_delimiter, field_names
+
+ERRORS_SUFFIX = ".errors.csv"
+
+
+class CsvUnreadable(Exception):
+    """The file cannot be read as CSV at all (no header, wrong encoding, broken quoting)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CsvOptions:
+    """How to read the files of one CSV source; ``None`` means detect."""
+
+    delimiter: str | None = None
+    encoding: str | None = None
+    aliases: Mapping[str, str] = field(default_factory=dict)  # normalised header -> field
+    batch: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class BadRow:
+    """A row that goes to the errors file: where it was, why, and its fields as read."""
+
+    row: int
+    line: int
+    reason: str
+    fields: Sequence[str]
+
+
+@dataclass(slots=True)
+class Batch:
+    """Consecutive rows of a file: the usable ones, the bad ones, and how far the file was read."""
+
+    rows: list[tuple[int, int, dict[str, str]]]  # row number, line, data
+    bad: list[BadRow]
+    last_row: int
+    bytes_read: int
+
+
+def errors_path(path: Path) -> Path:
+    """``inbox/a.csv`` → ``inbox/a.csv.errors.csv``."""
+    return path.with_name(path.name + ERRORS_SUFFIX)
+
+
+class CsvFile:
+    """An open CSV file positioned on its first data row."""
+
+    def __init__(self, path: Path, facts: FileFacts, options: CsvOptions) -> None:
+        self.path = path
+        self.facts = facts
+        self._options = options
+        self._binary = path.open("rb")
+        try:
+            self.delimiter = options.delimiter or self._sniff()
+            self._text = io.TextIOWrapper(
+                self._binary, encoding=facts.encoding, errors=facts.errors, newline=""
+            )
+            self._reader = csv.reader(self._text, delimiter=self.delimiter)
+            self.header = self._read_header()
+        except (csv.Error, UnicodeError, LookupError) as exc:
+            self._binary.close()
+            raise CsvUnreadable(f"{type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            self._binary.close()
+            raise
+        self.fields = field_names(self.header, options.aliases)
+
+    def _sniff(self) -> str:
+        head = self._binary.read(SAMPLE_BYTES)
+        self._binary.seek(0)
+        decoder = codecs.getincrementaldecoder(self.facts.encoding)(errors=self.facts.errors)
+        complete = len(head) >= self.facts.size
+        return detect_delimiter(decoder.decode(head, final=complete), complete)
+
+    def _read_header(self) -> list[str]:
+        for row in self._reader:
+            if any(cell.strip() for cell in row):
+                return row
+        raise CsvUnreadable("the file has no header row")
+
+    def close(self) -> None:
+        """Close the file."""
+        self._binary.close()
+
+    def __enter__(self) -> CsvFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def batches(self, skip: int = 0) -> Iterator[Batch]:
+        """Rows after row ``skip`` in batches of ``options.batch``; raises CsvUnreadable when
+        the rest of the file cannot be parsed."""
+        try:
+            yield from self._batches(skip)
+        except (csv.Error, UnicodeError) as exc:
+            raise CsvUnreadable(
+                f"line {self._reader.line_num}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _batches(self, skip: int) -> Iterator[Batch]:
+        fields, width, size = self.fields, len(self.fields), self._options.batch
+        batch = Batch([], [], skip, 0)
+        number = 0
+        line = self._reader.line_num + 1
+        for raw in self._reader:
+            start, line = line, self._reader.line_num + 1
+            if not raw or (len(raw) == 1 and not raw[0].strip()):
+                continue
+            number += 1
+            if number <= skip:
+                continue
+            values = [value.strip() for value in raw]
+            if len(values) > width and not any(values[width:]):
+                del values[width:]
+            if len(values) == width:
+                batch.rows.append((number, start, dict(zip(fields, values, strict=True))))
+            else:
+                batch.bad.append(BadRow(number, start, self._width_error(values), raw))
+            batch.last_row = number
+            if len(batch.rows) + len(batch.bad) >= size:
+                batch.bytes_read = self._binary.raw.tell()
+                yield batch
+                batch = Batch([], [], number, 0)
+        if batch.rows or batch.bad:
+            batch.bytes_read = self.facts.size
+            yield batch
+
+    def _width_error(self, values: Sequence[str]) -> str:
+        width = len(self.fields)
+        if len(values) < width:
+            missing = ", ".join(self.fields[len(values) :])
+            return f"missing column(s) {missing}: {len(values)} fields, the header has {width}"
+        return f"{len(values)} fields, the header has only {width}"
+
+
+class ErrorSink:
+    """Appends unusable rows to an errors CSV (created on the first bad row, appended to when a
+    file is resumed after a crash)."""
+
+    def __init__(self, path: Path, header: Sequence[str], delimiter: str) -> None:
+        self.path = path
+        self._header = list(header)
+        self._delimiter = delimiter
+        self._stream: IO[str] | None = None
+        self._writer: Any = None
+        self.count = 0
+
+    def write(self, rows: Iterable[BadRow]) -> None:
+        """Append ``rows`` and flush them to disk."""
+        for bad in rows:
+            if self._writer is None:
+                self._open()
+            self._writer.writerow([bad.row, bad.line, bad.reason, *bad.fields])
+            self.count += 1
+        if self._stream is not None:
+            self._stream.flush()
+
+    def _open(self) -> None:
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._stream = self.path.open("a", encoding="utf-8-sig", newline="")
+        self._writer = csv.writer(self._stream, delimiter=self._delimiter)
+        if new:
+            self._writer.writerow(["row", "line", "reason", *self._header])
+
+    def close(self) -> None:
+        """Close the errors file if one was written."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+            self._writer = None

@@ -1,0 +1,429 @@
+"""The ``csv`` trigger: CSV files dropped into a folder become events, one per row.
+
+::
+
+    trigger:
+      csv:
+        path: "inbox/loans/*.csv"   # a glob, relative to the config file's folder
+        settle: 2s                  # a file is complete once its size has not changed this long
+        delimiter: ";"              # default: detected among , ; TAB |
+        encoding: cp1252            # default: BOM, else UTF-8 if the whole file is, else cp1252
+        header_map: {phone: Mobile}  # event field <- column (or a list of alternative columns)
+        batch: 1000                 # rows per ledger transaction
+        done_dir: done              # where finished files go (relative to the file's folder)
+        failed_dir: failed          # where unreadable files go
+
+A file is read once it is complete: renamed into the folder after it was written (its change
+time is later than its modification time, which is what renaming a finished temp file leaves),
+or unchanged in size and modification time for ``settle``. Its content hash and the last
+committed row are the trigger's progress, committed with the notifications of each batch: the
+same content dropped again is not read twice, and after a crash a file resumes after its last
+committed row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import glob
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import watchfiles
+
+from adapters.csv_detect import DELIMITERS, header_aliases, inspect_file
+from adapters.csv_reader import (
+    ERRORS_SUFFIX,
+    BadRow,
+    Batch,
+    CsvFile,
+    CsvOptions,
+    CsvUnreadable,
+    ErrorSink,
+    errors_path,
+)
+from adapters.trigger_config import ConfigReader, read_progress
+from engine.model import Event, Progress
+from engine.plugins import Emit, EventResult, TriggerContext
+
+log = logging.getLogger(__name__)
+
+_KEYS = ("path", "settle", "delimiter", "encoding", "header_map", "batch", "done_dir", "failed_dir")
+_GLOB_CHARS = frozenset("*?[")
+_RESCAN = 60.0  # seconds: a safety net for filesystems whose change notifications get lost
+
+
+@dataclass(slots=True)
+class FileSummary:
+    """What ingesting one file did; ``queued``/``skipped``/``duplicates`` count rule results."""
+
+    path: str
+    rows: int = 0
+    queued: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    resumed_after: int = 0
+    already_done: bool = False
+    failed: str = ""
+    errors_file: str | None = None
+    notification_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CsvSettings:
+    """The trigger's config, checked and converted."""
+
+    pattern: str
+    settle: float
+    options: CsvOptions
+    done: str
+    failed: str
+
+
+def parse_settings(config: Mapping[str, Any]) -> CsvSettings:
+    """Check the ``csv:`` block; raises ConfigError listing every problem."""
+    read = ConfigReader("csv", config, _KEYS)
+    pattern = read.text("path", required=True)
+    settle = read.duration("settle", 2.0)
+    delimiter = read.choice("delimiter", DELIMITERS)
+    encoding = read.text("encoding") or None
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            read.fail("encoding", f"unknown encoding {encoding!r} (e.g. utf-8, cp1252, utf-16)")
+    headers: dict[str, list[str]] = {}
+    for name, columns in read.mapping("header_map").items():
+        listed = [columns] if isinstance(columns, str) else columns
+        if not isinstance(listed, list) or not all(isinstance(c, str) for c in listed):
+            read.fail(f"header_map.{name}", "is not a column name or a list of column names")
+            continue
+        headers[str(name)] = listed
+    batch = read.positive_int("batch", 1000)
+    done = read.text("done_dir", "done")
+    failed = read.text("failed_dir", "failed")
+    read.finish()
+    options = CsvOptions(delimiter, encoding, header_aliases(headers), batch)
+    return CsvSettings(pattern, settle, options, done, failed)
+
+
+@dataclass(slots=True)
+class _Seen:
+    """A file's size and mtime, and since when (trigger clock) they have not changed."""
+
+    signature: tuple[int, int]
+    since: float
+
+
+class CsvTrigger:
+    """Watches a glob and turns each complete CSV file's rows into events."""
+
+    kind: ClassVar[str] = "csv"
+
+    @staticmethod
+    def source_key(config: Mapping[str, Any]) -> str:
+        """Rules with the same ``path`` glob share one trigger."""
+        return str(config.get("path", ""))
+
+    def __init__(self, config: Mapping[str, Any], context: TriggerContext) -> None:
+        self.settings = parse_settings(config)
+        self.context = context
+        self.source = self.source_key(config)
+        base = Path(context.base_dir)
+        self.pattern = str(base / self.settings.pattern)
+        self.root = self._watch_root()
+        self._seen: dict[Path, _Seen] = {}
+        self._handled: dict[Path, tuple[int, int]] = {}
+        self._stats: dict[str, Any] = {
+            "files": 0,
+            "rows": 0,
+            "scans": 0,
+            "last_file": None,
+            "last_error": None,
+        }
+
+    # -- the daemon's side ---------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Files waiting to settle, files and rows done, the last problem (for health)."""
+        return {**self._stats, "pending": sorted(str(p) for p in self._seen)}
+
+    async def run(self, emit: Emit) -> None:
+        """Read the files already there, then every complete new file, until cancelled."""
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        woken = asyncio.Event()
+        watcher = asyncio.create_task(self._watch(self.root, woken))
+        # One turn of the loop lets the watcher register its inotify watch (synchronously, in
+        # its first step), so a file arriving during the first scan still wakes us.
+        await asyncio.sleep(0)
+        try:
+            while True:
+                woken.clear()
+                wait = await self._scan_once(emit)
+                sleeper = asyncio.create_task(self.context.clock.sleep(wait))
+                waker = asyncio.create_task(woken.wait())
+                try:
+                    await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    sleeper.cancel()
+                    waker.cancel()
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    def _watch_root(self) -> Path:
+        """The deepest folder of the glob without wildcards: what to watch."""
+        fixed: list[str] = []
+        for part in Path(self.pattern).parts[:-1]:
+            if _GLOB_CHARS & set(part):
+                break
+            fixed.append(part)
+        return Path(*fixed) if fixed else Path(".")
+
+    async def _watch(self, root: Path, woken: asyncio.Event) -> None:
+        stop = asyncio.Event()
+        try:
+            async for _ in watchfiles.awatch(
+                root, watch_filter=None, stop_event=stop, recursive="**" in self.pattern
+            ):
+                woken.set()
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+
+    async def _scan_once(self, emit: Emit) -> float:
+        """Process every complete file; return how long to wait before looking again."""
+        self._stats["scans"] += 1
+        candidates = await asyncio.to_thread(self._candidates)
+        now = self.context.clock.now()
+        wait = _RESCAN
+        for path, (signature, renamed) in candidates.items():
+            if self._handled.get(path) == signature:
+                continue
+            seen = self._seen.get(path)
+            if seen is None or seen.signature != signature:
+                seen = self._seen[path] = _Seen(signature, now)
+            remaining = self.settings.settle - (now - seen.since)
+            if renamed or remaining <= 0:
+                del self._seen[path]
+                await self._handle(path, emit)
+                self._handled[path] = signature
+            else:
+                wait = min(wait, remaining)
+        for gone in set(self._seen) - set(candidates):
+            del self._seen[gone]
+        for gone in set(self._handled) - set(candidates):
+            del self._handled[gone]
+        return wait
+
+    def _candidates(self) -> dict[Path, tuple[tuple[int, int], bool]]:
+        """Matching files with their (size, mtime) and whether they were renamed in."""
+        found: dict[Path, tuple[tuple[int, int], bool]] = {}
+        for name in sorted(glob.glob(self.pattern, recursive=True)):
+            path = Path(name)
+            if name.endswith(ERRORS_SUFFIX) or self._is_archived(path):
+                continue
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if not path.is_file():
+                continue
+            found[path] = ((st.st_size, st.st_mtime_ns), st.st_ctime_ns > st.st_mtime_ns)
+        return found
+
+    def _is_archived(self, path: Path) -> bool:
+        """Whether ``path`` lies in a ``done``/``failed`` folder (a recursive glob sees them)."""
+        for folder in (self.settings.done, self.settings.failed):
+            if os.path.isabs(folder):
+                if path.is_relative_to(folder):
+                    return True
+            elif folder in path.relative_to(self.root).parent.parts:
+                return True
+        return False
+
+    async def _handle(self, path: Path, emit: Emit) -> None:
+        """Ingest one complete file, then move it to ``done/`` (or ``failed/``)."""
+        try:
+            summary = await self.ingest(path, emit)
+        except FileNotFoundError:
+            log.warning("csv %s: the file disappeared while it was read", path)
+            return
+        except OSError as exc:
+            summary = FileSummary(str(path), failed=f"{type(exc).__name__}: {exc}")
+        folder = self.settings.failed if summary.failed else self.settings.done
+        moved = await asyncio.to_thread(_move_with_errors, path, folder)
+        self._stats["files"] += 1
+        self._stats["rows"] += summary.rows
+        self._stats["last_file"] = str(moved)
+        if summary.failed:
+            self._stats["last_error"] = f"{path.name}: {summary.failed}"
+            log.error("csv %s: unreadable, moved to %s: %s", path, moved, summary.failed)
+        elif summary.already_done:
+            log.info("csv %s: same content as a file already read; moved to %s", path, moved)
+        else:
+            log.info(
+                "csv %s: %d rows, %d queued, %d skipped, %d duplicates, %d errors; moved to %s",
+                path,
+                summary.rows,
+                summary.queued,
+                summary.skipped,
+                summary.duplicates,
+                summary.errors,
+                moved,
+            )
+
+    # -- one file (the daemon and ``nextstep ingest``) -------------------------------------
+    async def ingest(
+        self,
+        path: Path,
+        emit: Emit,
+        *,
+        progress_prefix: str | None = None,
+        on_batch: Callable[[FileSummary, int, int], None] | None = None,
+    ) -> FileSummary:
+        """Run every row of ``path`` through ``emit`` in batches, each committed with the
+        file's progress; bad rows go to ``<file>.errors.csv``. The file is not moved.
+
+        ``on_batch(summary, bytes_read, size)`` is called after every committed batch.
+        Raises only what ``emit`` raises and OSError; an unreadable file is reported in
+        ``summary.failed``.
+        """
+        summary = FileSummary(str(path))
+        options = self.settings.options
+        try:
+            facts = await asyncio.to_thread(inspect_file, path, options.encoding)
+        except LookupError as exc:
+            summary.failed = f"unknown encoding: {exc}"
+            return summary
+        key = f"{progress_prefix or 'csv:' + self.source}:{facts.sha256}"
+        state = json.loads(await read_progress(self.context, key) or "{}")
+        if state.get("done"):
+            summary.already_done = True
+            return summary
+        summary.resumed_after = skip = int(state.get("row", 0))
+        try:
+            csv_file = await asyncio.to_thread(CsvFile, path, facts, options)
+        except CsvUnreadable as exc:
+            summary.failed = str(exc)
+            await asyncio.to_thread(_quarantine_file, path, str(exc))
+            summary.errors_file = str(errors_path(path))
+            return summary
+        sink = ErrorSink(errors_path(path), csv_file.header, csv_file.delimiter)
+        try:
+            await self._rows(csv_file, skip, key, emit, sink, summary, on_batch)
+        except CsvUnreadable as exc:
+            summary.failed = str(exc)
+            await asyncio.to_thread(sink.write, [BadRow(0, 0, f"file unreadable: {exc}", [])])
+        finally:
+            await asyncio.to_thread(sink.close)
+            await asyncio.to_thread(csv_file.close)
+        if sink.count:
+            summary.errors_file = str(sink.path)
+        if not summary.failed:
+            done = json.dumps({"row": summary.resumed_after + summary.rows, "done": True})
+            await emit([], [Progress(key, done)])
+        return summary
+
+    async def _rows(
+        self,
+        csv_file: CsvFile,
+        skip: int,
+        key: str,
+        emit: Emit,
+        sink: ErrorSink,
+        summary: FileSummary,
+        on_batch: Callable[[FileSummary, int, int], None] | None,
+    ) -> None:
+        batches = csv_file.batches(skip)
+        name = csv_file.path.name
+        while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+            events = [
+                Event(
+                    data,
+                    {
+                        "kind": "csv",
+                        "source": self.source,
+                        "file": name,
+                        "row": number,
+                        "line": line,
+                    },
+                )
+                for number, line, data in batch.rows
+            ]
+            value = json.dumps({"row": batch.last_row, "done": False})
+            results = await emit(events, [Progress(key, value)])
+            bad = batch.bad + _failed_rows(batch, results)
+            _tally(summary, batch, results)
+            if bad:
+                bad.sort(key=lambda b: b.row)
+                await asyncio.to_thread(sink.write, bad)
+            if on_batch is not None:
+                on_batch(summary, batch.bytes_read, csv_file.facts.size)
+
+
+def _failed_rows(batch: Batch, results: list[EventResult]) -> list[BadRow]:
+    """Rows a rule could not use (render error, bad phone…) with every rule's reason."""
+    bad: list[BadRow] = []
+    for (number, line, data), result in zip(batch.rows, results, strict=True):
+        errors = result.errors
+        if errors:
+            reason = "; ".join(f"rule {e.rule_id}: {e.reason}" for e in errors)
+            bad.append(BadRow(number, line, reason, list(data.values())))
+    return bad
+
+
+def _tally(summary: FileSummary, batch: Batch, results: list[EventResult]) -> None:
+    summary.rows += len(batch.rows) + len(batch.bad)
+    summary.errors += len(batch.bad)
+    for result in results:
+        if result.errors:
+            summary.errors += 1
+        for r in result.results:
+            if r.status == "queued":
+                summary.queued += 1
+                if r.notification_id is not None:
+                    summary.notification_ids.append(r.notification_id)
+            elif r.status == "skipped":
+                summary.skipped += 1
+            elif r.status == "duplicate":
+                summary.duplicates += 1
+
+
+def _quarantine_file(path: Path, reason: str) -> None:
+    sink = ErrorSink(errors_path(path), [], ",")
+    try:
+        sink.write([BadRow(0, 0, f"file unreadable: {reason}", [])])
+    finally:
+        sink.close()
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``folder/stem.N.suffix`` when a file of that name is there."""
+    target = folder / name
+    stem, suffix = os.path.splitext(name)
+    n = 0
+    while target.exists() or Path(str(target) + ERRORS_SUFFIX).exists():
+        n += 1
+        target = folder / f"{stem}.{n}{suffix}"
+    return target
+
+
+def _move_with_errors(path: Path, folder_name: str) -> Path:
+    """Move ``path`` and its errors file (if any) into ``folder_name`` beside it."""
+    folder = Path(folder_name) if os.path.isabs(folder_name) else path.parent / folder_name
+    folder.mkdir(parents=True, exist_ok=True)
+    target = _free_name(folder, path.name)
+    shutil.move(path, target)
+    errors = errors_path(path)
+    if errors.exists():
+        shutil.move(errors, errors_path(target))
+    return target

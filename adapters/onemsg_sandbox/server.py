@@ -1,0 +1,86 @@
+"""Run the sandbox with uvicorn: in the foreground (``nextstep sandbox``) or as a task in the
+caller's event loop on an already-listening socket (tests, benchmarks)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.applications import Starlette
+
+from adapters.onemsg_sandbox.app import create_app
+from adapters.onemsg_sandbox.config import SandboxConfig
+from adapters.onemsg_sandbox.state import SandboxState
+
+
+def uvicorn_config(
+    app: Starlette, host: str, port: int, *, log_level: str = "warning"
+) -> uvicorn.Config:
+    """uvicorn settings tuned for throughput: no access log, a deep backlog, our own logging."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,
+        access_log=False,
+        backlog=4096,
+        lifespan="on",
+        timeout_graceful_shutdown=2,
+        timeout_keep_alive=30,
+    )
+
+
+def run(config: SandboxConfig, host: str = "127.0.0.1", port: int = 8700) -> None:
+    """Serve until interrupted (Ctrl-C)."""
+    uvicorn.Server(uvicorn_config(create_app(config), host, port, log_level="info")).run()
+
+
+def listening_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A bound, listening TCP socket (port 0: the system picks a free one)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A sandbox serving in this event loop."""
+
+    base_url: str
+    state: SandboxState
+    server: uvicorn.Server
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[Running]:
+    """Serve the sandbox as a task of the running loop until the block ends."""
+    app = create_app(config)
+    state: SandboxState = app.state.sandbox
+    sock = listening_socket(host, port)
+    bound_port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn_config(app, host, bound_port))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    ready = asyncio.create_task(state.ready.wait())
+    try:
+        # The socket already listens, so the app's startup is all there is to wait for.
+        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            task.result()  # startup failed: raise its error here
+            raise RuntimeError("the sandbox stopped during startup")
+        yield Running(f"http://{host}:{bound_port}", state, server)
+    finally:
+        ready.cancel()
+        state.closing.set()
+        server.should_exit = True
+        await task
+        sock.close()

@@ -1,0 +1,273 @@
+"""One channel's side of the dispatcher: its backlog, limits, circuit and attempts.
+
+The lane starts an attempt for the next leased notification once it has a request slot and a
+rate token. The attempt spends the token, checks the circuit and the recipient's spacing at
+the instant it calls ``channel.send``, so the limits hold for the real send times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.backoff import Random
+from engine.circuit import Circuit, CircuitStatus
+from engine.clock import Clock
+from engine.decide import NO_RETRY, RetryRules, decide, interrupted
+from engine.ledger.base import Notification
+from engine.metrics import (
+    CIRCUIT_OPEN,
+    EVENT_TO_SEND,
+    NOTIFICATIONS,
+    PROVIDER_ANSWERS,
+    RETRIES,
+    SEND_LATENCY,
+)
+from engine.model import Message, Outcome, OutcomeKind, State
+from engine.plugins import Channel
+from engine.ratelimit import ChannelLimits, RateLimiter, RecipientSpacing
+from engine.redact import mask_phones_in
+from engine.writer import BatchWriter
+
+log = logging.getLogger("engine.dispatcher")
+
+LEASE_AHEAD = 0.25  # seconds of sending at the channel's rate a lane keeps leased
+RATE_LIMIT_CODES = frozenset({4, 80007, 130429})  # app, WABA and throughput limits (Meta)
+PRUNE_EVERY = 4096  # attempts between two prunings of the spacing table
+
+
+@dataclass(frozen=True, slots=True)
+class LaneStatus:
+    """What ``status`` shows of one channel."""
+
+    circuit: CircuitStatus
+    in_flight: int
+    backlog: int
+    paused_until: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready copy."""
+        return {
+            "circuit": self.circuit.as_dict(),
+            "in_flight": self.in_flight,
+            "backlog": self.backlog,
+            "paused_until": self.paused_until,
+        }
+
+
+class _Attempt:
+    """Where one attempt is: ``new`` (nothing sent), ``sending``, or ``done`` (recorded)."""
+
+    __slots__ = ("notification", "phase")
+
+    def __init__(self, notification: Notification) -> None:
+        self.notification = notification
+        self.phase = "new"
+
+
+class Lane:
+    """Backlog, limits, circuit and running attempts of one channel."""
+
+    def __init__(
+        self,
+        name: str,
+        channel: Channel,
+        limits: ChannelLimits,
+        *,
+        lease_size: int,
+        clock: Clock,
+        writer: BatchWriter,
+        policies: Callable[[Notification], RetryRules],
+        rng: Random,
+        on_change: Callable[[bool], None],
+    ) -> None:
+        self.name = name
+        self.channel = channel
+        self.limits = limits
+        self.lease_size = lease_size
+        self.circuit = Circuit()
+        self.limiter = RateLimiter(limits.rate, clock)
+        self.spacing = RecipientSpacing(limits.recipient_spacing)
+        self.backlog: deque[Notification] = deque()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(limits.max_in_flight)
+        self._has_work = asyncio.Event()
+        self._clock = clock
+        self._writer = writer
+        self._policies = policies
+        self._rng = rng
+        self._on_change = on_change
+        self._answers = {k: PROVIDER_ANSWERS.labels(name, k.value) for k in OutcomeKind}
+        self._latency = SEND_LATENCY.labels(name)
+        self._circuit_gauge = CIRCUIT_OPEN.labels(name)
+        self._circuit_gauge.set(0)
+        self._attempts = 0
+        self.stopping = False  # set when the dispatcher stops: start nothing new
+
+    # -- leasing ------------------------------------------------------------------------------
+    def target(self) -> int:
+        """How many leased notifications this lane keeps waiting."""
+        return max(1, min(self.lease_size, math.ceil(self.limits.rate * LEASE_AHEAD)))
+
+    def wants(self) -> int:
+        """How many to lease now: refill once the backlog is down to half its target."""
+        if self.circuit.is_open:
+            return 0
+        target = self.target()
+        return target - len(self.backlog) if len(self.backlog) <= target // 2 else 0
+
+    def push(self, notification: Notification) -> None:
+        """Add a leased notification to the backlog."""
+        self.backlog.append(notification)
+        self._has_work.set()
+
+    def give_back_backlog(self) -> None:
+        """Return every leased notification not yet started to the queue, as it was due."""
+        now = self._clock.now()
+        while self.backlog:
+            n = self.backlog.popleft()
+            self._writer.requeue(n.id, n.next_attempt_at if n.next_attempt_at is not None else now)
+
+    @property
+    def busy(self) -> bool:
+        """True while something is leased or being sent."""
+        return bool(self.backlog or self.tasks)
+
+    def status(self) -> LaneStatus:
+        """Circuit, requests in flight, backlog, rate pause."""
+        paused = self.limiter.paused_until
+        if paused is not None and paused <= self._clock.now():
+            paused = None
+        return LaneStatus(self.circuit.status, len(self.tasks), len(self.backlog), paused)
+
+    # -- sending ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Start attempts while there is a backlog, a request slot and a rate token."""
+        while True:
+            if not self.backlog:
+                self._has_work.clear()
+                await self._has_work.wait()
+                continue
+            await self._slots.acquire()
+            try:
+                await self.limiter.ready()
+            except BaseException:
+                self._slots.release()
+                raise
+            if not self.backlog or self.circuit.is_open or self.stopping:
+                self._slots.release()
+                if self.stopping:
+                    return
+                continue
+            attempt = _Attempt(self.backlog.popleft())
+            self.limiter.reserve()
+            task = asyncio.create_task(self._attempt(attempt))
+            self.tasks.add(task)
+            task.add_done_callback(functools.partial(self._finished, attempt))
+            if len(self.backlog) == self.target() // 2:  # just reached the refill mark
+                self._on_change(True)
+
+    async def _attempt(self, attempt: _Attempt) -> None:
+        n = attempt.notification
+        now = self._clock.now()
+        if self.circuit.is_open or self.stopping:
+            self._give_back(attempt, attempt.notification.next_attempt_at or now)
+            return
+        slot = self.spacing.claim(n.recipient, now)
+        if slot is not None:
+            self._give_back(attempt, slot)
+            return
+        self.limiter.take(now)
+        attempt.phase = "sending"
+        if n.attempts == 0:
+            EVENT_TO_SEND.observe(max(0.0, now - n.created_at))
+        outcome = await self._send(n)
+        self._latency.observe(max(0.0, self._clock.now() - now))
+        self._settle(attempt, outcome)
+
+    def _give_back(self, attempt: _Attempt, due: float) -> None:
+        self.limiter.unreserve()
+        self._writer.requeue(attempt.notification.id, due)
+        attempt.phase = "done"
+
+    async def _send(self, n: Notification) -> Outcome:
+        try:
+            return await self.channel.send(Message(n.channel, n.recipient, n.fields))
+        except Exception as exc:
+            # A channel classifies provider answers itself; an exception is a bug or a failure
+            # after the request may have left, so the message is in doubt, never resent.
+            log.exception("channel %s failed while sending #%d", self.name, n.id)
+            return Outcome(OutcomeKind.IN_DOUBT, reason=f"channel error: {exc!r}")
+
+    def _settle(self, attempt: _Attempt, outcome: Outcome) -> None:
+        n = attempt.notification
+        now = self._clock.now()
+        try:
+            policy = self._policies(n)
+        except Exception:
+            log.exception("no retry policy for rule %s: not retrying #%d", n.rule_id, n.id)
+            policy = NO_RETRY
+        result = decide(n, outcome, policy, now, self._rng)
+        self._writer.add(result)
+        attempt.phase = "done"
+        self._answers[outcome.kind].inc()
+        if result.state is State.QUEUED and result.counts:
+            RETRIES.labels(n.rule_id).inc()
+        elif result.state is not State.QUEUED:
+            NOTIFICATIONS.labels(n.rule_id, result.state.value).inc()
+        if outcome.kind is OutcomeKind.ACCOUNT:
+            self._open_circuit(outcome.reason or "account failure", now)
+        elif outcome.http_status == 429 or outcome.code in RATE_LIMIT_CODES:
+            self.limiter.pause_until(now + (outcome.retry_after or 1.0))
+
+    def _finished(self, attempt: _Attempt, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self._slots.release()
+        now = self._clock.now()
+        if attempt.phase == "new":  # cancelled before it started: nothing was sent
+            due = attempt.notification.next_attempt_at
+            self._give_back(attempt, now if due is None else due)
+        elif attempt.phase == "sending":  # cut off mid-request: the provider may have it
+            self._writer.add(interrupted(attempt.notification, now))
+            attempt.phase = "done"
+        if not task.cancelled() and task.exception() is not None:
+            log.error("attempt #%d failed", attempt.notification.id, exc_info=task.exception())
+        self._attempts += 1
+        if self._attempts % PRUNE_EVERY == 0:
+            self.spacing.prune(now)
+        self._on_change(False)
+
+    # -- circuit ------------------------------------------------------------------------------
+    def _open_circuit(self, reason: str, now: float) -> None:
+        if not self.circuit.open(reason, now):
+            return
+        log.error(
+            "channel %s stopped after an account failure: %s; notifications stay queued "
+            "until a probe succeeds",
+            self.name,
+            mask_phones_in(reason),
+        )
+        self._circuit_gauge.set(1)
+        self.give_back_backlog()
+        self._on_change(False)
+
+    async def probe(self) -> bool:
+        """Ask the channel whether its account works again; True closes the circuit."""
+        try:
+            ok = await self.channel.probe()
+        except Exception as exc:
+            log.warning("probe of channel %s failed: %r", self.name, exc)
+            ok = False
+        if not ok:
+            self.circuit.probe_failed(self._clock.now())
+            return False
+        log.warning("channel %s works again: sending resumes", self.name)
+        self.circuit.close()
+        self._circuit_gauge.set(0)
+        return True

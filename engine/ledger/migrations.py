@@ -1,0 +1,115 @@
+"""The SQLite ledger's schema, as an ordered list of named migrations.
+
+Each migration runs once, in its own transaction together with the row that records it in
+``migrations`` (see :func:`engine.ledger.sqlite.migrate`). Never edit or reorder an entry that
+has shipped: append a new ``(name, sql)`` at the end. JSON columns hold UTF-8 JSON text.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_notifications",
+        """
+        CREATE TABLE notifications (
+            id              INTEGER PRIMARY KEY,
+            rule_id         TEXT NOT NULL,
+            rule_version    TEXT NOT NULL,
+            channel         TEXT NOT NULL,
+            recipient       TEXT NOT NULL,
+            fields          TEXT NOT NULL,          -- JSON: the rendered send block
+            event           TEXT NOT NULL,          -- JSON: the event data
+            trigger         TEXT NOT NULL,          -- JSON: trigger metadata
+            state           TEXT NOT NULL,
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            created_at      REAL NOT NULL,
+            updated_at      REAL NOT NULL,
+            next_attempt_at REAL,
+            dedupe_key      TEXT,
+            duplicate_of    INTEGER REFERENCES notifications(id),
+            provider_id     TEXT,
+            expect          TEXT NOT NULL DEFAULT 'sent',
+            within          REAL,
+            deadline_at     REAL,
+            valid_until     REAL,
+            supersede_key   TEXT,
+            parent_id       INTEGER REFERENCES notifications(id),
+            fallback_step   INTEGER,
+            reason          TEXT NOT NULL DEFAULT '',
+            failure_class   TEXT
+        );
+        -- Dedupe is this constraint; a duplicate is kept as a skipped row pointing at the first.
+        CREATE UNIQUE INDEX notifications_dedupe
+            ON notifications(rule_id, dedupe_key) WHERE duplicate_of IS NULL;
+        CREATE INDEX notifications_due
+            ON notifications(next_attempt_at, id) WHERE state = 'queued';
+        CREATE INDEX notifications_valid_until
+            ON notifications(valid_until) WHERE state = 'queued' AND valid_until IS NOT NULL;
+        CREATE INDEX notifications_provider
+            ON notifications(provider_id) WHERE provider_id IS NOT NULL;
+        CREATE INDEX notifications_supersede
+            ON notifications(rule_id, supersede_key) WHERE supersede_key IS NOT NULL;
+        CREATE INDEX notifications_state ON notifications(state, id);
+        CREATE INDEX notifications_rule_created ON notifications(rule_id, created_at);
+        CREATE INDEX notifications_created ON notifications(created_at);
+        """,
+    ),
+    (
+        "0002_history",
+        """
+        CREATE TABLE history (
+            id              INTEGER PRIMARY KEY,
+            notification_id INTEGER NOT NULL REFERENCES notifications(id),
+            at              REAL NOT NULL,
+            kind            TEXT NOT NULL,          -- created | attempt | ack | state | ...
+            detail          TEXT NOT NULL           -- JSON
+        );
+        CREATE INDEX history_notification ON history(notification_id, id);
+        """,
+    ),
+    (
+        "0003_rule_versions_progress",
+        """
+        CREATE TABLE rule_versions (
+            rule_id     TEXT NOT NULL,
+            version     TEXT NOT NULL,
+            definition  TEXT NOT NULL,              -- JSON
+            PRIMARY KEY (rule_id, version)
+        );
+        CREATE TABLE progress (
+            key     TEXT PRIMARY KEY,
+            value   TEXT NOT NULL
+        );
+        """,
+    ),
+    (
+        "0004_acks",
+        """
+        CREATE TABLE acks (
+            id          INTEGER PRIMARY KEY,
+            provider_id TEXT NOT NULL,
+            status      TEXT NOT NULL,
+            payload     TEXT NOT NULL,              -- JSON: the ack as received
+            received_at REAL NOT NULL,
+            applied     INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX acks_provider ON acks(provider_id);
+        CREATE INDEX acks_unapplied ON acks(id) WHERE applied = 0;
+        """,
+    ),
+    (
+        "0005_status_settle_poll",
+        """
+        -- settled_at: the fallback of a failed/expired notification has been decided (once).
+        ALTER TABLE notifications ADD COLUMN settled_at REAL;
+        -- polled_at: when hookInfo was last asked about this message.
+        ALTER TABLE notifications ADD COLUMN polled_at REAL;
+        UPDATE notifications SET settled_at = updated_at WHERE state IN ('failed', 'expired');
+        CREATE INDEX notifications_unsettled ON notifications(id)
+            WHERE state IN ('failed', 'expired') AND settled_at IS NULL;
+        CREATE INDEX notifications_deadline ON notifications(deadline_at)
+            WHERE deadline_at IS NOT NULL AND state IN ('sent', 'delivered');
+        CREATE INDEX notifications_sent ON notifications(updated_at) WHERE state = 'sent';
+        """,
+    ),
+]

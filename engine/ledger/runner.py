@@ -1,0 +1,44 @@
+"""Run the synchronous store from async code, on one dedicated worker thread.
+
+A single thread keeps every ledger call in order and off the event loop; the store's own lock
+makes it safe to also call it directly from another thread (a CLI command, a test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+from engine.ledger.base import Store
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class LedgerRunner:
+    """``await runner.call(store.method, *args)`` runs the call on the ledger thread."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
+        self.pending = 0  # calls made and not yet returned to their caller
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` on the ledger thread and return its result."""
+        loop = asyncio.get_running_loop()
+        self.pending += 1
+        try:
+            return await loop.run_in_executor(
+                self._executor, functools.partial(fn, *args, **kwargs)
+            )
+        finally:
+            self.pending -= 1
+
+    def close(self, *, close_store: bool = True) -> None:
+        """Wait for pending calls, stop the thread and (by default) close the store."""
+        self._executor.shutdown(wait=True)
+        if close_store:
+            self.store.close()

@@ -1,0 +1,115 @@
+"""Reading the SQLite ledger: notifications, history, counts, queue depth.
+
+Functions take a connection inside :meth:`SqliteStore.reading` (or a write transaction).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from engine.ledger.base import HistoryEntry, Notification
+from engine.ledger.sqlite_rows import COLUMNS, placeholders, to_history, to_notification
+from engine.model import State
+
+
+def get(conn: sqlite3.Connection, notification_id: int) -> Notification | None:
+    """One notification."""
+    row = conn.execute(
+        f"SELECT {COLUMNS} FROM notifications WHERE id = ?", (notification_id,)
+    ).fetchone()
+    return None if row is None else to_notification(row)
+
+
+def find(
+    conn: sqlite3.Connection, *, provider_id: str | None, dedupe_key: str | None
+) -> list[Notification]:
+    """Notifications matching every criterion given (none given: none found)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if provider_id is not None:
+        clauses.append("provider_id = ?")
+        params.append(provider_id)
+    if dedupe_key is not None:
+        clauses.append("dedupe_key = ?")
+        params.append(dedupe_key)
+    if not clauses:
+        return []
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM notifications WHERE {' AND '.join(clauses)} ORDER BY id", params
+    ).fetchall()
+    return [to_notification(row) for row in rows]
+
+
+def history(conn: sqlite3.Connection, notification_id: int) -> list[HistoryEntry]:
+    """Every history line of one notification, oldest first."""
+    rows = conn.execute(
+        "SELECT notification_id, at, kind, detail FROM history WHERE notification_id = ? "
+        "ORDER BY id",
+        (notification_id,),
+    ).fetchall()
+    return [to_history(row) for row in rows]
+
+
+def counts(
+    conn: sqlite3.Connection, since: float | None, rule_id: str | None
+) -> dict[tuple[str, str], int]:
+    """Number of notifications by (rule id, state)."""
+    clauses = ["1 = 1"]
+    params: list[Any] = []
+    if since is not None:
+        clauses.append("created_at >= ?")
+        params.append(since)
+    if rule_id is not None:
+        clauses.append("rule_id = ?")
+        params.append(rule_id)
+    rows = conn.execute(
+        f"SELECT rule_id, state, COUNT(*) FROM notifications WHERE {' AND '.join(clauses)} "
+        "GROUP BY rule_id, state",
+        params,
+    ).fetchall()
+    return {(row[0], row[1]): int(row[2]) for row in rows}
+
+
+def list_notifications(
+    conn: sqlite3.Connection, state: State | None, limit: int
+) -> list[Notification]:
+    """The newest notifications, optionally of one state."""
+    if state is None:
+        rows = conn.execute(
+            f"SELECT {COLUMNS} FROM notifications ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            f"SELECT {COLUMNS} FROM notifications WHERE state = ? ORDER BY id DESC LIMIT ?",
+            (state.value, limit),
+        ).fetchall()
+    return [to_notification(row) for row in rows]
+
+
+def queue_depth(conn: sqlite3.Connection, now: float) -> int:
+    """Queued notifications due at ``now``."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM notifications WHERE state = 'queued' AND next_attempt_at <= ?",
+        (now,),
+    ).fetchone()
+    return int(row[0])
+
+
+def next_due(
+    conn: sqlite3.Connection, channels: Sequence[str] | None, ids: Sequence[int] | None
+) -> float | None:
+    """The earliest ``next_attempt_at`` of queued notifications in scope."""
+    clauses = ["state = 'queued'"]
+    params: list[Any] = []
+    if channels is not None:
+        clauses.append(f"channel IN ({placeholders(len(channels))})")
+        params.extend(channels)
+    if ids is not None:
+        clauses.append(f"id IN ({placeholders(len(ids))})")
+        params.extend(ids)
+    row = conn.execute(
+        f"SELECT MIN(next_attempt_at) FROM notifications WHERE {' AND '.join(clauses)}", params
+    ).fetchone()
+    return None if row is None or row[0] is None else float(row[0])

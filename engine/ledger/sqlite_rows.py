@@ -1,0 +1,100 @@
+"""What every SQLite ledger module shares: JSON columns, the notification row, history lines."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from engine.ledger.base import HistoryEntry, Notification
+from engine.model import State
+
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def _fallback(value: Any) -> Any:
+    """Values JSON has no type for (Decimal, bytes, sets…) are kept as their text."""
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    """JSON text for a column; dates become ISO strings, unknown types their ``str``."""
+    try:
+        return orjson.dumps(value, default=_fallback, option=_ORJSON_OPTIONS).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        # orjson refuses integers beyond 64 bits and lone surrogates; the stdlib takes both.
+        return json.dumps(value, default=_fallback)
+
+
+def loads(text: str | bytes | None) -> Any:
+    """The value of a JSON column (None stays None)."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+# The notification columns in the order of :class:`Notification`'s fields.
+COLUMNS = (
+    "id, rule_id, rule_version, channel, recipient, fields, event, state, attempts, "
+    "created_at, updated_at, next_attempt_at, dedupe_key, provider_id, expect, within, "
+    "deadline_at, valid_until, supersede_key, parent_id, fallback_step, reason, "
+    "failure_class, trigger"
+)
+
+
+def to_notification(row: tuple[Any, ...]) -> Notification:
+    """A :class:`Notification` from a row selected with :data:`COLUMNS`."""
+    return Notification(
+        id=row[0],
+        rule_id=row[1],
+        rule_version=row[2],
+        channel=row[3],
+        recipient=row[4],
+        fields=loads(row[5]),
+        event=loads(row[6]),
+        state=State(row[7]),
+        attempts=row[8],
+        created_at=row[9],
+        updated_at=row[10],
+        next_attempt_at=row[11],
+        dedupe_key=row[12],
+        provider_id=row[13],
+        expect=row[14],
+        within=row[15],
+        deadline_at=row[16],
+        valid_until=row[17],
+        supersede_key=row[18],
+        parent_id=row[19],
+        fallback_step=row[20],
+        reason=row[21],
+        failure_class=row[22],
+        trigger=loads(row[23]),
+    )
+
+
+def add_history(
+    conn: sqlite3.Connection, lines: Iterable[tuple[int, float, str, Mapping[str, Any]]]
+) -> None:
+    """Append history lines ``(notification_id, at, kind, detail)`` in one statement."""
+    conn.executemany(
+        "INSERT INTO history (notification_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+        ((nid, at, kind, dumps(detail)) for nid, at, kind, detail in lines),
+    )
+
+
+def to_history(row: tuple[Any, ...]) -> HistoryEntry:
+    """A :class:`HistoryEntry` from ``(notification_id, at, kind, detail)``."""
+    return HistoryEntry(notification_id=row[0], at=row[1], kind=row[2], detail=loads(row[3]))
+
+
+def placeholders(count: int) -> str:
+    """``?, ?, ?`` for ``count`` parameters."""
+    return ", ".join("?" * count)

@@ -1,0 +1,153 @@
+"""Dispatching against the SQLite ledger: lease, record attempts, requeue, recover, decide.
+
+Functions take the connection of an open transaction (:meth:`SqliteStore.transaction`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from engine.ledger.base import AttemptResult, Notification
+from engine.ledger.sqlite_rows import COLUMNS, add_history, placeholders, to_notification
+
+EXPIRED_REASON = "not sent before valid_for ran out"
+INTERRUPTED_REASON = "interrupted while sending: the provider may have accepted it"
+
+
+def _expire_stale(conn: sqlite3.Connection, now: float) -> None:
+    """Queued notifications past their ``valid_until`` are expired, never sent late."""
+    rows = conn.execute(
+        "UPDATE notifications SET state = 'expired', reason = ?, updated_at = ?, "
+        "next_attempt_at = NULL WHERE state = 'queued' AND valid_until IS NOT NULL "
+        "AND valid_until <= ? RETURNING id",
+        (EXPIRED_REASON, now, now),
+    ).fetchall()
+    detail = {"state": "expired", "reason": EXPIRED_REASON}
+    add_history(conn, ((row[0], now, "state", detail) for row in rows))
+
+
+def _scope(channels: Sequence[str] | None, ids: Sequence[int] | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if channels is not None:
+        clauses.append(f"channel IN ({placeholders(len(channels))})")
+        params.extend(channels)
+    if ids is not None:
+        clauses.append(f"id IN ({placeholders(len(ids))})")
+        params.extend(ids)
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+def lease_due(
+    conn: sqlite3.Connection,
+    now: float,
+    limit: int,
+    channels: Sequence[str] | None,
+    ids: Sequence[int] | None,
+) -> list[Notification]:
+    """Move up to ``limit`` due queued rows to ``sending`` and return them, oldest due first."""
+    _expire_stale(conn, now)
+    if limit <= 0 or (channels is not None and not channels) or (ids is not None and not ids):
+        return []
+    scope, params = _scope(channels, ids)
+    rows = conn.execute(
+        "UPDATE notifications SET state = 'sending', updated_at = ? WHERE id IN ("
+        "SELECT id FROM notifications WHERE state = 'queued' AND next_attempt_at <= ?"
+        f"{scope} ORDER BY next_attempt_at, id LIMIT ?) RETURNING {COLUMNS}",
+        (now, now, *params, limit),
+    ).fetchall()
+    leased = [to_notification(row) for row in rows]
+    # RETURNING gives no order guarantee.
+    leased.sort(key=lambda n: (n.next_attempt_at or 0.0, n.id))
+    return leased
+
+
+def _attempt_detail(result: AttemptResult) -> dict[str, Any]:
+    detail: dict[str, Any] = {
+        "attempt": result.attempt,
+        "state": result.state.value,
+        "outcome": dict(result.outcome),
+    }
+    if result.next_attempt_at is not None:
+        detail["next_attempt_at"] = result.next_attempt_at
+    if result.reason:
+        detail["reason"] = result.reason
+    if not result.counts:
+        detail["counted"] = False
+    return detail
+
+
+def record_attempts(conn: sqlite3.Connection, results: Sequence[AttemptResult]) -> None:
+    """Apply attempt results; each also becomes an ``attempt`` history line."""
+    conn.executemany(
+        "UPDATE notifications SET state = ?, attempts = attempts + ?, updated_at = ?, "
+        "next_attempt_at = ?, provider_id = COALESCE(?, provider_id), reason = ?, "
+        "failure_class = ?, deadline_at = CASE WHEN ? = 'sent' AND within IS NOT NULL "
+        "THEN ? + within ELSE deadline_at END WHERE id = ? AND state = 'sending'",
+        (
+            (
+                r.state.value,
+                1 if r.counts else 0,
+                r.at,
+                r.next_attempt_at,
+                r.provider_id,
+                r.reason,
+                r.failure_class,
+                r.state.value,
+                r.at,
+                r.notification_id,
+            )
+            for r in results
+        ),
+    )
+    add_history(conn, ((r.notification_id, r.at, "attempt", _attempt_detail(r)) for r in results))
+
+
+def requeue(conn: sqlite3.Connection, items: Sequence[tuple[int, float]], now: float) -> None:
+    """Leased rows go back to ``queued``, due at the paired time; no attempt is counted."""
+    conn.executemany(
+        "UPDATE notifications SET state = 'queued', next_attempt_at = ?, updated_at = ? "
+        "WHERE id = ? AND state = 'sending'",
+        ((due, now, nid) for nid, due in items),
+    )
+
+
+def recover_interrupted(conn: sqlite3.Connection, now: float) -> int:
+    """Rows left ``sending`` may have reached the provider: they become ``in_doubt``."""
+    rows = conn.execute(
+        "UPDATE notifications SET state = 'in_doubt', reason = ?, updated_at = ?, "
+        "next_attempt_at = NULL WHERE state = 'sending' RETURNING id",
+        (INTERRUPTED_REASON, now),
+    ).fetchall()
+    detail = {"state": "in_doubt", "reason": INTERRUPTED_REASON}
+    add_history(conn, ((row[0], now, "state", detail) for row in rows))
+    return len(rows)
+
+
+def release(conn: sqlite3.Connection, notification_id: int, now: float) -> bool:
+    """An in-doubt notification is queued again, due now."""
+    row = conn.execute(
+        "UPDATE notifications SET state = 'queued', next_attempt_at = ?, updated_at = ?, "
+        "reason = '' WHERE id = ? AND state = 'in_doubt' RETURNING id",
+        (now, now, notification_id),
+    ).fetchone()
+    if row is None:
+        return False
+    detail = {"state": "queued", "from": "in_doubt", "by": "operator"}
+    add_history(conn, [(notification_id, now, "state", detail)])
+    return True
+
+
+def cancel(conn: sqlite3.Connection, notification_id: int, now: float, reason: str) -> bool:
+    """A queued or in-doubt notification is cancelled (one being sent cannot be)."""
+    row = conn.execute(
+        "UPDATE notifications SET state = 'cancelled', reason = ?, updated_at = ?, "
+        "next_attempt_at = NULL WHERE id = ? AND state IN ('queued', 'in_doubt') RETURNING id",
+        (reason, now, notification_id),
+    ).fetchone()
+    if row is None:
+        return False
+    add_history(conn, [(notification_id, now, "state", {"state": "cancelled", "reason": reason})])
+    return True

@@ -1,0 +1,117 @@
+"""The daemon's HTTP side: one Starlette app with ``/healthz``, ``/metrics`` and the routes the
+triggers and the status tracker contribute (``/events/…``, ``/webhooks/1msg/…``), served by
+uvicorn inside the daemon's task group.
+
+``/healthz`` answers JSON ``{"status": "ok" | "degraded", "triggers": […], "circuits": {…},
+"reload": {…}}`` (HTTP 200 while the process serves, 503 while it shuts down). The same document
+is what the daemon writes to the ledger for ``nextstep status`` (see :func:`health_document`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from typing import Any
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from engine import __version__
+from engine.metrics import REGISTRY
+
+HealthSource = Callable[[], Mapping[str, Any]]
+HEALTH_KEY = "daemon:health"  # progress-table key of the snapshot the daemon keeps fresh
+HEALTH_EVERY = 2.0  # seconds between snapshots
+HEALTH_STALE_AFTER = 10.0  # an older snapshot means the daemon is not running
+
+
+def health_document(
+    *,
+    triggers: Iterable[Mapping[str, Any]],
+    circuits: Mapping[str, Any],
+    reload: Mapping[str, Any],
+    now: float,
+    started_at: float,
+    listen: str = "",
+    stopping: bool = False,
+) -> dict[str, Any]:
+    """The health JSON: degraded when a trigger is waiting to restart or a circuit is open."""
+    trigger_list = [dict(t) for t in triggers]
+    open_circuits = [name for name, c in circuits.items() if _circuit_open(c)]
+    failing = [t["name"] for t in trigger_list if t.get("state") != "running"]
+    status = "stopping" if stopping else ("degraded" if failing or open_circuits else "ok")
+    return {
+        "status": status,
+        "version": __version__,
+        "pid": os.getpid(),
+        "listen": listen,
+        "started_at": started_at,
+        "updated_at": now,
+        "triggers": trigger_list,
+        "circuits": dict(circuits),
+        "reload": dict(reload),
+    }
+
+
+def _circuit_open(circuit: Any) -> bool:
+    if isinstance(circuit, Mapping):
+        return str(circuit.get("state", "closed")) != "closed"
+    return str(circuit) != "closed"
+
+
+def create_app(health: HealthSource, routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The app: ``routes`` (events, webhooks) plus ``/healthz`` and ``/metrics``."""
+
+    async def healthz(request: Request) -> Response:
+        doc = health()
+        return JSONResponse(doc, status_code=503 if doc.get("status") == "stopping" else 200)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            *routes,
+        ]
+    )
+
+
+class Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT and stops the
+    server by setting ``should_exit``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    @property
+    def bound(self) -> str:
+        """``host:port`` actually listened on (the port is chosen by the OS for port 0)."""
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                return f"{host}:{port}"
+        return ""
+
+
+def make_server(app: Starlette, host: str, port: int, *, graceful: int = 5) -> Server:
+    """A uvicorn server for ``app`` on ``host:port`` with the daemon's logging left alone."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=graceful,
+        # Keep-alive connections from a load generator must not hold shutdown for long.
+        timeout_keep_alive=2,
+    )
+    return Server(config)

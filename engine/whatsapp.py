@@ -1,0 +1,223 @@
+"""WhatsApp's rules for a template message, checked before anything is sent.
+
+* a body parameter is non-empty, has no newline or tab and no more than 4 consecutive spaces
+  (Meta rejects the whole send with 132018 otherwise); ``normalise`` repairs, ``reject`` refuses;
+* the approved body with every ``<<n>>`` filled stays within 1024 characters (132005);
+* the recipient is international digits, 6 to 15 of them, without ``+``.
+
+Everything here is pure; violations raise :class:`WhatsAppRuleError` with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import phonenumbers
+from phonenumbers import PhoneMetadata
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+Whitespace = Literal["normalise", "reject"]
+
+MAX_BODY = 1024
+MAX_SPACES = 4
+VARIABLE = re.compile(r"<<(\d+)>>")
+
+# Characters Meta treats as line breaks or tabs; any run of whitespace containing one is joined.
+_BREAKS = "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\u2028\u2029"
+_WHITE_RUN = re.compile(r"\s+")
+_BAD = re.compile(rf"[{_BREAKS}]| {{{MAX_SPACES + 1}}}")
+_PHONE_NOISE = re.compile(r"[\s\-().\u00a0/]")
+_DIGITS = re.compile(r"[0-9]{6,15}")
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+_REASONS = {
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+    phonenumbers.ValidationResult.TOO_SHORT: "too short",
+    phonenumbers.ValidationResult.TOO_LONG: "too long",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "wrong length",
+    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "a local number (add the area code)",
+}
+
+
+class WhatsAppRuleError(ValueError):
+    """A rendered message breaks one of WhatsApp's rules; the message says which and why."""
+
+
+def variables(text: str) -> list[int]:
+    """The variable numbers ``<<n>>`` used in an approved body, in order of appearance."""
+    return [int(m) for m in VARIABLE.findall(text)]
+
+
+def clean_param(value: str, mode: Whitespace) -> str:
+    """Return the parameter as it may be sent, or raise WhatsAppRuleError.
+
+    ``normalise`` joins line breaks and tabs (with the spaces around them) into one space,
+    shortens runs of more than 4 spaces to one, and strips the ends; ``reject`` refuses them.
+    """
+    if mode == "normalise":
+        if _BAD.search(value):
+            value = _WHITE_RUN.sub(_join_bad_run, value)
+        value = value.strip()
+    else:
+        bad = _BAD.search(value)
+        if bad:
+            what = "more than 4 consecutive spaces" if bad.group(0)[0] == " " else "a newline or tab"
+            raise WhatsAppRuleError(f"contains {what} (WhatsApp refuses it; use whitespace: normalise)")
+    if not value.strip():
+        raise WhatsAppRuleError("is empty (WhatsApp refuses empty parameters)")
+    return value
+
+
+def _join_bad_run(match: re.Match[str]) -> str:
+    run = match.group(0)
+    return " " if _BAD.search(run) else run
+
+
+def fill(text: str, params: Sequence[str]) -> str:
+    """The approved body with ``<<n>>`` replaced by ``params[n-1]``."""
+    return VARIABLE.sub(lambda m: params[int(m.group(1)) - 1], text)
+
+
+def check_body(filled: str) -> None:
+    """Raise WhatsAppRuleError when the filled body is longer than WhatsApp accepts."""
+    if len(filled) > MAX_BODY:
+        raise WhatsAppRuleError(
+            f"the filled text is {len(filled)} characters; WhatsApp accepts at most {MAX_BODY}"
+        )
+
+
+@lru_cache(maxsize=65536)
+def normalise_phone(raw: str, default_country: str | None) -> str:
+    """International digits without ``+`` (``+34 600 111 222`` → ``34600111222``).
+
+    A number written without ``+``/``00`` is read in ``default_country``; if that reading is
+    impossible and the text is already 6–15 digits, it is taken as international. Raises
+    WhatsAppRuleError with the reason when no reading gives a possible number.
+    """
+    return _normalise(raw, default_country, fast=True)
+
+
+def _normalise(raw: str, default_country: str | None, *, fast: bool) -> str:
+    text = _PHONE_NOISE.sub("", raw.strip())
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    if not text:
+        raise WhatsAppRuleError("the phone number is empty")
+    if text.startswith("+"):
+        quick = _fast_international(text[1:]) if fast else None
+        return quick or _international(text, None, raw)
+    if not text.isdigit():
+        raise WhatsAppRuleError(f"{raw!r} is not a phone number")
+    if default_country:
+        quick = _fast_national(text, default_country) if fast else None
+        if quick:
+            return quick
+        try:
+            return _international(text, default_country, raw)
+        except WhatsAppRuleError as national:
+            if _DIGITS.fullmatch(text):
+                try:
+                    return _international("+" + text, None, raw)
+                except WhatsAppRuleError:
+                    raise national from None
+            raise
+    if _DIGITS.fullmatch(text):
+        return _international("+" + text, None, raw)
+    raise WhatsAppRuleError(
+        f"{raw!r} has no country code (write it as +<country><number> or set default_country)"
+    )
+
+
+# -- fast path ---------------------------------------------------------------------------------
+# phonenumbers.parse costs ~30 µs; most numbers in a CRM export are plain (+34600111222 or
+# 600111222). For those the answer is country code + the digits as written, provided nothing
+# would be stripped (trunk prefix, IDD, a repeated country code) and the length is possible —
+# exactly what parse + is_possible_number decide. Anything else takes the slow, exact path.
+
+
+@dataclass(frozen=True, slots=True)
+class _Region:
+    code: str
+    lengths: frozenset[int]
+    national_prefix: re.Pattern[str] | None
+    idd: re.Pattern[str] | None
+
+
+@lru_cache(maxsize=None)
+def _region(country_code: int, region: str | None) -> _Region | None:
+    main = phonenumbers.region_code_for_country_code(country_code)
+    lengths_of = PhoneMetadata.metadata_for_region_or_calling_code(country_code, main)
+    parsing = PhoneMetadata.metadata_for_region(region) if region else lengths_of
+    if lengths_of is None or parsing is None:
+        return None
+    prefix = parsing.national_prefix_for_parsing or parsing.national_prefix
+    idd = parsing.international_prefix if region else None
+    return _Region(
+        str(country_code),
+        frozenset(lengths_of.general_desc.possible_length),
+        re.compile(prefix) if prefix else None,
+        re.compile(idd) if idd else None,
+    )
+
+
+def _fast_international(digits: str) -> str | None:
+    if not _ASCII_DIGITS.fullmatch(digits):
+        return None
+    for size in (1, 2, 3):
+        code = int(digits[:size])
+        if code in COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    info = _region(code, None)
+    national = digits[size:]
+    if info is None or len(national) not in info.lengths or not 6 <= len(digits) <= 15:
+        return None
+    if info.national_prefix and info.national_prefix.match(national):
+        return None
+    return digits
+
+
+def _fast_national(digits: str, region: str) -> str | None:
+    metadata = PhoneMetadata.metadata_for_region(region)
+    if metadata is None or not _ASCII_DIGITS.fullmatch(digits):
+        return None
+    info = _region(metadata.country_code, region)
+    if info is None or len(digits) not in info.lengths or digits.startswith(info.code):
+        return None
+    if (info.national_prefix and info.national_prefix.match(digits)) or (
+        info.idd and info.idd.match(digits)
+    ):
+        return None
+    result = info.code + digits
+    return result if 6 <= len(result) <= 15 else None
+
+
+def _international(text: str, region: str | None, raw: str) -> str:
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        raise WhatsAppRuleError(f"{raw!r} is not a phone number ({_parse_reason(exc)})") from None
+    result = phonenumbers.is_possible_number_with_reason(number)
+    if result is not phonenumbers.ValidationResult.IS_POSSIBLE:
+        where = f" for {region}" if region else ""
+        reason = _REASONS.get(result, "not a possible number")
+        raise WhatsAppRuleError(f"{raw!r} is not a possible phone number{where}: {reason}")
+    digits = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    if not _DIGITS.fullmatch(digits):
+        raise WhatsAppRuleError(f"{raw!r} gives {len(digits)} digits; WhatsApp needs 6 to 15")
+    return digits
+
+
+def _parse_reason(exc: phonenumbers.NumberParseException) -> str:
+    reasons = {
+        phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
+        phonenumbers.NumberParseException.NOT_A_NUMBER: "not a number",
+        phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short",
+        phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
+        phonenumbers.NumberParseException.TOO_LONG: "too long",
+    }
+    return reasons.get(exc.error_type, "unreadable")
