@@ -31,8 +31,10 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from array import array
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -74,7 +76,7 @@ class FileSummary:
     already_done: bool = False
     failed: str = ""
     errors_file: str | None = None
-    notification_ids: list[int] = field(default_factory=list)
+    notification_ids: array[int] = field(default_factory=lambda: array("q"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,31 +345,40 @@ class CsvTrigger:
         summary: FileSummary,
         on_batch: Callable[[FileSummary, int, int], None] | None,
     ) -> None:
-        batches = csv_file.batches(skip)
-        name = csv_file.path.name
-        while (batch := await asyncio.to_thread(next, batches, None)) is not None:
-            events = [
-                Event(
-                    data,
-                    {
-                        "kind": "csv",
-                        "source": self.source,
-                        "file": name,
-                        "row": number,
-                        "line": line,
-                    },
-                )
-                for number, line, data in batch.rows
-            ]
-            value = json.dumps({"row": batch.last_row, "done": False})
-            results = await emit(events, [Progress(key, value)])
-            bad = batch.bad + _failed_rows(batch, results)
-            _tally(summary, batch, results)
-            if bad:
-                bad.sort(key=lambda b: b.row)
-                await asyncio.to_thread(sink.write, bad)
-            if on_batch is not None:
-                on_batch(summary, batch.bytes_read, csv_file.facts.size)
+        read_next = partial(self._next_batch, csv_file.batches(skip), csv_file.path.name)
+        pending = asyncio.ensure_future(asyncio.to_thread(read_next))
+        try:
+            while (ready := await pending) is not None:
+                batch, events = ready
+                # The next batch is parsed while this one is rendered and committed; emits stay
+                # strictly one after the other, so progress is always committed in row order.
+                pending = asyncio.ensure_future(asyncio.to_thread(read_next))
+                value = json.dumps({"row": batch.last_row, "done": False})
+                results = await emit(events, [Progress(key, value)])
+                bad = batch.bad + _failed_rows(batch, results)
+                _tally(summary, batch, results)
+                if bad:
+                    bad.sort(key=lambda b: b.row)
+                    await asyncio.to_thread(sink.write, bad)
+                if on_batch is not None:
+                    on_batch(summary, batch.bytes_read, csv_file.facts.size)
+        finally:
+            # Never leave the reader thread running on a file about to be closed.
+            await asyncio.gather(pending, return_exceptions=True)
+
+    def _next_batch(self, batches: Iterator[Batch], name: str) -> tuple[Batch, list[Event]] | None:
+        """The next batch of rows and their events (runs in a worker thread)."""
+        batch = next(batches, None)
+        if batch is None:
+            return None
+        source = self.source
+        events = [
+            Event(
+                data, {"kind": "csv", "source": source, "file": name, "row": number, "line": line}
+            )
+            for number, line, data in batch.rows
+        ]
+        return batch, events
 
 
 def _failed_rows(batch: Batch, results: list[EventResult]) -> list[BadRow]:

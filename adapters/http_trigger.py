@@ -80,6 +80,12 @@ class HttpTrigger:
         """Rules with the same path share one endpoint."""
         return event_path(str(config.get("path", "")))
 
+    @staticmethod
+    def routes(triggers_by_path: Mapping[str, HttpTrigger], token: str) -> list[BaseRoute]:
+        """The routes the daemon's server mounts for every http trigger (see
+        :func:`events_routes`)."""
+        return events_routes(triggers_by_path, token)
+
     def __init__(self, config: Mapping[str, Any], context: TriggerContext) -> None:
         read = ConfigReader("http", config, ("path", "schema", "max_body"))
         self.path = event_path(read.text("path", required=True))

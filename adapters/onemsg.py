@@ -29,7 +29,7 @@ from adapters.http_client import (
     timeout_from,
     transport_outcome,
 )
-from adapters.onemsg_classify import classify
+from adapters.onemsg_classify import classify, classify_failed_ack
 from adapters.onemsg_payload import send_template_body
 from adapters.onemsg_templates import TemplateInfo, parse_templates
 from engine.clock import Clock
@@ -64,6 +64,8 @@ class OneMsgChannel:
 
     kind: ClassVar[str] = "1msg"
     preview = staticmethod(send_template_body)
+    # How the daemon reads a failed ack's error text (PolicyContext.classify_ack).
+    classify_ack = staticmethod(classify_failed_ack)
 
     def __init__(
         self,
@@ -85,11 +87,15 @@ class OneMsgChannel:
             )
         self._token = str(config["token"])
         self._url = f"{str(config['base_url']).rstrip('/')}/{config['instance_id']}/"
+        self._send_url = httpx.URL(self._url + "sendTemplate")  # parsed once, not per send
         self._client = client or make_client(
             timeout_from(config),
             max_connections=int(config.get("max_connections", DEFAULT_CONNECTIONS)),
         )
         self._auth = {"Authorization": f"Bearer {self._token}"}
+        self._send_headers = {**self._auth, "Content-Type": "application/json"}
+        self._latency = SEND_LATENCY.labels(name)
+        self._answers = {kind: PROVIDER_ANSWERS.labels(name, kind.value) for kind in OutcomeKind}
 
     async def send(self, message: Message) -> Outcome:
         """Send one template; the classified answer (never raises for a provider answer)."""
@@ -98,7 +104,7 @@ class OneMsgChannel:
             outcome = Outcome(OutcomeKind.TEMPLATE, f"not sent: {refusal}")
         else:
             outcome = await self._post_template(send_template_body(message))
-        PROVIDER_ANSWERS.labels(self.name, outcome.kind.value).inc()
+        self._answers[outcome.kind].inc()
         if not outcome.ok:
             log.info(
                 "1msg %s: %s to %s: %s",
@@ -113,14 +119,12 @@ class OneMsgChannel:
         started = time.perf_counter()
         try:
             response = await self._client.post(
-                self._url + "sendTemplate",
-                content=orjson.dumps(body),
-                headers={**self._auth, "Content-Type": "application/json"},
+                self._send_url, content=orjson.dumps(body), headers=self._send_headers
             )
         except SEND_ERRORS as exc:
             return self._redact(transport_outcome(exc))
         finally:
-            SEND_LATENCY.labels(self.name).observe(time.perf_counter() - started)
+            self._latency.observe(time.perf_counter() - started)
         return self._redact(
             classify(
                 response.status_code, response.headers, response.content, now=self._clock.now()

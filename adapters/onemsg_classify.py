@@ -96,16 +96,20 @@ def classify(
     """
     data = _json_object(body)
     answer = body[:_ANSWER_LIMIT].decode("utf-8", "replace")
+    if 200 <= status < 300 and data is not None and data.get("sent") is True:
+        message_id = data.get("id")
+        if isinstance(message_id, str) and message_id:
+            return Outcome(
+                OutcomeKind.ACCEPTED, "accepted", message_id, http_status=status, answer=answer
+            )
+        return Outcome(
+            OutcomeKind.IN_DOUBT, "accepted without a message id", http_status=status, answer=answer
+        )
+
     now = time.time() if now is None else now
     retry_after = parse_retry_after(_header(headers, "retry-after"), now)
     base = Outcome(OutcomeKind.IN_DOUBT, http_status=status, retry_after=retry_after, answer=answer)
     text = _answer_text(data, answer)
-
-    if 200 <= status < 300 and data is not None and data.get("sent") is True:
-        message_id = data.get("id")
-        if isinstance(message_id, str) and message_id:
-            return _with(base, OutcomeKind.ACCEPTED, "accepted", provider_id=message_id)
-        return _with(base, OutcomeKind.IN_DOUBT, "accepted without a message id")
 
     code = _meta_code(data, text)
     if code is not None and (kind := code_kind(code)) is not None:

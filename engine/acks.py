@@ -223,11 +223,11 @@ def apply_pending(
     ctx: PolicyContext,
     *,
     ids: Sequence[int] | None = None,
-    sent_since: float = 0.0,
+    received_since: float = 0.0,
 ) -> int:
-    """Apply kept acks whose message is now recorded (of ``ids``, or sent since
-    ``sent_since``); returns how many were applied."""
-    rows = sql.pending_for(conn, ids=ids, sent_since=sent_since)
+    """Apply kept acks whose message is now recorded (of ``ids``, or received since
+    ``received_since``); returns how many were applied."""
+    rows = sql.pending_for(conn, ids=ids, received_since=received_since)
     if not rows:
         return 0
     apply_acks(conn, [_from_payload(p) for _, p in rows], now, ctx, keep_unknown=False, late=True)

@@ -11,10 +11,15 @@ import click
 from engine import __version__
 from engine.commands import NextstepGroup
 from engine.commands.decide import cancel, release
+from engine.commands.demo import demo
+from engine.commands.ingest import ingest
 from engine.commands.render import render
 from engine.commands.run import run
+from engine.commands.sandbox import sandbox
 from engine.commands.schema import schema
+from engine.commands.send import send
 from engine.commands.status import status
+from engine.commands.templates import templates
 from engine.commands.test import test
 from engine.commands.validate import validate
 
@@ -38,3 +43,8 @@ main.add_command(run)
 main.add_command(status)
 main.add_command(release)
 main.add_command(cancel)
+main.add_command(send)
+main.add_command(demo)
+main.add_command(ingest)
+main.add_command(sandbox)
+main.add_command(templates)

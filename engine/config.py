@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from engine.yamlload import Loaded, PathKey, format_path, load_file
 
 DEFAULT_STORE = "sqlite:///nextstep.db"
 DEFAULT_LISTEN = "127.0.0.1:8787"
+DEFAULT_MAX_BODY = 1_048_576
 _TEXT_SETTINGS = frozenset({"instance_id", "token", "username", "password"})
 
 
@@ -45,7 +46,7 @@ class ServerConfig:
     port: int = 8787
     event_token: str | None = None
     webhook_secret: str | None = None
-    max_body: int = 1_048_576
+    max_body: int = 1_048_576  # DEFAULT_MAX_BODY
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +88,16 @@ class _Collector:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
 
-    def located(self, loaded: Loaded, path: PathKey, message: str, *, at_key: bool = False,
-                rule_id: str | None = None, shown: str | None = None) -> None:
+    def located(
+        self,
+        loaded: Loaded,
+        path: PathKey,
+        message: str,
+        *,
+        at_key: bool = False,
+        rule_id: str | None = None,
+        shown: str | None = None,
+    ) -> None:
         mark = loaded.positions.key(path) if at_key else loaded.positions.of(path)
         where = format_path(path) if shown is None else shown
         self.problems.append(Problem(loaded.file, mark.line, mark.col, rule_id, where, message))
@@ -96,9 +105,12 @@ class _Collector:
     def schema(self, loaded: Loaded, kind: Kind) -> list[SchemaIssue]:
         found = issues(loaded.data, kind)
         for issue in found:
-            rule_id, shown = _rule_scope(loaded.data, issue.path) if kind == "rules" else (None, None)
-            self.located(loaded, issue.path, issue.message, at_key=issue.at_key, rule_id=rule_id,
-                         shown=shown)
+            rule_id, shown = (
+                _rule_scope(loaded.data, issue.path) if kind == "rules" else (None, None)
+            )
+            self.located(
+                loaded, issue.path, issue.message, at_key=issue.at_key, rule_id=rule_id, shown=shown
+            )
         return found
 
 
@@ -111,6 +123,16 @@ def _rule_scope(data: Any, path: PathKey) -> tuple[str | None, str | None]:
             if isinstance(rule_id, str):
                 return rule_id, format_path(path[2:])
     return None, None
+
+
+def _scoped(loaded: Loaded) -> list[Problem]:
+    """The reader's problems (duplicate keys, missing variables) named by their rule."""
+    out = list(loaded.problems)
+    for i, path in enumerate(loaded.problem_paths):
+        rule_id, shown = _rule_scope(loaded.data, path)
+        if rule_id is not None and shown is not None:
+            out[i] = replace(out[i], rule_id=rule_id, path=shown)
+    return out
 
 
 def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
@@ -169,10 +191,15 @@ def _channels(raw: Any, loaded: Loaded, collector: _Collector) -> dict[str, Chan
         kind = spec["type"]
         if kind not in known:
             hint = did_you_mean(kind, known) or f" (known: {', '.join(known)})"
-            collector.located(loaded, ("channels", name, "type"), f"unknown channel type '{kind}'{hint}")
-        settings = {k: str(v) if k in _TEXT_SETTINGS and v is not None else v for k, v in spec.items()}
-        if isinstance(settings.get("headers"), Mapping):
-            settings["headers"] = {k: str(v) for k, v in settings["headers"].items()}
+            collector.located(
+                loaded, ("channels", name, "type"), f"unknown channel type '{kind}'{hint}"
+            )
+        settings = {
+            k: str(v) if k in _TEXT_SETTINGS and v is not None else v for k, v in spec.items()
+        }
+        headers = spec.get("headers")
+        if isinstance(headers, Mapping):
+            settings["headers"] = {str(k): str(v) for k, v in headers.items()}
         out[str(name)] = ChannelConfig(str(name), kind, settings)
     return out
 
@@ -182,7 +209,9 @@ def _country(raw: Any, loaded: Loaded, collector: _Collector) -> str | None:
         return None
     region = raw.upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
-        collector.located(loaded, ("default_country",), f"'{raw}' is not a region phone numbers know")
+        collector.located(
+            loaded, ("default_country",), f"'{raw}' is not a region phone numbers know"
+        )
     return region
 
 
@@ -204,7 +233,7 @@ def _server(raw: Any, loaded: Loaded, collector: _Collector) -> ServerConfig:
         port=port,
         event_token=text("event_token"),
         webhook_secret=text("webhook_secret"),
-        max_body=max_body if isinstance(max_body, int) else ServerConfig.max_body,
+        max_body=max_body if isinstance(max_body, int) else DEFAULT_MAX_BODY,
     )
 
 
@@ -237,7 +266,9 @@ def _rule_files(raw: Any, base_dir: Path, loaded: Loaded, collector: _Collector)
             matches = [target]
         else:
             where: PathKey = ("rules", i) if isinstance(raw, list) else ("rules",)
-            collector.located(loaded, where, f"'{spec}' is neither a rule file, a folder nor a glob that matches")
+            collector.located(
+                loaded, where, f"'{spec}' is neither a rule file, a folder nor a glob that matches"
+            )
             continue
         files.extend(p.absolute() for p in matches if p.absolute() not in files)
     return files
@@ -250,7 +281,7 @@ def _load_rules(
     first_seen: dict[str, str] = {}
     for path in files:
         loaded = load_file(path, env, display=display(path))
-        collector.problems.extend(loaded.problems)
+        collector.problems.extend(_scoped(loaded))
         if loaded.data is None:
             continue
         schema_issues = collector.schema(loaded, "rules")
@@ -264,9 +295,13 @@ def _load_rules(
                 continue
             mark = loaded.positions.of(("rules", i, "id"))
             if rule_id in first_seen:
-                collector.located(loaded, ("rules", i, "id"),
-                                  f"duplicate rule id (first defined at {first_seen[rule_id]})",
-                                  rule_id=rule_id, shown="id")
+                collector.located(
+                    loaded,
+                    ("rules", i, "id"),
+                    f"duplicate rule id (first defined at {first_seen[rule_id]})",
+                    rule_id=rule_id,
+                    shown="id",
+                )
                 continue
             first_seen[rule_id] = f"{loaded.file}:{mark.line}"
             if rule is not None:
@@ -284,7 +319,10 @@ def _load_rule(
 ) -> Rule | None:
     base: PathKey = ("rules", index)
     rule_id = definition.get("id") if isinstance(definition.get("id"), str) else None
-    line: Callable[[PathKey], int] = lambda rel: loaded.positions.of((*base, *rel)).line  # noqa: E731
+
+    def line(rel: PathKey) -> int:
+        return loaded.positions.of((*base, *rel)).line
+
     rule, found = build_rule(
         definition, file=loaded.file, line=line(()), channels=channels, lines=line
     )
@@ -293,7 +331,14 @@ def _load_rule(
         if _already_reported(issue, reported):
             continue
         shown = format_path(issue.path) if rule_id else format_path((*base, *issue.path))
-        collector.located(loaded, (*base, *issue.path), issue.message, rule_id=rule_id, shown=shown)
+        collector.located(
+            loaded,
+            (*base, *issue.path),
+            issue.message,
+            at_key=issue.missing_key,
+            rule_id=rule_id,
+            shown=shown,
+        )
     if any(i.path[:2] == base for i in schema_issues):
         return None
     return rule

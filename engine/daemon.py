@@ -11,15 +11,15 @@ signal stops at once; what is then left in ``sending`` becomes in doubt at the n
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
-import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
-from urllib.parse import urlsplit
+from importlib.metadata import entry_points
+from typing import Any, cast
+
+from starlette.routing import BaseRoute
 
 from engine.clock import Clock, SystemClock
 from engine.config import Config, load_config, rule_from_definition
@@ -31,22 +31,26 @@ from engine.ingest import make_emit
 from engine.ledger import open_store
 from engine.ledger.base import Notification
 from engine.ledger.runner import LedgerRunner
-from engine.logs import RedactingFilter, secrets_in
-from engine.metrics import QUEUE_DEPTH
-from engine.model import Event, Progress
-from engine.plugins import Emit, EventResult, Trigger, TriggerContext, channels, triggers
-from engine.poller import PollSettings, run_poller
+from engine.logs import RedactingFilter, config_secrets
+from engine.plugins import Channel, ChannelFactory, Emit, Trigger, TriggerContext, triggers
+from engine.poller import HookInfoSource, PollSettings, run_poller
 from engine.ratelimit import ChannelLimits
-from engine.registration import register_webhook, webhook_url
 from engine.reload import LiveRules, Reloader, TriggerSpec, watch_paths
 from engine.rules import Rule
-from engine.server import HEALTH_EVERY, HEALTH_KEY, Server, create_app, health_document, make_server
+from engine.server import (
+    HEALTH_EVERY,
+    create_app,
+    health_document,
+    keep_snapshot,
+    listening_socket,
+    make_server,
+    register_acks,
+    write_snapshot,
+)
 from engine.supervisor import Backoff, Supervisor
 from engine.timers import run_timers
 
 log = logging.getLogger(__name__)
-
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,28 +62,14 @@ class DaemonOptions:
     watch: bool = True
 
 
-def config_secrets(config: Config) -> set[str]:
-    """Every secret value the config holds (for the log filter)."""
-    found = secrets_in({name: dict(c.settings) for name, c in config.channels.items()})
-    found.update(s for s in (config.server.event_token, config.server.webhook_secret) if s)
-    return found
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A bound, listening socket (port 0: the system picks one); NextstepError if taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        raise NextstepError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}; change server.listen"
-        ) from exc
-    sock.setblocking(False)
-    return sock
+def channel_class(kind: str) -> ChannelFactory:
+    """The channel class of ``type: kind``, loading only that plug-in (a channel type no
+    config uses must not stop the daemon, e.g. when its optional dependency is missing)."""
+    found = entry_points(group="nextstep.channels", name=kind)
+    if not found:
+        raise NextstepError(f"no channel type {kind!r} is installed")
+    factory: ChannelFactory = next(iter(found)).load()
+    return factory
 
 
 @dataclass
@@ -92,21 +82,23 @@ class Daemon:
     options: DaemonOptions = DaemonOptions()
     listen: str = ""
     stopping: bool = False
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once it serves
+    channels: dict[str, Channel] = field(default_factory=dict)
     _versions: dict[tuple[str, str], Rule] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then shut down in order (see the module docstring)."""
-        store = open_store(self.config.store)
-        self.runner = LedgerRunner(store)
+        self.runner = LedgerRunner(open_store(self.config.store))
         try:
+            store = self.runner.store
             recovered = await self.runner.call(store.recover_interrupted, self.clock.now())
             if recovered:
-                log.warning("%d notifications were being sent when nextstep last stopped: "
-                            "now in doubt (nextstep status --in-doubt)", recovered)
-            self.channels = {
-                name: channels()[c.type](name, c.settings, clock=self.clock)
-                for name, c in self.config.channels.items()
-            }
+                log.warning(
+                    "%d notifications were being sent when nextstep last stopped: "
+                    "now in doubt (nextstep status --in-doubt)",
+                    recovered,
+                )
+            self.channels = self._open_channels()
             try:
                 async with asyncio.TaskGroup() as group:
                     await self._serve(group, stop)
@@ -119,93 +111,102 @@ class Daemon:
     async def _serve(self, group: asyncio.TaskGroup, stop: asyncio.Event) -> None:
         self.started_at = self.clock.now()
         self.supervisor = Supervisor(group, self.clock, self.options.backoff)
-        self.live = LiveRules(self.supervisor, self._build_trigger, self._build_emit,
-                              self._persist)
-        self.reloader = Reloader(partial(load_config, self.config.path), self.live, self.clock,
-                                 on_applied=self._applied)
-        book = RuleBook(current=lambda: self.live.config.rules,
-                        rebuild=lambda d: rule_from_definition(d, self.live.config))
-        self.context = PolicyContext(rules=book, classify_ack=self._classifier(),
-                                     default_country=self.config.default_country)
-        self.dispatcher = Dispatcher(self.runner, self.channels, self._policy, self.clock,
-                                     self._limits())
+        self.live = LiveRules(self.supervisor, self._build_trigger, self._build_emit, self._persist)
+        self.reloader = Reloader(
+            partial(load_config, self.config.path), self.live, self.clock, on_applied=self._applied
+        )
+        book = RuleBook(
+            current=lambda: self.live.config.rules,
+            rebuild=lambda d: rule_from_definition(d, self.live.config),
+        )
+        self.context = PolicyContext(
+            rules=book, classify_ack=self._classifier(), default_country=self.config.default_country
+        )
+        limits = {
+            n: ChannelLimits.from_settings(self.config.channels[n].settings) for n in self.channels
+        }
+        self.dispatcher = Dispatcher(self.runner, self.channels, self._policy, self.clock, limits)
         await self.reloader.start(self.config)
-        server_config = self.config.server
-        sock = listening_socket(server_config.host, server_config.port)
+        sock = listening_socket(self.config.server.host, self.config.server.port)
         host, port = sock.getsockname()[:2]
         self.listen = f"{host}:{port}"
         server = make_server(create_app(self.health, self._routes()), host, port)
         served = group.create_task(server.serve(sockets=[sock]), name="server")
         dispatching = group.create_task(self.dispatcher.run(), name="dispatcher")
-        loops = list(self._loops(group))
-        log.info("nextstep running: %d rules, %d triggers, listening on http://%s",
-                 len(self.config.rules), len(self.live.specs), self.listen)
+        watcher, loops = self._loops(group)
+        log.info(
+            "nextstep running: %d rules, %d triggers, listening on http://%s",
+            len(self.config.rules),
+            len(self.live.specs),
+            self.listen,
+        )
+        self.ready.set()
         await stop.wait()
-        await self._shutdown(server, served, dispatching, loops)
+        self.stopping = True
+        log.info("stopping: no new events; finishing the sends in flight")
+        if watcher is not None:
+            await _cancelled(watcher)
+        await self.supervisor.stop_all()  # no new events from here on
+        await _cancelled(dispatching)  # it drains: sends in flight finish, results are written
+        server.should_exit = True
+        await served
         sock.close()
+        for task in loops:
+            await _cancelled(task)
+        await write_snapshot(self.runner, self.clock.now(), {**self.health(), "status": "stopped"})
+        log.info("stopped")
 
-    def _loops(self, group: asyncio.TaskGroup) -> Iterator[asyncio.Task[None]]:
-        yield group.create_task(run_timers(self.runner, self.clock, self.context), name="timers")
-        pollable = {n: c for n, c in self.channels.items() if hasattr(c, "get_hook_info")}
+    def _loops(
+        self, group: asyncio.TaskGroup
+    ) -> tuple[asyncio.Task[None] | None, list[asyncio.Task[None]]]:
+        loops = [group.create_task(run_timers(self.runner, self.clock, self.context))]
+        pollable = {
+            n: cast(HookInfoSource, c)
+            for n, c in self.channels.items()
+            if hasattr(c, "get_hook_info")
+        }
         if pollable:
             status = self.config.status
             settings = PollSettings(poll_after=status.poll_after, poll_every=status.poll_every)
-            yield group.create_task(
-                run_poller(self.runner, pollable, self.clock, self.context, settings),  # type: ignore[arg-type]
-                name="poller",
-            )
+            poller = run_poller(self.runner, pollable, self.clock, self.context, settings)
+            loops.append(group.create_task(poller))
+        health = keep_snapshot(self.runner, self.clock, self.health, self.options.health_every)
+        loops.append(group.create_task(health))
+        loops.append(group.create_task(register_acks(self.config, self.channels, self.listen)))
+        watcher = None
         if self.options.watch:
-            paths = lambda: watch_paths(self.live.config)  # noqa: E731 (follows reloads)
-            yield group.create_task(self.reloader.watch(paths), name="watcher")
-        yield group.create_task(self._snapshots(), name="health")
-        yield group.create_task(self._register(), name="registration")
+            paths = partial(lambda live: watch_paths(live.config), self.live)
+            watcher = group.create_task(self.reloader.watch(paths))
+        return watcher, loops
 
-    async def _shutdown(
-        self, server: Server, served: asyncio.Task[None], dispatching: asyncio.Task[None],
-        loops: Sequence[asyncio.Task[None]],
-    ) -> None:
-        self.stopping = True
-        log.info("stopping: no new events; finishing the sends in flight")
-        for task in loops:
-            if task.get_name() == "watcher":
-                task.cancel()
-        await self.supervisor.stop_all()
-        dispatching.cancel()
-        await asyncio.gather(dispatching, return_exceptions=True)
-        server.should_exit = True
-        await served
-        for task in loops:
-            task.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
-        await self._write_snapshot(stopped=True)
-        log.info("stopped")
+    # -- what the rule set is built with ----------------------------------------------------
+    def _open_channels(self) -> dict[str, Channel]:
+        opened: dict[str, Channel] = {}
+        for name, c in self.config.channels.items():
+            try:
+                opened[name] = channel_class(c.type)(name, c.settings, clock=self.clock)
+            except (ImportError, NextstepError) as exc:
+                # One channel that cannot start must not stop the others.
+                log.error(
+                    "channel %s (type %s) is not available: %s; its notifications stay "
+                    "queued until it is",
+                    name,
+                    c.type,
+                    exc,
+                )
+        return opened
 
-    # -- building blocks ----------------------------------------------------------------------
     def _build_trigger(self, spec: TriggerSpec, emit: Emit) -> Trigger:
-        context = TriggerContext(self.runner.store, self.clock, str(self.live_config.base_dir),
-                                 spec.rule_ids)
+        base_dir = str(self.live.config.base_dir if self.live.applied else self.config.base_dir)
+        context = TriggerContext(self.runner.store, self.clock, base_dir, spec.rule_ids)
         return triggers()[spec.kind](spec.config, context)
 
-    @property
-    def live_config(self) -> Config:
-        """The config in force (the initial one until the first apply)."""
-        try:
-            return self.live.config
-        except RuntimeError:
-            return self.config
-
     def _build_emit(self, config: Config, spec: TriggerSpec) -> Emit:
-        inner = make_emit(self.runner, [config.rules[i] for i in spec.rule_ids], self.clock,
-                          config.default_country)
-        wake = self.dispatcher.wake
-
-        async def emit(events: Sequence[Event], progress: Sequence[Progress]) -> list[EventResult]:
-            results = await inner(events, progress)
-            if any(r.status == "queued" for result in results for r in result.results):
-                wake()  # send now rather than at the dispatcher's next poll
-            return results
-
-        return emit
+        # on_queued: send at once rather than at the dispatcher's next poll.
+        rules = [config.rules[rule_id] for rule_id in spec.rule_ids]
+        return make_emit(
+            self.runner, rules, self.clock, config.default_country, on_queued=self.dispatcher.wake
+        )
 
     async def _persist(self, config: Config) -> None:
         store = self.runner.store
@@ -228,31 +229,33 @@ class Daemon:
         rule = self._versions.get(key) or self.live.config.rules.get(notification.rule_id)
         return rule.policy.retry if rule is not None else NO_RETRY
 
-    def _limits(self) -> dict[str, ChannelLimits]:
-        return {n: ChannelLimits.from_settings(c.settings) for n, c in self.config.channels.items()}
-
     def _classifier(self) -> Any:
         for c in self.config.channels.values():
-            classify = getattr(channels()[c.type], "classify_ack", None)
+            classify = getattr(channel_class(c.type), "classify_ack", None)
             if classify is not None:
                 return classify
         return classify_unknown
 
-    def _routes(self) -> list[Any]:
-        routes: list[Any] = []
+    def _routes(self) -> list[BaseRoute]:
+        routes: list[BaseRoute] = []
         server = self.config.server
-        for kind in sorted({spec.kind for spec in self.live.specs.values()} | set(triggers())):
-            make_routes = getattr(triggers()[kind], "routes", None)
+        for kind, factory in sorted(triggers().items()):
+            make_routes = getattr(factory, "routes", None)
             if make_routes is not None:
-                routes.extend(make_routes(KindView(self.live, kind), server.event_token or ""))
+                routes.extend(make_routes(self.live.of_kind(kind), server.event_token or ""))
         if server.webhook_secret:
             from engine.webhooks import webhook_routes
 
-            routes.extend(webhook_routes(self.runner, server.webhook_secret, clock=self.clock,
-                                         context=lambda: self.context))
+            routes.extend(
+                webhook_routes(
+                    self.runner,
+                    server.webhook_secret,
+                    clock=self.clock,
+                    context=lambda: self.context,
+                )
+            )
         return routes
 
-    # -- health -------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         """The ``/healthz`` document (also written to the ledger for ``nextstep status``)."""
         trigger_docs = []
@@ -262,13 +265,18 @@ class Daemon:
             if callable(status):
                 doc["detail"] = {**doc["detail"], **status()}
             trigger_docs.append(doc)
+        circuits = {
+            name: {
+                **lane.circuit.as_dict(),
+                "in_flight": lane.in_flight,
+                "backlog": lane.backlog,
+                "paused_until": lane.paused_until,
+            }
+            for name, lane in self.dispatcher.status().items()
+        }
         return health_document(
             triggers=trigger_docs,
-            circuits={
-                name: {**lane.circuit.as_dict(), "in_flight": lane.in_flight,
-                       "backlog": lane.backlog, "paused_until": lane.paused_until}
-                for name, lane in self.dispatcher.status().items()
-            },
+            circuits=circuits,
             reload=self.reloader.state.as_dict(),
             now=self.clock.now(),
             started_at=self.started_at,
@@ -276,68 +284,10 @@ class Daemon:
             stopping=self.stopping,
         )
 
-    async def _snapshots(self) -> None:
-        while True:
-            try:
-                await self._write_snapshot()
-            except NextstepError as exc:
-                log.warning("health snapshot not written: %s", exc)
-            await self.clock.sleep(self.options.health_every)
 
-    async def _write_snapshot(self, *, stopped: bool = False) -> None:
-        doc = self.health()
-        if stopped:
-            doc["status"] = "stopped"
-        store = self.runner.store
-        depth = await self.runner.call(store.queue_depth, self.clock.now())
-        QUEUE_DEPTH.set(depth)
-        doc["queue_depth"] = depth
-        await self.runner.call(store.enqueue, [], [Progress(HEALTH_KEY, json.dumps(doc))])
-
-    async def _register(self) -> None:
-        secret = self.config.server.webhook_secret
-        for name, channel in self.channels.items():
-            if not secret or not hasattr(channel, "set_webhooks"):
-                continue
-            base = self._public_base(self.config.channels[name].settings)
-            if base is None:
-                log.info("channel %s: acks need %s registered with 1MSG (until then statuses "
-                         "come from hookInfo polling)", name, "/webhooks/1msg/<secret>")
-                continue
-            try:
-                await register_webhook(channel, webhook_url(base, secret))  # type: ignore[arg-type]
-            except NextstepError as exc:
-                log.error("channel %s: webhook not registered: %s", name, exc)
-
-    def _public_base(self, settings: Mapping[str, Any]) -> str | None:
-        server_settings = self.config.settings.get("server")
-        if isinstance(server_settings, Mapping) and server_settings.get("public_url"):
-            return str(server_settings["public_url"])
-        host = urlsplit(str(settings.get("base_url", ""))).hostname or ""
-        return f"http://{self.listen}" if host in LOOPBACK else None
-
-
-class KindView(Mapping[str, Any]):
-    """The running trigger objects of one kind by source key, read on every request."""
-
-    def __init__(self, live: LiveRules, kind: str) -> None:
-        self._live = live
-        self._kind = kind
-
-    def _keys(self) -> list[str]:
-        return [k for k, s in self._live.specs.items() if s.kind == self._kind]
-
-    def __getitem__(self, key: str) -> Any:
-        spec = self._live.specs.get(key)
-        if spec is None or spec.kind != self._kind or key not in self._live.instances:
-            raise KeyError(key)
-        return self._live.instances[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._keys())
-
-    def __len__(self) -> int:
-        return len(self._keys())
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def run_daemon(
@@ -362,17 +312,13 @@ async def run_daemon(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    daemon = Daemon(config, clock or SystemClock(), redacting, options)
     try:
-        await daemon.run(stop)
+        await Daemon(config, clock or SystemClock(), redacting, options).run(stop)
     except asyncio.CancelledError:
         log.warning("stopped before the sends in flight finished: they are in doubt now")
         return 1
-    except BaseExceptionGroup as group:
-        _log_failures(group)
-        return 1
-    except NextstepError as exc:
-        log.error("%s", exc)
+    except (BaseExceptionGroup, NextstepError) as exc:
+        _log_failures([exc])
         return 1
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -380,10 +326,10 @@ async def run_daemon(
     return 0
 
 
-def _log_failures(group: BaseExceptionGroup[BaseException]) -> None:
-    for exc in group.exceptions:
+def _log_failures(errors: Iterator[BaseException] | list[BaseException]) -> None:
+    for exc in errors:
         if isinstance(exc, BaseExceptionGroup):
-            _log_failures(exc)
+            _log_failures(list(exc.exceptions))
         elif isinstance(exc, NextstepError):
             log.error("%s", exc)
         elif not isinstance(exc, asyncio.CancelledError):

@@ -13,7 +13,7 @@ classified answer, the rule's retry policy, the time and a random source.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine.backoff import Random, compute_backoff
@@ -72,34 +72,47 @@ def decide(
     """The ledger update for one attempt of ``notification`` that ended with ``outcome``."""
     attempt = notification.attempts + 1
     kind = outcome.kind
-    base = AttemptResult(
-        notification_id=notification.id,
-        at=now,
-        state=State.SENT,
-        outcome=outcome_doc(outcome),
-        attempt=attempt,
-    )
+    doc = outcome_doc(outcome)
     if kind is OutcomeKind.ACCEPTED:
-        return replace(base, provider_id=outcome.provider_id)
-    reason = outcome.reason or kind.value
-    failed = replace(base, reason=reason, failure_class=kind.value)
-    if kind is OutcomeKind.ACCOUNT:
-        return replace(
-            failed,
-            state=State.QUEUED,
-            next_attempt_at=now,
-            reason=f"channel stopped: {reason}",
-            counts=False,
+        return AttemptResult(
+            notification.id, now, State.SENT, doc, provider_id=outcome.provider_id, attempt=attempt
         )
-    retryable = _retryable(kind, policy)
-    if retryable and attempt < policy.attempts:
+    reason = outcome.reason or kind.value
+    state, next_at, counts = _after_failure(kind, attempt, outcome, policy, now, rng)
+    if kind is OutcomeKind.ACCOUNT:
+        reason = f"channel stopped: {reason}"
+    elif state is not State.QUEUED and _retryable(kind, policy):
+        reason = f"gave up after {attempt} attempts: {reason}"
+    return AttemptResult(
+        notification.id,
+        now,
+        state,
+        doc,
+        next_attempt_at=next_at,
+        reason=reason,
+        failure_class=kind.value,
+        attempt=attempt,
+        counts=counts,
+    )
+
+
+def _after_failure(
+    kind: OutcomeKind,
+    attempt: int,
+    outcome: Outcome,
+    policy: RetryRules,
+    now: float,
+    rng: Random,
+) -> tuple[State, float | None, bool]:
+    """(state, next attempt time, whether the attempt counts) after a failed attempt."""
+    if kind is OutcomeKind.ACCOUNT:
+        return State.QUEUED, now, False
+    if _retryable(kind, policy) and attempt < policy.attempts:
         delay = compute_backoff(attempt, policy, rng)
         if outcome.retry_after is not None:
             delay = max(delay, outcome.retry_after)
-        return replace(failed, state=State.QUEUED, next_attempt_at=now + delay)
-    if retryable:
-        failed = replace(failed, reason=f"gave up after {attempt} attempts: {reason}")
-    return replace(failed, state=State.IN_DOUBT if kind is OutcomeKind.IN_DOUBT else State.FAILED)
+        return State.QUEUED, now + delay, True
+    return (State.IN_DOUBT if kind is OutcomeKind.IN_DOUBT else State.FAILED), None, True
 
 
 @dataclass(frozen=True, slots=True)

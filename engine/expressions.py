@@ -44,10 +44,10 @@ class _Environment(ImmutableSandboxedEnvironment):
         # A field of the event wins over a dict method of the same name (`event.items`), and
         # skipping the failed attribute lookup keeps `event.x` fast.
         if type(obj) is dict:
-            try:
+            if attribute in obj:
                 return obj[attribute]
-            except KeyError:
-                pass
+            if not hasattr(dict, attribute):
+                return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
@@ -55,9 +55,9 @@ class _Environment(ImmutableSandboxedEnvironment):
             raise SecurityError("exponent too large for the sandbox")
         if operator == "*":
             for seq, count in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(count, int):
-                    if len(seq) * count > MAX_SIZE:
-                        raise SecurityError("result too large for the sandbox")
+                sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
+                if sized and len(seq) * count > MAX_SIZE:
+                    raise SecurityError("result too large for the sandbox")
         return super().call_binop(context, operator, left, right)
 
 
@@ -86,17 +86,22 @@ class CompiledTemplate:
     field: str
     template: Any = None  # jinja2.Template
     refs: tuple[Ref, ...] = ()
+    pieces: tuple[str | Ref, ...] | None = None  # text and plain lookups, rendered without Jinja
 
     def render(self, scope: Context | dict[str, Any]) -> str:
         """Render in ``scope`` (see :func:`new_scope`; a dict is wrapped); raises RenderError."""
         if self.template is None:
             return self.source
+        if self.pieces is not None:
+            text = _render_pieces(self.pieces, scope.parent if type(scope) is Context else scope)
+            if text is not None:
+                return text
         if type(scope) is dict:
             scope = new_scope(scope)
         assert isinstance(scope, Context)
         try:
             return "".join(self.template.root_render_func(scope))
-        except Exception as exc:  # noqa: BLE001 - every failure of one render is a RenderError
+        except Exception as exc:  # every failure of one render is a RenderError
             raise render_error(self.rule_id, self.field, exc, self.refs, scope.parent) from None
         finally:
             if scope.vars:  # a top-level {% set %} must not leak into the next field
@@ -113,6 +118,7 @@ class CompiledExpression:
     field: str
     template: Any
     refs: tuple[Ref, ...] = ()
+    test: tuple[Ref, str, Any] | None = None  # (lookup, eq | ne | bool, constant) without Jinja
 
     def evaluate(self, scope: Context | dict[str, Any]) -> Any:
         """The expression's value in ``scope``; raises RenderError."""
@@ -123,7 +129,7 @@ class CompiledExpression:
             for _ in self.template.root_render_func(scope):
                 pass
             return scope.vars["result"]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise render_error(self.rule_id, self.field, exc, self.refs, scope.parent) from None
         finally:
             scope.vars.clear()
@@ -131,14 +137,25 @@ class CompiledExpression:
 
     def holds(self, scope: Context | dict[str, Any]) -> bool:
         """Truth of the expression; an undefined result is an error, not false."""
+        if self.test is not None:
+            ref, op, constant = self.test
+            value = _lookup(scope.parent if type(scope) is Context else scope, ref)
+            if value is not _MISSING:
+                if op == "eq":
+                    return bool(value == constant)
+                return bool(value != constant) if op == "ne" else bool(value)
         if type(scope) is dict:
             scope = new_scope(scope)
         assert isinstance(scope, Context)
-        value = self.evaluate(scope)
         try:
-            return bool(value)
-        except Exception as exc:  # noqa: BLE001
+            for _ in self.template.root_render_func(scope):
+                pass
+            return bool(scope.vars["result"])
+        except Exception as exc:
             raise render_error(self.rule_id, self.field, exc, self.refs, scope.parent) from None
+        finally:
+            scope.vars.clear()
+            scope.exported_vars.clear()
 
 
 def compile_template(
@@ -152,7 +169,9 @@ def compile_template(
     except TemplateSyntaxError as exc:
         raise TemplateProblem(_syntax(exc, source)) from None
     _check_tree(tree, names)
-    return CompiledTemplate(source, rule_id, field, ENV.from_string(tree), tuple(_refs(tree)))
+    return CompiledTemplate(
+        source, rule_id, field, ENV.from_string(tree), tuple(_refs(tree)), _pieces(tree)
+    )
 
 
 def compile_expression(
@@ -164,14 +183,80 @@ def compile_expression(
         expr = parser.parse_expression()
         if not parser.stream.eos:
             token = parser.stream.current
-            raise TemplateSyntaxError(f"unexpected {token.value!r} after the expression",
-                                      token.lineno)
+            raise TemplateSyntaxError(
+                f"unexpected {token.value!r} after the expression", token.lineno
+            )
     except TemplateSyntaxError as exc:
         raise TemplateProblem(_syntax(exc, source)) from None
     tree = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr)], lineno=1)
     tree.set_environment(ENV)
     _check_tree(tree, names)
-    return CompiledExpression(source, rule_id, field, ENV.from_string(tree), tuple(_refs(tree)))
+    return CompiledExpression(
+        source, rule_id, field, ENV.from_string(tree), tuple(_refs(tree)), _test(expr)
+    )
+
+
+# -- the fast path -----------------------------------------------------------------------------
+# Most fields are text around plain lookups ("{{ event.application_id }}:{{ event.stage }}") and
+# most conditions compare one field with a constant. Those run without Jinja when every lookup
+# goes through dicts that have the key; anything else (a miss included, to get Jinja's error)
+# takes the compiled template, so the result is always the one Jinja gives.
+
+_MISSING: Any = object()
+
+
+def _lookup(variables: Mapping[str, Any], ref: Ref) -> Any:
+    value = variables.get(ref[0], _MISSING)  # type: ignore[call-overload]
+    for part in ref[1:]:
+        if type(value) is not dict or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _render_pieces(pieces: tuple[str | Ref, ...], variables: Mapping[str, Any]) -> str | None:
+    out = []
+    for piece in pieces:
+        if type(piece) is str:
+            out.append(piece)
+            continue
+        value = _lookup(variables, piece)  # type: ignore[arg-type]
+        if value is _MISSING:
+            return None
+        out.append(value if type(value) is str else str(value))
+    return "".join(out)
+
+
+def _pieces(tree: nodes.Template) -> tuple[str | Ref, ...] | None:
+    if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
+        return None
+    pieces: list[str | Ref] = []
+    for node in tree.body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            pieces.append(node.data)
+            continue
+        chain = _chain(node)
+        if chain is None or len(chain) < 2:
+            return None
+        pieces.append(chain)
+    return tuple(pieces)
+
+
+def _test(expr: nodes.Expr) -> tuple[Ref, str, Any] | None:
+    chain = _chain(expr)
+    if chain is not None and len(chain) >= 2:
+        return chain, "bool", None
+    if isinstance(expr, nodes.Compare) and len(expr.ops) == 1:
+        operand = expr.ops[0]
+        chain = _chain(expr.expr)
+        if (
+            chain is not None
+            and len(chain) >= 2
+            and operand.op in ("eq", "ne")
+            and isinstance(operand.expr, nodes.Const)
+        ):
+            return chain, operand.op, operand.expr.value
+    return None
 
 
 def _syntax(exc: TemplateSyntaxError, source: str) -> str:

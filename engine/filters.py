@@ -25,7 +25,7 @@ COUNTRY_VARIABLE = "__nextstep_default_country"
 _NUMERIC = re.compile(r"^(\d{1,4})[/.\-](\d{1,2})[/.\-](\d{1,4})$")
 _TIME_TAIL = re.compile(r"^(.+?\d),?[ T]+(\d{1,2}:\d{2}(?::\d{2})?)$")
 _TEXT_FORMATS = ("%d %b %Y", "%d %B %Y", "%b %d, %Y", "%B %d, %Y", "%b %d %Y", "%B %d %Y")
-_NO_PAD = re.compile(r"%-([dmHIMSjy])")
+_NO_PAD = re.compile(r"%%|%-([dmHIMSjy])")
 _NO_PAD_FIELDS: dict[str, Callable[[datetime.date], int]] = {
     "d": lambda d: d.day,
     "m": lambda d: d.month,
@@ -111,7 +111,9 @@ def _numeric_day(a: int, b: int, c: int, *, dayfirst: bool, text: str) -> dateti
     raise ValueError(f"{text!r} is not a date")
 
 
-def format_date(value: Any, fmt: str = "%Y-%m-%d", tz: str | None = None, dayfirst: bool = True) -> str:
+def format_date(
+    value: Any, fmt: str = "%Y-%m-%d", tz: str | None = None, dayfirst: bool = True
+) -> str:
     """``date(fmt)``: format a date; ``%-d``, ``%-m``… drop the leading zero on every platform.
 
     ``tz`` converts an aware datetime to that zone (naive ones are taken as UTC) first.
@@ -119,9 +121,23 @@ def format_date(value: Any, fmt: str = "%Y-%m-%d", tz: str | None = None, dayfir
     moment = parse_date(value, dayfirst)
     if tz is not None:
         moment = _in_zone(moment, tz)
-    if "%-" in fmt:
-        fmt = _NO_PAD.sub(lambda m: str(_NO_PAD_FIELDS[m.group(1)](moment)), fmt)
-    return moment.strftime(fmt)
+    if "%-" not in fmt:
+        return moment.strftime(fmt)
+    pieces = _no_pad_pieces(fmt)  # strftime formats alternate with the letters of %-d, %-m…
+    return "".join(
+        str(_NO_PAD_FIELDS[piece](moment)) if i % 2 else moment.strftime(piece) if piece else ""
+        for i, piece in enumerate(pieces)
+    )
+
+
+@lru_cache(maxsize=256)
+def _no_pad_pieces(fmt: str) -> list[str]:
+    pieces, start = [], 0
+    for match in _NO_PAD.finditer(fmt):
+        if match.group(1):  # %-d; a %% is left to strftime
+            pieces += [fmt[start : match.start()], match.group(1)]
+            start = match.end()
+    return [*pieces, fmt[start:]]
 
 
 def _in_zone(moment: Moment, tz: str) -> Moment:

@@ -21,14 +21,7 @@ from engine.circuit import Circuit, CircuitStatus
 from engine.clock import Clock
 from engine.decide import NO_RETRY, RetryRules, decide, interrupted
 from engine.ledger.base import Notification
-from engine.metrics import (
-    CIRCUIT_OPEN,
-    EVENT_TO_SEND,
-    NOTIFICATIONS,
-    PROVIDER_ANSWERS,
-    RETRIES,
-    SEND_LATENCY,
-)
+from engine.metrics import CIRCUIT_OPEN, EVENT_TO_SEND, NOTIFICATIONS, RETRIES
 from engine.model import Message, Outcome, OutcomeKind, State
 from engine.plugins import Channel
 from engine.ratelimit import ChannelLimits, RateLimiter, RecipientSpacing
@@ -103,11 +96,10 @@ class Lane:
         self._policies = policies
         self._rng = rng
         self._on_change = on_change
-        self._answers = {k: PROVIDER_ANSWERS.labels(name, k.value) for k in OutcomeKind}
-        self._latency = SEND_LATENCY.labels(name)
         self._circuit_gauge = CIRCUIT_OPEN.labels(name)
         self._circuit_gauge.set(0)
         self._attempts = 0
+        self._counters: dict[tuple[str, State], Any] = {}
         self.stopping = False  # set when the dispatcher stops: start nothing new
 
     # -- leasing ------------------------------------------------------------------------------
@@ -187,8 +179,8 @@ class Lane:
         attempt.phase = "sending"
         if n.attempts == 0:
             EVENT_TO_SEND.observe(max(0.0, now - n.created_at))
+        # Provider answers and request latency are counted by the channel, at the boundary.
         outcome = await self._send(n)
-        self._latency.observe(max(0.0, self._clock.now() - now))
         self._settle(attempt, outcome)
 
     def _give_back(self, attempt: _Attempt, due: float) -> None:
@@ -216,15 +208,24 @@ class Lane:
         result = decide(n, outcome, policy, now, self._rng)
         self._writer.add(result)
         attempt.phase = "done"
-        self._answers[outcome.kind].inc()
-        if result.state is State.QUEUED and result.counts:
-            RETRIES.labels(n.rule_id).inc()
-        elif result.state is not State.QUEUED:
-            NOTIFICATIONS.labels(n.rule_id, result.state.value).inc()
+        if result.state is not State.QUEUED or result.counts:
+            self._counter(n.rule_id, result.state).inc()
         if outcome.kind is OutcomeKind.ACCOUNT:
             self._open_circuit(outcome.reason or "account failure", now)
         elif outcome.http_status == 429 or outcome.code in RATE_LIMIT_CODES:
             self.limiter.pause_until(now + (outcome.retry_after or 1.0))
+
+    def _counter(self, rule_id: str, state: State) -> Any:
+        """The metric an attempt result of ``rule_id`` counts in (label lookups cached)."""
+        key = (rule_id, state)
+        counter = self._counters.get(key)
+        if counter is None:
+            if state is State.QUEUED:
+                counter = RETRIES.labels(rule_id)
+            else:
+                counter = NOTIFICATIONS.labels(rule_id, state.value)
+            self._counters[key] = counter
+        return counter
 
     def _finished(self, attempt: _Attempt, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)

@@ -14,9 +14,12 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from engine.redact import mask_phones_in
+
+if TYPE_CHECKING:
+    from engine.config import Config
 
 LogFormat = Literal["text", "json"]
 
@@ -24,6 +27,13 @@ _SECRET_KEY = re.compile(r"token|secret|password|passwd|api[_-]?key|authorizatio
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
 _QUERY_TOKEN = re.compile(r"(?i)([?&](?:token|access_token|api_key)=)[^&\s\"']+")
 _REDACTED = "***"
+# Left alone by phone masking: IPv4 addresses (with a port) and ISO dates/times, which are
+# digit runs too but never personal data.
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_NOT_PHONES = re.compile(
+    rf"\b{_OCTET}(?:\.{_OCTET}){{3}}(?::\d{{1,5}})?\b"
+    r"|\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?"
+)
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -56,7 +66,12 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         text = text.replace(secret, _REDACTED)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {_REDACTED}", text)
     text = _QUERY_TOKEN.sub(lambda m: f"{m.group(1)}{_REDACTED}", text)
-    return mask_phones_in(text)
+    parts, last = [], 0
+    for kept in _NOT_PHONES.finditer(text):
+        parts += [mask_phones_in(text[last : kept.start()]), kept.group(0)]
+        last = kept.end()
+    parts.append(mask_phones_in(text[last:]))
+    return "".join(parts)
 
 
 class RedactingFilter(logging.Filter):
@@ -142,3 +157,10 @@ def configure_logging(
     for name in ("watchfiles", "uvicorn.access", "httpx", "httpcore", "aiohttp.access"):
         logging.getLogger(name).setLevel(logging.WARNING)
     return redacting
+
+
+def config_secrets(config: Config) -> set[str]:
+    """Every secret value the config holds (for the log filter)."""
+    found = secrets_in({name: dict(c.settings) for name, c in config.channels.items()})
+    found.update(s for s in (config.server.event_token, config.server.webhook_secret) if s)
+    return found

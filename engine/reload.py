@@ -15,7 +15,7 @@ import asyncio
 import glob
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,8 +54,9 @@ def trigger_specs(rules: Iterable[Rule]) -> dict[str, TriggerSpec]:
     for rule in sorted(rules, key=lambda r: r.id):
         by_source.setdefault(rule.source_key, []).append(rule)
     return {
-        key: TriggerSpec(key, group[0].trigger_kind, group[0].trigger_config,
-                         tuple(r.id for r in group))
+        key: TriggerSpec(
+            key, group[0].trigger_kind, group[0].trigger_config, tuple(r.id for r in group)
+        )
         for key, group in by_source.items()
     }
 
@@ -74,7 +75,9 @@ class Diff:
         parts = [
             f"{name} {', '.join(keys)}"
             for name, keys in (
-                ("added", self.added), ("changed", self.changed), ("removed", self.removed)
+                ("added", self.added),
+                ("changed", self.changed),
+                ("removed", self.removed),
             )
             if keys
         ]
@@ -129,6 +132,11 @@ class LiveRules:
         self.instances: dict[str, Trigger] = {}  # the running object per source (HTTP routing)
 
     @property
+    def applied(self) -> bool:
+        """True once a rule set is in force."""
+        return self._config is not None
+
+    @property
     def config(self) -> Config:
         """The config in force (after the first :meth:`apply`)."""
         if self._config is None:
@@ -139,6 +147,11 @@ class LiveRules:
     def specs(self) -> Mapping[str, TriggerSpec]:
         """The triggers in force, by source key."""
         return self._specs
+
+    def of_kind(self, kind: str) -> Mapping[str, Trigger]:
+        """A live view of the running triggers of one kind by source key (what an HTTP
+        route looks its trigger up in, on every request)."""
+        return _KindView(self, kind)
 
     def emit_for(self, source_key: str) -> Emit:
         """An emit that always uses the source's rules in force at the time of the call."""
@@ -159,7 +172,7 @@ class LiveRules:
         rules = diff(rule_versions(self._config) if self._config else {}, rule_versions(config))
         emits = {key: self._build_emit(config, spec) for key, spec in specs.items()}
         fresh = {
-            key: self._build_trigger(specs[key], self.emit_for(key))
+            key: self._checked_build(config, specs[key])
             for key in triggers.added + triggers.changed
         }
         await self._persist(config)
@@ -173,6 +186,19 @@ class LiveRules:
             self._start(specs[key], trigger)
         return ReloadReport(rules, triggers)
 
+    def _checked_build(self, config: Config, spec: TriggerSpec) -> Trigger:
+        """Build a trigger; its config problems are reported at the rule that declares it."""
+        try:
+            return self._build_trigger(spec, self.emit_for(spec.source_key))
+        except ConfigError as exc:
+            rule = config.rules[spec.rule_ids[0]]
+            raise ConfigError(
+                [
+                    Problem(str(rule.file), rule.line, p.col or 1, rule.id, p.path, p.message)
+                    for p in exc.problems
+                ]
+            ) from exc
+
     def _start(self, spec: TriggerSpec, first: Trigger) -> None:
         pending = [first]  # the first run uses the object built (and checked) before the swap
         emit = self.emit_for(spec.source_key)
@@ -182,9 +208,30 @@ class LiveRules:
             self.instances[spec.source_key] = trigger
             await trigger.run(emit)
 
-        self._supervisor.start(
-            spec.source_key, spec.kind, run, {"rules": list(spec.rule_ids)}
-        )
+        self._supervisor.start(spec.source_key, spec.kind, run, {"rules": list(spec.rule_ids)})
+
+
+class _KindView(Mapping[str, Trigger]):
+    """The running trigger objects of one kind by source key, read on every request."""
+
+    def __init__(self, live: LiveRules, kind: str) -> None:
+        self._live = live
+        self._kind = kind
+
+    def _keys(self) -> list[str]:
+        return [k for k, s in self._live.specs.items() if s.kind == self._kind]
+
+    def __getitem__(self, key: str) -> Trigger:
+        spec = self._live.specs.get(key)
+        if spec is None or spec.kind != self._kind or key not in self._live.instances:
+            raise KeyError(key)
+        return self._live.instances[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
 
 
 def restart_only_changes(old: Config, new: Config) -> list[str]:
@@ -207,7 +254,11 @@ def missing_channels(running: Config, new: Config) -> list[Problem]:
             if channel not in running.channels:
                 problems.append(
                     Problem(
-                        str(rule.file), rule.line, 1, rule.id, "send.channel",
+                        str(rule.file),
+                        rule.line,
+                        1,
+                        rule.id,
+                        "send.channel",
                         f"channel {channel!r} is not running; restart nextstep to add channels",
                     )
                 )
@@ -287,8 +338,10 @@ class Reloader:
             self._succeeded(config)
             log.info(
                 "reload applied in %.0f ms: %d rules (rules %s; triggers %s)",
-                (time.perf_counter() - started) * 1000, len(config.rules),
-                report.rules.summary(), report.triggers.summary(),
+                (time.perf_counter() - started) * 1000,
+                len(config.rules),
+                report.rules.summary(),
+                report.triggers.summary(),
             )
             return True
 
@@ -306,7 +359,8 @@ class Reloader:
         RELOAD_OK.set(0)
         log.error(
             "reload rejected, the last good rules stay in force (%d problem%s)",
-            len(problems), "" if len(problems) == 1 else "s",
+            len(problems),
+            "" if len(problems) == 1 else "s",
         )
         for problem in problems:
             log.error("%s", problem)

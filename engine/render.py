@@ -11,6 +11,7 @@ import datetime
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from jinja2.runtime import Context
@@ -23,7 +24,14 @@ from engine.model import Event, Message
 from engine.rules import ONEMSG, Rule, SendSpec
 from engine.schema import show
 from engine.sendwindow import next_open
-from engine.whatsapp import WhatsAppRuleError, check_body, clean_param, fill, normalise_phone
+from engine.whatsapp import (
+    MAX_BODY,
+    WhatsAppRuleError,
+    check_body,
+    clean_param,
+    fill,
+    normalise_phone,
+)
 
 _UTC = datetime.UTC
 
@@ -36,6 +44,12 @@ class Skipped:
     reason: str
 
 
+@lru_cache(maxsize=8)
+def _moment(now: float) -> datetime.datetime:
+    # A batch of events shares one `now`: make its datetime once.
+    return datetime.datetime.fromtimestamp(now, _UTC)
+
+
 def scope(
     event: Event, *, now: float, default_country: str | None, extra: Mapping[str, Any] | None = None
 ) -> Context:
@@ -43,7 +57,7 @@ def scope(
     variables = {
         "event": event.data,
         "trigger": event.trigger,
-        "now": datetime.datetime.fromtimestamp(now, _UTC),
+        "now": _moment(now),
         COUNTRY_VARIABLE: default_country,
     }
     if extra:
@@ -130,9 +144,7 @@ def recipient(rule: Rule, variables: Context, default_country: str | None) -> st
         raise RenderError(rule.id, "to", str(exc)) from None
 
 
-def _onemsg(
-    rule: Rule, spec: SendSpec, variables: Context, default_country: str | None
-) -> Message:
+def _onemsg(rule: Rule, spec: SendSpec, variables: Context, default_country: str | None) -> Message:
     to = recipient(rule, variables, default_country)
     params = []
     for template in spec.params:
@@ -142,11 +154,15 @@ def _onemsg(
         except WhatsAppRuleError as exc:
             raise RenderError(rule.id, template.field, f"{show(value)} {exc}") from None
     text = fill(spec.text or "", params)
-    try:
-        check_body(text)
-    except WhatsAppRuleError as exc:
-        raise RenderError(rule.id, f"{spec.path}.text", str(exc)) from None
-    fields: dict[str, Any] = {key: t.render(variables) for key, t in spec.fields.items()}
+    if len(text) > MAX_BODY:
+        try:
+            check_body(text)
+        except WhatsAppRuleError as exc:
+            raise RenderError(rule.id, f"{spec.path}.text", str(exc)) from None
+    fields: dict[str, Any] = {
+        key: t.source if t.template is None else t.render(variables)
+        for key, t in spec.fields.items()
+    }
     fields["params"] = params
     fields["text"] = text
     return Message(spec.channel, to, fields)
@@ -167,7 +183,9 @@ def _key(template: CompiledTemplate | None, variables: Context) -> str | None:
         return None
     key = template.render(variables)
     if not key.strip():
-        raise RenderError(template.rule_id, template.field, "renders empty; a key must not be empty")
+        raise RenderError(
+            template.rule_id, template.field, "renders empty; a key must not be empty"
+        )
     return key
 
 

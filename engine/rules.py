@@ -150,7 +150,7 @@ def _trigger_class(kind: str) -> Any:
         if ep.name == kind:
             try:
                 return ep.load()
-            except Exception:  # noqa: BLE001 - a broken plug-in only loses its own source_key
+            except Exception:  # a broken plug-in only loses its own source_key
                 return None
     return None
 
@@ -162,6 +162,6 @@ def source_key(kind: str, config: Mapping[str, Any]) -> str:
     if callable(key_of):
         try:
             return str(key_of(config))
-        except Exception:  # noqa: BLE001, S110 - fall back to the config's own identity
+        except Exception:  # fall back to the config's own identity
             pass
     return f"{kind}:{canonical_json(config)}"

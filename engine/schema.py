@@ -56,8 +56,11 @@ def _validator(kind: Kind) -> Draft202012Validator:
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` when ``word`` looks like a misspelling of an option, else ``""``."""
-    close = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.6)
+    """``"; did you mean 'x'?"`` when ``word`` looks like a misspelt option, else ``""``."""
+    ordered = sorted(options)
+    close = difflib.get_close_matches(word, ordered, n=1, cutoff=0.6)
+    if not close and len(word) >= 3:
+        close = [o for o in ordered if o.startswith(word) or (len(o) >= 3 and word.startswith(o))]
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
@@ -80,13 +83,16 @@ def issues(data: Any, kind: Kind) -> list[SchemaIssue]:
     """Every schema violation of ``data``, each explained once, in document order."""
     found: list[SchemaIssue] = []
     for error in _validator(kind).iter_errors(data):
-        found.extend(SchemaIssue(path, at_key, message) for path, at_key, message in _explain(error))
+        found.extend(
+            SchemaIssue(path, at_key, message) for path, at_key, message in _explain(error)
+        )
     return found
 
 
 def _explain(error: ValidationError) -> Iterator[tuple[PathKey, bool, str]]:
     """(path, point at the key rather than the value, message) for one schema error."""
     path: PathKey = tuple(error.absolute_path)
+    instance: Any = error.instance
     custom = _custom(error)
     validator = str(error.validator)
     if error.context and validator in {"anyOf", "oneOf"}:
@@ -98,11 +104,17 @@ def _explain(error: ValidationError) -> Iterator[tuple[PathKey, bool, str]]:
         yield from _unknown_keys(error, path)
     elif validator == "required":
         name = _quoted(error.message)
-        yield path, False, f"missing required key '{name}'"
+        yield path, True, f"missing required key '{name}'"
     elif validator == "propertyNames":
-        yield (*path, error.instance), True, f"key {show(error.instance)} {custom or 'is not allowed'}"
+        message = custom or "{value} is not allowed"
+        yield (
+            (*path, str(instance)),
+            True,
+            "key " + message.replace("{value}", show(instance)),
+        )
     elif custom:
-        yield path, False, f"{show(error.instance)} {custom}"
+        # A whole mapping is wrong (one trigger too many): point at its key, where one looks.
+        yield path, validator.endswith("Properties"), custom.replace("{value}", show(instance))
     else:
         yield path, False, _reword(error)
 
@@ -117,7 +129,8 @@ def _custom(error: ValidationError) -> str | None:
 def _unknown_keys(error: ValidationError, path: PathKey) -> Iterator[tuple[PathKey, bool, str]]:
     schema = error.schema if isinstance(error.schema, Mapping) else {}
     known = list(schema.get("properties", {}))
-    for key in error.instance:
+    instance: Any = error.instance
+    for key in instance:
         if key in known:
             continue
         hint = did_you_mean(str(key), known)
@@ -153,7 +166,9 @@ def _kind_of(value: Any) -> str:
 
 
 def _reword(error: ValidationError) -> str:
-    validator, expected, value = str(error.validator), error.validator_value, error.instance
+    validator = str(error.validator)
+    expected: Any = error.validator_value
+    value: Any = error.instance
     if validator == "type":
         return f"expected {_type_phrase(expected)}, got {_kind_of(value)} {show(value)}"
     if validator == "enum":

@@ -60,11 +60,14 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Europe/Madrid)") from None
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name such as Europe/Madrid)"
+        ) from None
 
 
-def _is_open(local: datetime.datetime, days: frozenset[int], start: datetime.time,
-             end: datetime.time) -> bool:
+def _is_open(
+    local: datetime.datetime, days: frozenset[int], start: datetime.time, end: datetime.time
+) -> bool:
     now, weekday = local.time(), local.weekday()
     if start < end:
         return weekday in days and start <= now and (now < end or end == END_OF_DAY)

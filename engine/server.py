@@ -10,9 +10,13 @@ is what the daemon writes to the ledger for ``nextstep status`` (see :func:`heal
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
+import socket
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,7 +26,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from engine import __version__
-from engine.metrics import REGISTRY
+from engine.clock import Clock
+from engine.errors import NextstepError
+from engine.ledger.runner import LedgerRunner
+from engine.metrics import QUEUE_DEPTH, REGISTRY
+from engine.model import Progress
+from engine.registration import WebhookAdmin, register_webhook, webhook_url
+
+if TYPE_CHECKING:
+    from engine.config import Config
+
+log = logging.getLogger(__name__)
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 HealthSource = Callable[[], Mapping[str, Any]]
 HEALTH_KEY = "daemon:health"  # progress-table key of the snapshot the daemon keeps fresh
@@ -115,3 +130,72 @@ def make_server(app: Starlette, host: str, port: int, *, graceful: int = 5) -> S
         timeout_keep_alive=2,
     )
     return Server(config)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening socket (port 0: the system picks one); NextstepError if taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise NextstepError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; change server.listen"
+        ) from exc
+    sock.setblocking(False)
+    return sock
+
+
+async def write_snapshot(runner: LedgerRunner, now: float, doc: dict[str, Any]) -> None:
+    """Put the health document (with the queue depth) where ``nextstep status`` reads it."""
+    store = runner.store
+    depth = await runner.call(store.queue_depth, now)
+    QUEUE_DEPTH.set(depth)
+    doc["queue_depth"] = depth
+    await runner.call(store.enqueue, [], [Progress(HEALTH_KEY, json.dumps(doc, default=str))])
+
+
+async def keep_snapshot(
+    runner: LedgerRunner, clock: Clock, health: HealthSource, every: float = HEALTH_EVERY
+) -> None:
+    """Refresh the snapshot every ``every`` seconds until cancelled."""
+    while True:
+        try:
+            await write_snapshot(runner, clock.now(), dict(health()))
+        except NextstepError as exc:
+            log.warning("health snapshot not written: %s", exc)
+        await clock.sleep(every)
+
+
+def public_base(config: Config, channel: str, listen: str) -> str | None:
+    """Where 1MSG can reach this server: ``server.public_url`` when set, else this address
+    when the channel's API is on loopback too (the sandbox), else unknown (None)."""
+    server = config.settings.get("server")
+    if isinstance(server, Mapping) and server.get("public_url"):
+        return str(server["public_url"])
+    base_url = str(config.channels[channel].settings.get("base_url", ""))
+    return f"http://{listen}" if (urlsplit(base_url).hostname or "") in LOOPBACK else None
+
+
+async def register_acks(config: Config, channels: Mapping[str, object], listen: str) -> None:
+    """Register the ack webhook with every channel that takes one (1MSG); failures are
+    logged, statuses then come from hookInfo polling."""
+    secret = config.server.webhook_secret
+    for name, channel in channels.items():
+        if not secret or not hasattr(channel, "set_webhooks"):
+            continue
+        base = public_base(config, name, listen)
+        if base is None:
+            log.info(
+                "channel %s: set server.public_url (or register /webhooks/1msg/<secret> "
+                "with 1MSG) to receive acks; until then statuses come from hookInfo",
+                name,
+            )
+            continue
+        try:
+            await register_webhook(cast(WebhookAdmin, channel), webhook_url(base, secret))
+        except NextstepError as exc:
+            log.error("channel %s: ack webhook not registered: %s", name, exc)

@@ -35,12 +35,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class TimerSettings:
-    """How often the loop runs, how much one transaction handles, and how far back kept acks
-    are matched against newly recorded sends."""
+    """How often the loop runs, how much one transaction handles, and how old a kept ack may
+    be for the loop to still match it against newly recorded sends (the dispatcher's hook
+    matches the sends it records whatever the age)."""
 
     every: float = 1.0
     batch: int = 500
-    pending_window: float = 3600.0
+    pending_window: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,7 @@ def settle(
     if ids is not None and not ids:
         return SettleReport()
     with store.transaction() as conn:
-        acks = apply_pending(conn, now, ctx, ids=ids, sent_since=now - settings.pending_window)
+        acks = apply_pending(conn, now, ctx, ids=ids, received_since=now - settings.pending_window)
         expired = 0
         if ids is not None:
             for row in sql.retries_among(conn, ids):

@@ -85,7 +85,9 @@ class _Builder:
         if not isinstance(source, str):
             return None
         try:
-            return compile_template(source, rule_id=self.rule_id, field=format_path(path), names=names)
+            return compile_template(
+                source, rule_id=self.rule_id, field=format_path(path), names=names
+            )
         except TemplateProblem as exc:
             self.add(path, str(exc))
             return None
@@ -116,7 +118,9 @@ class _Builder:
         known = trigger_kinds()
         if kind not in known:
             hint = did_you_mean(kind, known)
-            self.add(("trigger", kind), f"unknown trigger '{kind}'{hint} (known: {', '.join(known)})")
+            self.add(
+                ("trigger", kind), f"unknown trigger '{kind}'{hint} (known: {', '.join(known)})"
+            )
             return None
         if not isinstance(config, Mapping):
             return None
@@ -141,7 +145,10 @@ class _Builder:
         if kind is None:
             hint = did_you_mean(channel, self.channels)
             listed = ", ".join(sorted(self.channels)) or "none"
-            self.add((*path, "channel"), f"unknown channel '{channel}'{hint} (nextstep.yaml has: {listed})")
+            self.add(
+                (*path, "channel"),
+                f"unknown channel '{channel}'{hint} (nextstep.yaml has: {listed})",
+            )
             return None
         self._check_keys(spec, path, kind)
         built = self._build_send(spec, path, kind, whitespace, names)
@@ -177,19 +184,23 @@ class _Builder:
         takes = ", ".join((*required, *optional))
         for key in spec:
             if key != "channel" and key not in required and key not in optional:
-                self.add((*path, key), f"'{key}' is not used by {kind} channels (they take: {takes})")
+                self.add(
+                    (*path, key), f"'{key}' is not used by {kind} channels (they take: {takes})"
+                )
         for key in required:
             if key not in spec:
-                self.add(path, f"missing required key '{key}' for a {kind} channel", missing_key=True)
+                self.add(
+                    path, f"missing required key '{key}' for a {kind} channel", missing_key=True
+                )
 
     def _onemsg(
         self, spec: Mapping[str, Any], path: PathKey, whitespace: Whitespace, names: frozenset[str]
     ) -> SendSpec | None:
         fields = {}
         for key in ("template", "namespace", "language"):
-            compiled = self.template(spec.get(key), (*path, key), names)
-            if compiled is not None:
-                fields[key] = compiled
+            field_template = self.template(spec.get(key), (*path, key), names)
+            if field_template is not None:
+                fields[key] = field_template
         text = spec.get("text")
         raw_params = spec.get("params", {})
         if not isinstance(text, str) or not isinstance(raw_params, Mapping):
@@ -219,7 +230,10 @@ class _Builder:
             self.add((*path, "params", str(n)), f"params.{n} is not used: the text has {shown}")
         gaps = sorted(set(range(1, max(used, default=0) + 1)) - used)
         if gaps:
-            self.add((*path, "text"), f"variables are numbered from <<1>> without gaps; <<{gaps[0]}>> is missing")
+            self.add(
+                (*path, "text"),
+                f"variables are numbered from <<1>> without gaps; <<{gaps[0]}>> is missing",
+            )
         bare = len(re.sub(r"<<\d+>>", "", text))
         if bare > MAX_BODY:
             self.add((*path, "text"), f"the text is {bare} characters; WhatsApp allows {MAX_BODY}")
@@ -297,7 +311,9 @@ class _Builder:
             except ValueError as exc:
                 self.add((*base, "timezone"), str(exc))
                 return None
-        return SendWindow(days, start, end, tz, compiled if compiled and compiled.template else None)
+        return SendWindow(
+            days, start, end, tz, compiled if compiled and compiled.template else None
+        )
 
     # -- examples ------------------------------------------------------------------------
     def examples(self, examples: Any, lines: Callable[[PathKey], int]) -> tuple[Example, ...]:
@@ -401,7 +417,9 @@ def _when(b: _Builder, when: Any) -> tuple[CompiledExpression, ...] | None:
     sources: Sequence[Any] = [when] if isinstance(when, str) else when
     if not isinstance(sources, list):
         return None
-    paths: list[PathKey] = [("when",)] if isinstance(when, str) else [("when", i) for i in range(len(sources))]
+    paths: list[PathKey] = (
+        [("when",)] if isinstance(when, str) else [("when", i) for i in range(len(sources))]
+    )
     compiled = [b.expression(source, path) for source, path in zip(sources, paths, strict=True)]
     if any(c is None for c in compiled):
         return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Literal
 
 import phonenumbers
@@ -61,11 +61,17 @@ def clean_param(value: str, mode: Whitespace) -> str:
         if _BAD.search(value):
             value = _WHITE_RUN.sub(_join_bad_run, value)
         value = value.strip()
+        if value:
+            return value
     else:
         bad = _BAD.search(value)
         if bad:
-            what = "more than 4 consecutive spaces" if bad.group(0)[0] == " " else "a newline or tab"
-            raise WhatsAppRuleError(f"contains {what} (WhatsApp refuses it; use whitespace: normalise)")
+            what = (
+                "more than 4 consecutive spaces" if bad.group(0)[0] == " " else "a newline or tab"
+            )
+            raise WhatsAppRuleError(
+                f"contains {what} (WhatsApp refuses it; use whitespace: normalise)"
+            )
     if not value.strip():
         raise WhatsAppRuleError("is empty (WhatsApp refuses empty parameters)")
     return value
@@ -78,7 +84,18 @@ def _join_bad_run(match: re.Match[str]) -> str:
 
 def fill(text: str, params: Sequence[str]) -> str:
     """The approved body with ``<<n>>`` replaced by ``params[n-1]``."""
-    return VARIABLE.sub(lambda m: params[int(m.group(1)) - 1], text)
+    pieces = _pieces(text)
+    out = [pieces[0]]
+    for i in range(1, len(pieces), 2):
+        out.append(params[int(pieces[i]) - 1])
+        out.append(pieces[i + 1])
+    return "".join(out)
+
+
+@lru_cache(maxsize=1024)
+def _pieces(text: str) -> list[str]:
+    """``"Hi <<1>>!"`` → ``["Hi ", "1", "!"]``: literal text and variable numbers alternate."""
+    return VARIABLE.split(text)
 
 
 def check_body(filled: str) -> None:
@@ -106,11 +123,11 @@ def _normalise(raw: str, default_country: str | None, *, fast: bool) -> str:
         text = "+" + text[2:]
     if not text:
         raise WhatsAppRuleError("the phone number is empty")
+    if not text.lstrip("+").isdigit() or text.count("+") > 1:
+        raise WhatsAppRuleError(f"{raw!r} is not a phone number")
     if text.startswith("+"):
         quick = _fast_international(text[1:]) if fast else None
         return quick or _international(text, None, raw)
-    if not text.isdigit():
-        raise WhatsAppRuleError(f"{raw!r} is not a phone number")
     if default_country:
         quick = _fast_national(text, default_country) if fast else None
         if quick:
@@ -124,7 +141,7 @@ def _normalise(raw: str, default_country: str | None, *, fast: bool) -> str:
                 except WhatsAppRuleError:
                     raise national from None
             raise
-    if _DIGITS.fullmatch(text):
+    if _DIGITS.fullmatch(text) and not text.startswith("0"):
         return _international("+" + text, None, raw)
     raise WhatsAppRuleError(
         f"{raw!r} has no country code (write it as +<country><number> or set default_country)"
@@ -146,12 +163,12 @@ class _Region:
     idd: re.Pattern[str] | None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _region(country_code: int, region: str | None) -> _Region | None:
     main = phonenumbers.region_code_for_country_code(country_code)
     lengths_of = PhoneMetadata.metadata_for_region_or_calling_code(country_code, main)
     parsing = PhoneMetadata.metadata_for_region(region) if region else lengths_of
-    if lengths_of is None or parsing is None:
+    if lengths_of is None or parsing is None or lengths_of.general_desc is None:
         return None
     prefix = parsing.national_prefix_for_parsing or parsing.national_prefix
     idd = parsing.international_prefix if region else None
@@ -164,7 +181,7 @@ def _region(country_code: int, region: str | None) -> _Region | None:
 
 
 def _fast_international(digits: str) -> str | None:
-    if not _ASCII_DIGITS.fullmatch(digits):
+    if not _ASCII_DIGITS.fullmatch(digits) or digits.startswith("0"):
         return None
     for size in (1, 2, 3):
         code = int(digits[:size])

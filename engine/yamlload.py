@@ -48,7 +48,9 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 _Loader.add_implicit_resolver(
     _INT, re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
 )
@@ -104,6 +106,7 @@ class Loaded:
     data: Any
     positions: Positions
     problems: list[Problem]
+    problem_paths: list[PathKey] = field(default_factory=list)  # where each problem is
 
 
 def format_path(path: PathKey) -> str:
@@ -147,10 +150,14 @@ class _Walker:
         self.env = env
         self.positions = Positions()
         self.problems: list[Problem] = []
+        self.problem_paths: list[PathKey] = []
         self._loader = _Loader("")
 
     def problem(self, mark: Mark, path: PathKey, message: str) -> None:
-        self.problems.append(Problem(self.file, mark.line, mark.col, None, format_path(path), message))
+        self.problems.append(
+            Problem(self.file, mark.line, mark.col, None, format_path(path), message)
+        )
+        self.problem_paths.append(path)
 
     def value(self, node: Node, path: PathKey) -> Any:
         mark = _mark(node)
@@ -200,6 +207,7 @@ class _Walker:
             for key, value in walker.mapping(source, ()).items():
                 merged.setdefault(key, value)
             self.problems.extend(walker.problems)
+            self.problem_paths.extend((*path, *p) for p in walker.problem_paths)
         return merged
 
     def scalar(self, node: ScalarNode, path: PathKey) -> Any:
@@ -213,9 +221,11 @@ class _Walker:
                     f"environment variable {name} is not set "
                     f"(set it, or write ${{{name}:-default}} for a default)",
                 )
+            if missing:
+                return value  # as written: the one problem is the variable, not its shape
             if node.style is None and text != value:
                 # An unquoted `port: ${SMTP_PORT:-25}` means a number, as if written inline.
-                tag = self._loader.resolve(ScalarNode, text, (True, False))
+                tag = self._loader.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
                 return _plain(self.construct(ScalarNode(tag, text), path))
             return text
         return _plain(value)
@@ -253,6 +263,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _syntax_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    message = f"YAML syntax error: {exc.problem or exc}"
+    if exc.context and exc.context_mark:
+        message += f" ({exc.context} that starts at line {exc.context_mark.line + 1})"
+    if "block" in message or "indent" in message:
+        message += "; check the indentation"
+    return Problem(file, line, col, None, "", message)
+
+
 def load_text(text: str, file: str, env: Mapping[str, str] | None) -> Loaded:
     """Parse one YAML document from ``text`` (named ``file`` in problems); ``env=None`` leaves
     ``${…}`` as written (data, not configuration)."""
@@ -260,16 +281,13 @@ def load_text(text: str, file: str, env: Mapping[str, str] | None) -> Loaded:
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = " ".join(p for p in (exc.context, exc.problem) if p) or str(exc)
-        return Loaded(file, None, walker.positions, [Problem(file, line, col, None, "", message)])
+        return Loaded(file, None, walker.positions, [_syntax_problem(file, exc)])
     except yaml.YAMLError as exc:
         return Loaded(file, None, walker.positions, [Problem(file, 1, 1, None, "", str(exc))])
     if node is None:
         return Loaded(file, None, walker.positions, [])
     data = walker.value(node, ())
-    return Loaded(file, data, walker.positions, walker.problems)
+    return Loaded(file, data, walker.positions, walker.problems, walker.problem_paths)
 
 
 def load_file(path: Path, env: Mapping[str, str], *, display: str | None = None) -> Loaded:
@@ -279,5 +297,7 @@ def load_file(path: Path, env: Mapping[str, str], *, display: str | None = None)
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return Loaded(name, None, Positions(), [Problem(name, 1, 1, None, "", f"cannot read: {reason}")])
+        return Loaded(
+            name, None, Positions(), [Problem(name, 1, 1, None, "", f"cannot read: {reason}")]
+        )
     return load_text(text, name, env)

@@ -2,11 +2,12 @@
 
 When the instance has ``ackNotificationsOn`` and webhook URLs, each status is produced at its
 time (``ack_delay`` apart) by a loop timer and put on a bounded queue (``hookInfo`` computes the
-same statuses from the acceptance time, posted or not). A few workers drain the queue in batches and post
-``{"instanceId": …, "ack": [{id, chatId, phone, status, error?}]}`` (or Meta's envelope when
-``rawHooks`` is on) through one shared aiohttp session, so sendTemplate answers never wait for
-a webhook; a full queue drops the ack (counted) as a real provider would, and ``hookInfo``
-still has it. A receiver that answers non-2xx or cannot be reached is tried again a few times.
+same statuses from the acceptance time, posted or not). One worker drains the queue in batches,
+so each message's acks keep their scripted order, and posts ``{"instanceId": …, "ack": [{id,
+chatId, phone, status, error?}]}`` (or Meta's envelope when ``rawHooks`` is on) through one
+shared aiohttp session: sendTemplate answers never wait for a webhook. A full queue drops the
+ack (counted) as a real provider would; ``hookInfo`` still has it. A receiver that answers
+non-2xx or cannot be reached is tried again a few times.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class _Pending:
 class AckPoster:
     """Schedules statuses and posts them as webhook acks; one per sandbox app."""
 
-    def __init__(self, state: SandboxState, workers: int = 4) -> None:
+    def __init__(self, state: SandboxState, workers: int = 1) -> None:
         self.state = state
         self.queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=state.config.ack_queue)
         self._workers_wanted = workers
@@ -109,7 +110,7 @@ class AckPoster:
         try:
             self.queue.put_nowait(_Pending(accepted.instance, item, hook))
         except asyncio.QueueFull:
-            self.state.counts["acks_dropped"] += 1
+            self.state.count("acks_dropped")
 
     async def _work(self) -> None:
         while True:

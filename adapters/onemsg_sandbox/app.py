@@ -131,6 +131,7 @@ class SandboxApi:
         self, request: Request, instance_id: str, instance: InstanceState, body: dict[str, Any]
     ) -> Reply:
         """``POST sendTemplate``: rate limit, validation, the recipient's script, acceptance."""
+        self.state.count("arrived")
         if instance.bucket is not None:
             wait = instance.bucket.take()
             if wait > 0:
@@ -143,7 +144,7 @@ class SandboxApi:
             meta_status=self.state.config.meta_error_status,
         )
         if isinstance(checked, Reply):
-            self.state.counts["refused"] += 1
+            self.state.count("refused")
             return checked
         script = self.state.config.scenario.script_for(checked.phone)
         attempt = self.state.next_attempt(instance_id, checked.phone)
@@ -152,7 +153,7 @@ class SandboxApi:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.state.closing.wait(), answer.delay)
         if not answer.accepts:
-            self.state.counts["refused"] += 1
+            self.state.count("refused")
             return scripted_reply(answer)
         message = Accepted(
             instance_id,
@@ -162,7 +163,7 @@ class SandboxApi:
             time.time(),
             script.post_acks if script is not None else True,
         )
-        self.state.counts["accepted"] += 1
+        self.state.count("accepted")
         self.state.accept(message)
         self.poster.schedule(message)
         return accepted(message.message_id, message.phone)

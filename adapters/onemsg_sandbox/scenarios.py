@@ -278,7 +278,12 @@ def scripts_summary(scripts: Sequence[Script]) -> list[str]:
     for script in scripts:
         answers = ", ".join(_describe(a) for a in script.answers) or "accept"
         tail = " (repeats)" if script.repeat else ""
-        acks = " → ".join(a.status for a in script.acks) if script.post_acks else "no acks posted"
+        if script.repeat and script.answers and not script.answers[-1].accepts:
+            acks = "none (never accepted)"
+        elif script.post_acks:
+            acks = " → ".join(a.status for a in script.acks)
+        else:
+            acks = "none posted (hookInfo has them)"
         lines.append(f"…{script.match}: {answers}{tail}; acks: {acks}")
     return lines
 

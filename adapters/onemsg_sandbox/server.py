@@ -60,27 +60,42 @@ class Running:
 
 
 @contextlib.asynccontextmanager
+async def serve_asgi(
+    app: Starlette, ready: asyncio.Event, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[tuple[str, uvicorn.Server]]:
+    """Serve ``app`` as a task of the running loop until the block ends; yields its base URL.
+
+    ``ready`` is an event the app's lifespan sets once started. The socket listens before
+    uvicorn starts, so no request can be refused while it does.
+    """
+    sock = listening_socket(host, port)
+    bound_port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn_config(app, host, bound_port))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    started = asyncio.create_task(ready.wait())
+    try:
+        await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            task.result()  # startup failed: raise its error here
+            raise RuntimeError("the server stopped during startup")
+        yield f"http://{host}:{bound_port}", server
+    finally:
+        started.cancel()
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@contextlib.asynccontextmanager
 async def serving(
     config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[Running]:
     """Serve the sandbox as a task of the running loop until the block ends."""
     app = create_app(config)
     state: SandboxState = app.state.sandbox
-    sock = listening_socket(host, port)
-    bound_port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(app, host, bound_port))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    ready = asyncio.create_task(state.ready.wait())
-    try:
-        # The socket already listens, so the app's startup is all there is to wait for.
-        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
-        if not ready.done():
-            task.result()  # startup failed: raise its error here
-            raise RuntimeError("the sandbox stopped during startup")
-        yield Running(f"http://{host}:{bound_port}", state, server)
-    finally:
-        ready.cancel()
-        state.closing.set()
-        server.should_exit = True
-        await task
-        sock.close()
+    async with serve_asgi(app, state.ready, host, port) as (base_url, server):
+        try:
+            yield Running(base_url, state, server)
+        finally:
+            # Release slow answers before uvicorn waits for open requests to finish.
+            state.closing.set()

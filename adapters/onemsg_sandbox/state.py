@@ -87,10 +87,11 @@ class SandboxState:
             "acks_posted": 0,
             "acks_dropped": 0,
             "posts_failed": 0,
+            "arrived": 0,
         }
         self.ready = asyncio.Event()
         self.closing = asyncio.Event()
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[str, int, asyncio.Future[None]]] = []
 
     def instance(self, instance_id: str) -> InstanceState:
         """The state of one instance, created on first use."""
@@ -129,27 +130,34 @@ class SandboxState:
         accepted = self.messages.get(message_id)
         return [] if accepted is None else accepted.produced(now, self.config.ack_delay)
 
-    def record_posted(self, posted: Posted, acks: int) -> None:
-        """Count a webhook call and wake whoever waits for that many acks."""
-        self.posted.append(posted)
-        if posted.status is None or not 200 <= posted.status < 300:
-            self.counts["posts_failed"] += 1
-            return
-        self.counts["acks_posted"] += acks
-        done = self.counts["acks_posted"]
-        for wanted, future in self._waiters:
-            if wanted <= done and not future.done():
-                future.set_result(None)
-        self._waiters = [(n, f) for n, f in self._waiters if not f.done()]
+    def count(self, name: str, amount: int = 1) -> None:
+        """Add to a counter and wake whoever waits for it to reach a value."""
+        self.counts[name] += amount
+        if self._waiters:
+            for counter, wanted, future in self._waiters:
+                if counter == name and wanted <= self.counts[name] and not future.done():
+                    future.set_result(None)
+            self._waiters = [w for w in self._waiters if not w[2].done()]
 
-    async def wait_acks(self, count: int, timeout: float = 10.0) -> None:
-        """Return once ``count`` acks in total were posted successfully (TimeoutError after
-        ``timeout`` seconds)."""
-        if self.counts["acks_posted"] >= count:
+    async def wait_count(self, name: str, value: int, timeout: float = 10.0) -> None:
+        """Return once counter ``name`` reached ``value`` (TimeoutError after ``timeout``)."""
+        if self.counts[name] >= value:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((count, future))
+        self._waiters.append((name, value, future))
         await asyncio.wait_for(future, timeout)
+
+    def record_posted(self, posted: Posted, acks: int) -> None:
+        """Count a webhook call (and its acks, when the receiver took them)."""
+        self.posted.append(posted)
+        if posted.status is None or not 200 <= posted.status < 300:
+            self.count("posts_failed")
+        else:
+            self.count("acks_posted", acks)
+
+    async def wait_acks(self, count: int, timeout: float = 10.0) -> None:
+        """Return once ``count`` acks in total were posted successfully."""
+        await self.wait_count("acks_posted", count, timeout)
 
     def posted_acks(self) -> list[dict[str, Any]]:
         """Every ack item successfully posted so far, in posting order."""

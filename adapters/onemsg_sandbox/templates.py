@@ -77,6 +77,53 @@ BUILTIN_TEMPLATES: tuple[Mapping[str, Any], ...] = (
         "components": [{"type": "BODY", "text": "Your case is closed. Thank you for your trust."}],
     },
     {
+        "id": "1006",
+        "name": "documents_received",
+        "language": "en",
+        "namespace": NAMESPACE,
+        "status": "APPROVED",
+        "category": "UTILITY",
+        "components": json.dumps(
+            [
+                {
+                    "type": "BODY",
+                    "text": "Hi {{1}}, we received the documents for case {{2}}. {{3}} will "
+                    "review them within 2 working days.",
+                }
+            ]
+        ),
+    },
+    {
+        "id": "1007",
+        "name": "appointment_confirmed",
+        "language": {"code": "es"},
+        "namespace": NAMESPACE,
+        "status": "approved",
+        "category": "UTILITY",
+        "components": [
+            {
+                "type": "BODY",
+                "text": "Hola {{1}}, tu cita en {{2}} es el {{3}}. Si no puedes venir, responde "
+                "a este mensaje.",
+            }
+        ],
+    },
+    {
+        "id": "1008",
+        "name": "appointment_confirmed",
+        "language": "en",
+        "namespace": NAMESPACE,
+        "status": "APPROVED",
+        "category": "UTILITY",
+        "components": [
+            {
+                "type": "BODY",
+                "text": "Hi {{1}}, your appointment at {{2}} is on {{3}}. If you cannot come, "
+                "reply to this message.",
+            }
+        ],
+    },
+    {
         "id": "1005",
         "name": "spring_promo",
         "language": "en",

@@ -18,7 +18,7 @@ from engine.model import State
 @config_option
 @store_option
 def release(notification_id: int, config_path: Path, store_url: str | None) -> None:
-    """Queue an in-doubt notification again (it will be sent once more)."""
+    """Send an in-doubt notification again (queue it)."""
     with open_ledger(config_path, store_url) as store:
         current = store.get(notification_id)
         if current is None:
@@ -40,7 +40,7 @@ def release(notification_id: int, config_path: Path, store_url: str | None) -> N
 @config_option
 @store_option
 def cancel(notification_id: int, reason: str, config_path: Path, store_url: str | None) -> None:
-    """Cancel a queued or in-doubt notification (it will not be sent)."""
+    """Cancel a queued or in-doubt notification."""
     with open_ledger(config_path, store_url) as store:
         current = store.get(notification_id)
         if current is None:

@@ -64,10 +64,19 @@ def _without_credentials(url: str) -> str:
 
 @click.command()
 @click.argument("rule_id", metavar="RULE")
-@click.option("--event", "event_source", required=True, metavar="FILE|-",
-              help="The event as a JSON (or YAML) object; - reads standard input.")
-@click.option("--trigger", "trigger_source", metavar="FILE",
-              help="What `trigger` holds for the templates (default: kind and source).")
+@click.option(
+    "--event",
+    "event_source",
+    required=True,
+    metavar="FILE|-",
+    help="The event as a JSON (or YAML) object; - reads standard input.",
+)
+@click.option(
+    "--trigger",
+    "trigger_source",
+    metavar="FILE",
+    help="What `trigger` holds for the templates (default: kind and source).",
+)
 @click.option("--now", "now_text", metavar="ISO", help="The time to render at (default: now).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @config_option
@@ -89,8 +98,9 @@ def render(
         if trigger_source
         else {"kind": rule.trigger_kind, "source": rule.source_key}
     )
-    result = evaluate(rule, Event(data, trigger), now=parse_now(now_text),
-                      default_country=config.default_country)
+    result = evaluate(
+        rule, Event(data, trigger), now=parse_now(now_text), default_country=config.default_country
+    )
     report = _report(config, rule, result)
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False, default=str))
@@ -99,8 +109,11 @@ def render(
 
 
 def _report(config: Config, rule: Rule, result: NewNotification | Skipped) -> dict[str, Any]:
-    report: dict[str, Any] = {"rule": rule.id, "version": rule.version,
-                              "file": f"{rule.file}:{rule.line}"}
+    report: dict[str, Any] = {
+        "rule": rule.id,
+        "version": rule.version,
+        "file": f"{rule.file}:{rule.line}",
+    }
     if isinstance(result, Skipped):
         return {**report, "matches": False, "reason": result.reason}
     message = Message(result.channel, result.recipient, result.fields)
@@ -133,9 +146,15 @@ def _print_text(report: Mapping[str, Any]) -> None:
         click.echo(f"matches:   no ({report['reason']})")
         return
     click.echo("matches:   yes")
-    for label, key in (("recipient", "recipient"), ("channel", "channel"), ("text", "text"),
-                       ("dedupe", "dedupe_key"), ("supersedes", "supersede_key"),
-                       ("not before", "not_before"), ("valid until", "valid_until")):
+    for label, key in (
+        ("recipient", "recipient"),
+        ("channel", "channel"),
+        ("text", "text"),
+        ("dedupe", "dedupe_key"),
+        ("supersedes", "supersede_key"),
+        ("not before", "not_before"),
+        ("valid until", "valid_until"),
+    ):
         if report.get(key) is not None:
             click.echo(f"{label + ':':<11}{report[key]}")
     click.echo(f"request:   {report['request']}")

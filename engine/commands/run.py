@@ -10,15 +10,22 @@ import click
 from engine.commands import EXIT_INVALID, config_option, print_problems
 from engine.config import load_config
 from engine.errors import ConfigError
-from engine.logs import configure_logging
+from engine.logs import config_secrets, configure_logging
 
 log_format_option = click.option(
-    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-    envvar="NEXTSTEP_LOG_FORMAT", help="Plain text lines or one JSON object per line.",
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="NEXTSTEP_LOG_FORMAT",
+    help="Plain text lines or one JSON object per line.",
 )
 log_level_option = click.option(
-    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-    show_default=True, envvar="NEXTSTEP_LOG_LEVEL",
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    envvar="NEXTSTEP_LOG_LEVEL",
 )
 
 
@@ -27,8 +34,8 @@ log_level_option = click.option(
 @log_format_option
 @log_level_option
 def run(config_path: Path, log_format: str, log_level: str) -> None:
-    """Run the daemon: triggers, HTTP server, dispatcher, status, hot reload."""
-    from engine.daemon import config_secrets, run_daemon
+    """Run the daemon: triggers, server, sending, hot reload."""
+    from engine.daemon import run_daemon
 
     redacting = configure_logging("json" if log_format == "json" else "text", log_level)
     try:

@@ -12,8 +12,12 @@ from engine.schema import Kind, document
 
 @click.command()
 @click.argument("kind", type=click.Choice(["rules", "config"]), default="rules")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to this file instead of standard output.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
 def schema(kind: Kind, output: Path | None) -> None:
     """Print the JSON Schema (Draft 2020-12) of rule files, or of nextstep.yaml with `config`.
 

@@ -34,13 +34,23 @@ from engine.redact import mask_phone
 from engine.server import HEALTH_KEY, HEALTH_STALE_AFTER
 
 COLUMNS = (
-    State.QUEUED, State.SENDING, State.SENT, State.DELIVERED, State.READ,
-    State.FAILED, State.EXPIRED, State.SKIPPED, State.IN_DOUBT,
+    State.QUEUED,
+    State.SENDING,
+    State.SENT,
+    State.DELIVERED,
+    State.READ,
+    State.FAILED,
+    State.EXPIRED,
+    State.SKIPPED,
+    State.IN_DOUBT,
 )
 EXTRA_COLUMNS = (State.SUPERSEDED, State.CANCELLED)
 
 store_option = click.option(
-    "--store", "store_url", default=None, metavar="URL",
+    "--store",
+    "store_url",
+    default=None,
+    metavar="URL",
     help="Ledger URL (overrides the config's store:, e.g. when the config does not load).",
 )
 
@@ -118,9 +128,7 @@ def notification_doc(n: Notification, history: list[HistoryEntry]) -> dict[str, 
         "reason": n.reason,
         "failure_class": n.failure_class,
         "text": n.fields.get("text"),
-        "history": [
-            {"at": h.at, "kind": h.kind, "detail": dict(h.detail)} for h in history
-        ],
+        "history": [{"at": h.at, "kind": h.kind, "detail": dict(h.detail)} for h in history],
     }
 
 
@@ -149,10 +157,16 @@ def _when(at: float | None) -> str:
 @config_option
 @store_option
 def status(
-    ident: str | None, rule_id: str | None, since: str, in_doubt: bool, limit: int,
-    as_json: bool, config_path: Path, store_url: str | None,
+    ident: str | None,
+    rule_id: str | None,
+    since: str,
+    in_doubt: bool,
+    limit: int,
+    as_json: bool,
+    config_path: Path,
+    store_url: str | None,
 ) -> None:
-    """Counts by rule and state, one notification's history, or the in-doubt list."""
+    """Counts by rule and state, a history, what is in doubt."""
     try:
         window = parse_duration(since)
     except ValueError as exc:
@@ -162,15 +176,15 @@ def status(
         if ident is not None:
             found = lookup(store, ident)
             if not found:
-                click.echo(f"no notification with id, provider id or dedupe key {ident!r}",
-                           err=True)
+                click.echo(
+                    f"no notification with id, provider id or dedupe key {ident!r}", err=True
+                )
                 raise SystemExit(EXIT_INVALID)
             docs = [notification_doc(n, store.history(n.id)) for n in found]
             _emit(docs, as_json, _print_notifications)
             return
         if in_doubt:
-            rows = [notification_doc(n, []) for n in store.list(state=State.IN_DOUBT,
-                                                                 limit=limit)]
+            rows = [notification_doc(n, []) for n in store.list(state=State.IN_DOUBT, limit=limit)]
             _emit(rows, as_json, _print_in_doubt)
             return
         report = {
@@ -193,10 +207,14 @@ def _emit(doc: Any, as_json: bool, human: Any) -> None:
 def _print_summary(console: Console, report: dict[str, Any]) -> None:
     counts: dict[str, dict[str, int]] = report["counts"]
     # Only states that occur: nine columns of zeros do not fit a terminal (--json has all).
-    columns = [c for c in (*map(str, COLUMNS), *map(str, EXTRA_COLUMNS))
-               if any(row.get(c, 0) for row in counts.values())]
-    table = Table(title=f"Notifications created in the last {report['window']}",
-                  box=box.SIMPLE_HEAD)
+    columns = [
+        c
+        for c in (*map(str, COLUMNS), *map(str, EXTRA_COLUMNS))
+        if any(row.get(c, 0) for row in counts.values())
+    ]
+    table = Table(
+        title=f"Notifications created in the last {report['window']}", box=box.SIMPLE_HEAD
+    )
     table.add_column("rule", no_wrap=True)
     for column in [*columns, "total"]:
         table.add_column(column.replace("_", " "), justify="right")
@@ -223,15 +241,20 @@ def _print_health(console: Console, daemon: dict[str, Any]) -> None:
     for column in ("trigger", "kind", "state", "restarts", "last error"):
         triggers.add_column(column)
     for t in daemon.get("triggers", []):
-        triggers.add_row(t["name"], t["kind"], t["state"], str(t["restarts"]),
-                         t.get("last_error") or "")
+        triggers.add_row(
+            t["name"], t["kind"], t["state"], str(t["restarts"]), t.get("last_error") or ""
+        )
     console.print(triggers)
     circuits = Table(title="Channel circuits", box=box.SIMPLE_HEAD)
     for column in ("channel", "circuit", "in flight", "reason"):
         circuits.add_column(column)
     for name, circuit in daemon.get("circuits", {}).items():
-        circuits.add_row(name, str(circuit.get("state", "?")), str(circuit.get("in_flight", "")),
-                         str(circuit.get("reason") or ""))
+        circuits.add_row(
+            name,
+            str(circuit.get("state", "?")),
+            str(circuit.get("in_flight", "")),
+            str(circuit.get("reason") or ""),
+        )
     console.print(circuits)
     reload = daemon.get("reload", {})
     if reload and not reload.get("ok", True):
@@ -247,8 +270,7 @@ def _print_notifications(console: Console, docs: list[dict[str, Any]]) -> None:
             f"{doc['channel']} to {doc['recipient']}: [bold]{doc['state']}[/bold]"
             f" after {doc['attempts']} attempt(s)"
         )
-        for key in ("provider_id", "dedupe_key", "parent_id", "reason", "failure_class",
-                    "text"):
+        for key in ("provider_id", "dedupe_key", "parent_id", "reason", "failure_class", "text"):
             if doc.get(key) not in (None, ""):
                 console.print(f"  {key.replace('_', ' ')}: {doc[key]}", markup=False)
         for h in doc["history"]:
@@ -264,8 +286,13 @@ def _print_in_doubt(console: Console, rows: list[dict[str, Any]]) -> None:
     for column in ("id", "rule", "recipient", "attempts", "since", "reason"):
         table.add_column(column)
     for row in rows:
-        table.add_row(str(row["id"]), row["rule"], row["recipient"], str(row["attempts"]),
-                      _when(row["updated_at"]), row["reason"])
+        table.add_row(
+            str(row["id"]),
+            row["rule"],
+            row["recipient"],
+            str(row["attempts"]),
+            _when(row["updated_at"]),
+            row["reason"],
+        )
     console.print(table)
     console.print("decide each one: nextstep release ID (send it again) or nextstep cancel ID")
-

@@ -26,7 +26,9 @@ def check_example(rule: Rule, example: Example, *, default_country: str | None) 
     now = example.now if example.now is not None else time.time()
     expect = example.expect
     try:
-        result = evaluate(rule, Event(example.event, trigger), now=now, default_country=default_country)
+        result = evaluate(
+            rule, Event(example.event, trigger), now=now, default_country=default_country
+        )
     except RenderError as exc:
         wanted = expect.get("error") if isinstance(expect, Mapping) else None
         if isinstance(wanted, str) and wanted in str(exc):
@@ -65,24 +67,38 @@ def _differences(expect: Mapping[str, Any], result: NewNotification) -> list[str
 
 def _param_list(value: Any) -> list[str]:
     if isinstance(value, Mapping):
-        return [str(value[k]) for k in sorted(value, key=lambda k: int(k) if str(k).isdigit() else 0)]
+        return [
+            str(value[k]) for k in sorted(value, key=lambda k: int(k) if str(k).isdigit() else 0)
+        ]
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def _diff(expected: Any, actual: Any) -> str:
     """``expected X, got Y``; long texts are cut to the place where they first differ."""
-    if isinstance(expected, str) and isinstance(actual, str) and max(len(expected), len(actual)) > 60:
-        at = next((i for i, (a, b) in enumerate(zip(expected, actual)) if a != b),
-                  min(len(expected), len(actual)))
+    if (
+        isinstance(expected, str)
+        and isinstance(actual, str)
+        and max(len(expected), len(actual)) > 60
+    ):
+        at = next(
+            (i for i, (a, b) in enumerate(zip(expected, actual, strict=False)) if a != b),
+            min(len(expected), len(actual)),
+        )
         start = max(0, at - 20)
         cut = "…" if start else ""
-        return (f"differs at character {at + 1}: expected {cut}{expected[start:at + 40]!r}, "
-                f"got {cut}{actual[start:at + 40]!r}")
+        return (
+            f"differs at character {at + 1}: expected {cut}{expected[start : at + 40]!r}, "
+            f"got {cut}{actual[start : at + 40]!r}"
+        )
     return f"expected {_show(expected)}, got {_show(actual)}"
 
 
 def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return (
+        repr(value)
+        if isinstance(value, str)
+        else json.dumps(value, ensure_ascii=False, default=str)
+    )
 
 
 @click.command()
@@ -96,8 +112,10 @@ def test(rule_ids: tuple[str, ...], verbose: bool, config_path: Path) -> None:
     "N passed, N failed"; exits 1 when any example fails.
     """
     config = load(config_path)
-    rules = [find_rule(config, r) for r in rule_ids] if rule_ids else sorted(
-        config.rules.values(), key=lambda r: (r.file, r.line)
+    rules = (
+        [find_rule(config, r) for r in rule_ids]
+        if rule_ids
+        else sorted(config.rules.values(), key=lambda r: (r.file, r.line))
     )
     passed = failed = 0
     for rule in rules:

@@ -110,6 +110,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX notifications_deadline ON notifications(deadline_at)
             WHERE deadline_at IS NOT NULL AND state IN ('sent', 'delivered');
         CREATE INDEX notifications_sent ON notifications(updated_at) WHERE state = 'sent';
+        CREATE INDEX acks_pending_received ON acks(received_at) WHERE applied = 0;
         """,
     ),
 ]

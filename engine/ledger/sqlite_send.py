@@ -18,10 +18,12 @@ INTERRUPTED_REASON = "interrupted while sending: the provider may have accepted 
 
 def _expire_stale(conn: sqlite3.Connection, now: float) -> None:
     """Queued notifications past their ``valid_until`` are expired, never sent late."""
+    # INDEXED BY: the planner would otherwise pick the state index and scan the whole queue.
     rows = conn.execute(
         "UPDATE notifications SET state = 'expired', reason = ?, updated_at = ?, "
-        "next_attempt_at = NULL WHERE state = 'queued' AND valid_until IS NOT NULL "
-        "AND valid_until <= ? RETURNING id",
+        "next_attempt_at = NULL WHERE id IN (SELECT id FROM notifications "
+        "INDEXED BY notifications_valid_until WHERE state = 'queued' "
+        "AND valid_until IS NOT NULL AND valid_until <= ?) RETURNING id",
         (EXPIRED_REASON, now, now),
     ).fetchall()
     detail = {"state": "expired", "reason": EXPIRED_REASON}
@@ -52,9 +54,12 @@ def lease_due(
     if limit <= 0 or (channels is not None and not channels) or (ids is not None and not ids):
         return []
     scope, params = _scope(channels, ids)
+    # INDEXED BY: walk the due index in order and stop at ``limit``, instead of sorting every
+    # queued row on each lease (the planner prefers the state index without it).
     rows = conn.execute(
         "UPDATE notifications SET state = 'sending', updated_at = ? WHERE id IN ("
-        "SELECT id FROM notifications WHERE state = 'queued' AND next_attempt_at <= ?"
+        "SELECT id FROM notifications INDEXED BY notifications_due "
+        "WHERE state = 'queued' AND next_attempt_at <= ?"
         f"{scope} ORDER BY next_attempt_at, id LIMIT ?) RETURNING {COLUMNS}",
         (now, now, *params, limit),
     ).fetchall()

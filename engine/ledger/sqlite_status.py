@@ -74,27 +74,24 @@ def keep_pending(
 
 
 def pending_for(
-    conn: sqlite3.Connection, *, ids: Sequence[int] | None, sent_since: float
+    conn: sqlite3.Connection, *, ids: Sequence[int] | None, received_since: float
 ) -> list[tuple[int, Any]]:
-    """Kept acks whose notification now has their provider id: ``(ack row id, payload)``, oldest
-    first. Only notifications of ``ids``, or else those sent since ``sent_since``, are looked
-    at, so acks that will never match (another system's messages) cost nothing."""
+    """Kept acks whose notification now has their provider id: ``(ack row id, payload)``,
+    oldest first. Only notifications of ``ids``, or else acks received since
+    ``received_since``, are looked at, so old acks that will never match (another system's
+    messages on the same channel) cost nothing."""
+    join = (
+        "SELECT a.id, a.payload FROM acks a JOIN notifications n "
+        "ON n.provider_id = a.provider_id WHERE a.applied = 0"
+    )
+    rows: list[Any] = []
     if ids is not None:
-        rows: list[Any] = []
         for chunk in _chunks(list(ids)):
             rows += conn.execute(
-                "SELECT a.id, a.payload FROM notifications n JOIN acks a "
-                "ON a.provider_id = n.provider_id AND a.applied = 0 "
-                f"WHERE n.id IN ({placeholders(len(chunk))})",
-                chunk,
+                f"{join} AND n.id IN ({placeholders(len(chunk))})", chunk
             ).fetchall()
     else:
-        rows = conn.execute(
-            "SELECT a.id, a.payload FROM notifications n JOIN acks a "
-            "ON a.provider_id = n.provider_id AND a.applied = 0 "
-            "WHERE n.state = 'sent' AND n.updated_at >= ?",
-            (sent_since,),
-        ).fetchall()
+        rows = conn.execute(f"{join} AND a.received_at >= ?", (received_since,)).fetchall()
     rows.sort(key=lambda row: row[0])
     return [(row[0], loads(row[1])) for row in rows]
 

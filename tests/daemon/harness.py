@@ -4,6 +4,7 @@ sandbox served in the test's own event loop, and wait on conditions (never fixed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -28,9 +29,7 @@ WEBHOOK_SECRET = "test-webhook-secret"
 INSTANCE = "test"
 
 
-async def wait_for(
-    probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 20.0
-) -> T:
+async def wait_for(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 20.0) -> T:
     """Call ``probe`` until it returns something other than None/False; fail after
     ``timeout`` saying what was awaited."""
     deadline = time.monotonic() + timeout
@@ -115,8 +114,13 @@ class Workspace:
         """Read the ledger over a separate connection."""
         if not self.ledger.exists():
             return []
-        with sqlite3.connect(self.ledger, timeout=10) as conn:
-            return conn.execute(sql, args).fetchall()
+        with contextlib.closing(sqlite3.connect(self.ledger, timeout=10)) as conn:
+            try:
+                return conn.execute(sql, args).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):  # the daemon has not migrated it yet
+                    return []
+                raise
 
     def health_snapshot(self) -> dict[str, Any] | None:
         rows = self.query("SELECT value FROM progress WHERE key = ?", HEALTH_KEY)
@@ -138,9 +142,18 @@ class DaemonProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with log.open("ab") as sink:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "from engine.cli import main; main()",
-                "run", "-c", str(workspace.config), "--log-level", "debug",
-                stdout=sink, stderr=sink, cwd=workspace.root, env=env,
+                sys.executable,
+                "-c",
+                "from engine.cli import main; main()",
+                "run",
+                "-c",
+                str(workspace.config),
+                "--log-level",
+                "debug",
+                stdout=sink,
+                stderr=sink,
+                cwd=workspace.root,
+                env=env,
             )
         daemon = cls(workspace, process, log)
         snapshot = await wait_for(daemon._own_snapshot, f"{name} to serve (log: {log})")
@@ -149,8 +162,10 @@ class DaemonProcess:
 
     async def _own_snapshot(self) -> dict[str, Any] | None:
         if self.process.returncode is not None:
-            raise AssertionError(f"the daemon exited with {self.process.returncode}:\n"
-                                 + self.log.read_text(errors="replace"))
+            raise AssertionError(
+                f"the daemon exited with {self.process.returncode}:\n"
+                + self.log.read_text(errors="replace")
+            )
         snapshot = self.workspace.health_snapshot()
         if snapshot and snapshot.get("pid") == self.process.pid and snapshot.get("listen"):
             return snapshot

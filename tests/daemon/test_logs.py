@@ -58,6 +58,16 @@ def test_exception_text_is_scrubbed(restore_root: None) -> None:
         pytest.param("GET /x?token=abc&y=1", "GET /x?token=***&y=1", id="query-token"),
         pytest.param("phone 600111222", "phone *****1222", id="phone"),
         pytest.param("rule loans v3", "rule loans v3", id="untouched"),
+        pytest.param(
+            "listening on http://127.0.0.1:38071",
+            "listening on http://127.0.0.1:38071",
+            id="address",
+        ),
+        pytest.param(
+            "at 2026-06-20 12:00:01 to 600111222",
+            "at 2026-06-20 12:00:01 to *****1222",
+            id="date-then-phone",
+        ),
     ],
 )
 def test_redact(text: str, expected: str) -> None:

@@ -86,10 +86,20 @@ def test_in_doubt_then_release_and_cancel(ledger: tuple[str, Store]) -> None:
 def test_daemon_health_snapshot_is_shown(ledger: tuple[str, Store]) -> None:
     url, store = ledger
     snapshot = {
-        "status": "degraded", "pid": 42, "listen": "127.0.0.1:8787", "started_at": time.time(),
+        "status": "degraded",
+        "pid": 42,
+        "listen": "127.0.0.1:8787",
+        "started_at": time.time(),
         "updated_at": time.time(),
-        "triggers": [{"name": "csv:inbox", "kind": "csv", "state": "backoff", "restarts": 3,
-                      "last_error": "OSError: gone"}],
+        "triggers": [
+            {
+                "name": "csv:inbox",
+                "kind": "csv",
+                "state": "backoff",
+                "restarts": 3,
+                "last_error": "OSError: gone",
+            }
+        ],
         "circuits": {"whatsapp": {"state": "open", "reason": "401 wrong token", "in_flight": 0}},
         "reload": {"ok": False, "problems": ["rules/a.yaml:3:5: rule x: bad"]},
     }

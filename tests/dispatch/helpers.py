@@ -16,7 +16,7 @@ from engine.ledger.runner import LedgerRunner
 from engine.model import Outcome, OutcomeKind
 from engine.ratelimit import ChannelLimits
 from engine.rules import RetryPolicy
-from tests.support.fake_channel import FakeChannel
+from engine.plugins import Channel
 
 TRANSIENT = Outcome(OutcomeKind.TRANSIENT, reason="HTTP 503", http_status=503)
 IN_DOUBT = Outcome(OutcomeKind.IN_DOUBT, reason="read timeout")
@@ -28,7 +28,7 @@ ACCOUNT = Outcome(OutcomeKind.ACCOUNT, reason="HTTP 401: wrong token", http_stat
 def dispatcher(
     runner: LedgerRunner,
     clock: FakeClock,
-    channel: FakeChannel,
+    channel: Channel,
     policy: RetryPolicy | None = None,
     limits: ChannelLimits | None = None,
     **options: object,

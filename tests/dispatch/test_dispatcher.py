@@ -205,7 +205,9 @@ async def test_duplicates_are_skipped_and_never_sent(
     runner: LedgerRunner, clock: FakeClock, fake: FakeChannel
 ) -> None:
     first, second = await enqueue(
-        runner, new_notification("1", dedupe_key="12345:docs"), new_notification("1", dedupe_key="12345:docs")
+        runner,
+        new_notification("1", dedupe_key="12345:docs"),
+        new_notification("1", dedupe_key="12345:docs"),
     )
     (third,) = await enqueue(runner, new_notification("1", dedupe_key="12345:docs"))
     d = dispatcher(runner, clock, fake)

@@ -72,9 +72,7 @@ async def test_two_messages_to_one_recipient_are_six_seconds_apart(
     runner: LedgerRunner, clock: FakeClock
 ) -> None:
     fake = FakeChannel(clock)
-    ids = await enqueue(
-        runner, *(new_notification("1") for _ in range(3)), new_notification("2")
-    )
+    ids = await enqueue(runner, *(new_notification("1") for _ in range(3)), new_notification("2"))
     d = dispatcher(runner, clock, fake)
     start = clock.now()
     async with running(d):

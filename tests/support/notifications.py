@@ -17,10 +17,11 @@ def new_notification(
     created_at: float = T0,
     channel: str = "whatsapp",
     event: dict[str, Any] | None = None,
+    fields: dict[str, Any] | None = None,
     **extra: Any,
 ) -> NewNotification:
     """A queued-to-be notification with a 1MSG-like send block."""
-    fields = {
+    default_fields = {
         "template": "next_step",
         "namespace": "ns",
         "language": "en",
@@ -32,7 +33,7 @@ def new_notification(
         rule_version="abc123def456",
         channel=channel,
         recipient=recipient,
-        fields=fields,
+        fields=default_fields if fields is None else fields,
         event={"phone": recipient, "first_name": "maria"} if event is None else event,
         created_at=created_at,
         dedupe_key=dedupe_key,

@@ -1,0 +1,229 @@
+"""Messages sent per second by nextstep's dispatcher, beside a bare aiohttp loop.
+
+A sandbox process (the 1MSG-compatible API on loopback, 100 ms latency on every answer, its
+rate limit lifted, acks off) serves both runs, so the two cores are shared the same way:
+
+* nextstep: a fresh SQLite ledger holding ``--count`` queued notifications, the real 1MSG
+  channel, the dispatcher leasing, sending and recording every outcome until none is left;
+* bare: ``--concurrency`` aiohttp workers posting the same request bodies, nothing recorded;
+* for reference, the 1MSG channel adapter alone (``channel.send`` from as many workers).
+
+    .venv/bin/python bench/send_throughput.py [--count 20000] [--concurrency 256]
+
+Bounded: a fixed number of messages, every phase under ``--timeout`` seconds, the sandbox
+stopped at the end. Target: at least 1,000 msg/s and at least 0.7 x the bare loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TOKEN = "sandbox-token"
+INSTANCE = "bench"
+TARGET_RATE = 1000.0
+TARGET_RATIO = 0.7
+FIELDS = {
+    "template": "next_step",
+    "namespace": "3f1c7a2e_91b4_4c1e_a5a2_0c9d51e0c0de",
+    "language": "en",
+    "params": ["Maria", "loan application #12345", "upload documents by June 20"],
+    "text": "Hello, Maria!",
+}
+
+
+def phone(i: int) -> str:
+    """Distinct numbers that end in 77: no sandbox failure script matches them."""
+    return f"346{i:06d}77"
+
+
+# -- the sandbox process --------------------------------------------------------------------
+def serve_sandbox(latency: float) -> None:
+    """Serve the sandbox until stdin closes; prints ``URL <base_url>`` once listening."""
+    from adapters.onemsg_sandbox.config import SandboxConfig
+    from adapters.onemsg_sandbox.server import serving
+
+    async def main() -> None:
+        config = SandboxConfig(token=TOKEN, latency=latency, acks=False, rate_limit=None)
+        async with serving(config) as running:
+            print(f"URL {running.base_url}", flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+    asyncio.run(main())
+
+
+# -- nextstep -------------------------------------------------------------------------------
+def _queue(db: str, count: int) -> None:
+    from engine.ledger.base import NewNotification
+    from engine.ledger.sqlite import SqliteStore
+
+    store = SqliteStore(db)
+    now = time.time()
+    items = [
+        NewNotification("bench", "v1", "whatsapp", phone(i), FIELDS, {"i": i}, now)
+        for i in range(count)
+    ]
+    store.enqueue(items)
+    store.close()
+
+
+async def run_nextstep(base_url: str, db: str, concurrency: int) -> tuple[float, dict[str, int]]:
+    """Send everything queued in ``db``; (seconds taken, notifications by state)."""
+    from adapters.onemsg import OneMsgChannel
+    from engine.clock import SystemClock
+    from engine.dispatcher import Dispatcher
+    from engine.ledger import open_store
+    from engine.ledger.runner import LedgerRunner
+    from engine.ratelimit import ChannelLimits
+    from engine.rules import RetryPolicy
+
+    clock = SystemClock()
+    settings = {"base_url": base_url, "instance_id": INSTANCE, "token": TOKEN}
+    channel = OneMsgChannel("whatsapp", {**settings, "max_connections": concurrency}, clock=clock)
+    runner = LedgerRunner(open_store(f"sqlite:///{db}"))
+    limits = ChannelLimits(rate=1_000_000, max_in_flight=concurrency)
+    policy = RetryPolicy()
+    dispatcher = Dispatcher(
+        runner, {"whatsapp": channel}, lambda _n: policy, clock, {"whatsapp": limits}
+    )
+    try:
+        started = time.perf_counter()
+        await dispatcher.run_until_idle()
+        elapsed = time.perf_counter() - started
+        counts = await runner.call(runner.store.counts)
+    finally:
+        await channel.aclose()
+        runner.close()
+    return elapsed, {state: n for (_, state), n in counts.items()}
+
+
+# -- the bare loop --------------------------------------------------------------------------
+async def run_bare(base_url: str, count: int, concurrency: int) -> tuple[float, int]:
+    """Post ``count`` sendTemplate bodies with ``concurrency`` workers; (seconds, accepted)."""
+    from adapters.onemsg_payload import send_template_body
+    from engine.model import Message
+
+    bodies = [
+        orjson.dumps(send_template_body(Message("whatsapp", phone(i), FIELDS)))
+        for i in range(count)
+    ]
+    bodies.reverse()
+    url = f"{base_url}/{INSTANCE}/sendTemplate"
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    accepted = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker() -> None:
+            nonlocal accepted
+            while bodies:
+                body = bodies.pop()
+                async with session.post(url, data=body, headers=headers) as response:
+                    answer = orjson.loads(await response.read())
+                    accepted += bool(response.status == 200 and answer.get("sent"))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started, accepted
+
+
+# -- the 1MSG channel alone ---------------------------------------------------------------
+async def run_channel(base_url: str, count: int, concurrency: int) -> float:
+    """``channel.send`` from ``concurrency`` workers, no ledger: what the adapter costs."""
+    from adapters.onemsg import OneMsgChannel
+    from engine.clock import SystemClock
+    from engine.model import Message
+
+    settings = {"base_url": base_url, "instance_id": INSTANCE, "token": TOKEN}
+    channel = OneMsgChannel(
+        "whatsapp", {**settings, "max_connections": concurrency}, clock=SystemClock()
+    )
+    messages = [Message("whatsapp", phone(i), FIELDS) for i in range(count)]
+    messages.reverse()
+
+    async def worker() -> None:
+        while messages:
+            await channel.send(messages.pop())
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started
+    finally:
+        await channel.aclose()
+
+
+# -- the run --------------------------------------------------------------------------------
+async def measure(base_url: str, args: argparse.Namespace, folder: str) -> None:
+    count, concurrency = args.count, args.concurrency
+    warm = await asyncio.wait_for(run_bare(base_url, min(2000, count), concurrency), args.timeout)
+    del warm  # connections and the sandbox's code paths warmed up
+    bare_s, bare_ok = await asyncio.wait_for(run_bare(base_url, count, concurrency), args.timeout)
+    channel_s = await asyncio.wait_for(run_channel(base_url, count, concurrency), args.timeout)
+    db = str(Path(folder) / "ledger.db")
+    queue_started = time.perf_counter()
+    _queue(db, count)
+    queued_s = time.perf_counter() - queue_started
+    ours_s, states = await asyncio.wait_for(run_nextstep(base_url, db, concurrency), args.timeout)
+    bare_rate, ours_rate = count / bare_s, count / ours_s
+    ratio = ours_rate / bare_rate
+    ok = ours_rate >= TARGET_RATE and ratio >= TARGET_RATIO and states.get("sent") == count
+    print(
+        f"send_throughput: {count:,} messages, concurrency {concurrency}, sandbox latency "
+        f"{args.latency * 1000:.0f} ms, {os.cpu_count()} cores (sandbox in its own process)"
+    )
+    print(f"  bare aiohttp loop:       {bare_rate:8,.0f} msg/s  ({bare_ok:,} accepted)")
+    print(f"  1MSG channel, no ledger: {count / channel_s:8,.0f} msg/s  (the adapter alone)")
+    print(f"  nextstep (SQLite ledger): {ours_rate:7,.0f} msg/s  (ledger: {states})")
+    print(f"  ratio nextstep / bare:   {ratio:8.2f}")
+    print(f"  queueing {count:,} notifications took {queued_s:.2f} s (not counted above)")
+    print(
+        f"  target: >= {TARGET_RATE:,.0f} msg/s and >= {TARGET_RATIO} x bare: "
+        + ("ok" if ok else "MISSED")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--latency", type=float, default=0.1, help="sandbox latency, seconds")
+    parser.add_argument("--timeout", type=float, default=300.0, help="per phase, seconds")
+    parser.add_argument("--serve-sandbox", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_sandbox:
+        serve_sandbox(args.latency)
+        return
+    command = [sys.executable, __file__, "--serve-sandbox", "--latency", str(args.latency)]
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        ) as sandbox,
+    ):
+        assert sandbox.stdout is not None and sandbox.stdin is not None
+        line = sandbox.stdout.readline()
+        if not line.startswith("URL "):
+            raise SystemExit(f"the sandbox did not start: {line!r}")
+        try:
+            asyncio.run(measure(line.split()[1], args, folder))
+        finally:
+            sandbox.stdin.close()
+            sandbox.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

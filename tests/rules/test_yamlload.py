@@ -1,0 +1,107 @@
+"""Reading YAML: positions, duplicate keys, ${VAR} interpolation, YAML 1.2 scalars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.yamlload import Mark, format_path, interpolate, load_file, load_text
+
+
+def test_positions_of_values_and_keys() -> None:
+    loaded = load_text("rules:\n  - id: a\n    send:\n      channel: x\n", "f.yaml", {})
+    assert loaded.problems == []
+    assert loaded.positions.of(("rules", 0, "send", "channel")) == Mark(4, 16)
+    assert loaded.positions.key(("rules", 0, "send", "channel")) == Mark(4, 7)
+    # a path that was never written falls back to its nearest ancestor
+    assert loaded.positions.of(("rules", 0, "send", "nothing")) == Mark(4, 7)
+
+
+def test_duplicate_key_is_a_problem_at_the_second_key() -> None:
+    loaded = load_text("a: 1\nb: 2\na: 3\n", "f.yaml", {})
+    assert loaded.data == {"a": 1, "b": 2}
+    [problem] = loaded.problems
+    assert (problem.line, problem.col) == (3, 1)
+    assert "duplicate key 'a' (first written at line 1)" in problem.message
+
+
+def test_interpolation_with_default_and_escape() -> None:
+    text, missing = interpolate("${A}-${B:-two}-$${C}-${D:-}", {"A": "one"})
+    assert (text, missing) == ("one-two-${C}-", [])
+
+
+def test_empty_variable_takes_the_default() -> None:
+    assert interpolate("${A:-x}", {"A": ""}) == ("x", [])
+    assert interpolate("${A}", {"A": ""}) == ("", [])
+
+
+def test_missing_variable_names_file_and_line() -> None:
+    loaded = load_text("a: 1\ntoken: ${NOPE_TOKEN}\n", "conf.yaml", {})
+    [problem] = loaded.problems
+    assert (problem.file, problem.line) == ("conf.yaml", 2)
+    assert "NOPE_TOKEN is not set" in problem.message
+    assert loaded.data["token"] == "${NOPE_TOKEN}"  # kept as written, no second problem
+
+
+def test_unquoted_interpolation_reads_as_a_scalar() -> None:
+    loaded = load_text('port: ${P:-25}\nq: "${P:-25}"\nflag: ${F:-true}\n', "f", {})
+    assert loaded.data == {"port": 25, "q": "25", "flag": True}
+
+
+def test_no_env_leaves_dollar_text_alone() -> None:
+    assert load_text("a: ${X}\n", "f", None).data == {"a": "${X}"}
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        pytest.param("on", "on", id="on-is-text"),
+        pytest.param("NO", "NO", id="norway"),
+        pytest.param("yes", "yes", id="yes-is-text"),
+        pytest.param("true", True, id="true"),
+        pytest.param("10:30", "10:30", id="no-sexagesimal"),
+        pytest.param("08001", "08001", id="leading-zero-stays-text"),
+        pytest.param("0034600111222", "0034600111222", id="phone-with-00"),
+        pytest.param("42", 42, id="int"),
+        pytest.param("-3", -3, id="negative"),
+        pytest.param("0x1f", 31, id="hex"),
+        pytest.param("1.5", 1.5, id="float"),
+        pytest.param("2026-06-20", "2026-06-20", id="date-as-iso-text"),
+        pytest.param("2026-06-20 10:00:00", "2026-06-20T10:00:00", id="datetime-as-iso-text"),
+        pytest.param("~", None, id="null"),
+    ],
+)
+def test_scalars_follow_yaml_1_2(text: str, value: object) -> None:
+    assert load_text(f"k: {text}\n", "f", {}).data == {"k": value}
+
+
+def test_keys_are_text_as_written() -> None:
+    loaded = load_text("params: {1: a, 2: b}\non: [failed]\n", "f", {})
+    assert loaded.data == {"params": {"1": "a", "2": "b"}, "on": ["failed"]}
+
+
+def test_merge_keys() -> None:
+    loaded = load_text("base: &b {x: 1, y: 2}\nthing:\n  <<: *b\n  y: 3\n", "f", {})
+    assert loaded.data["thing"] == {"x": 1, "y": 3}
+
+
+def test_syntax_error_is_located() -> None:
+    loaded = load_text("a:\n  b: 1\n    c: 2\n", "f.yaml", {})
+    [problem] = loaded.problems
+    assert problem.line == 3
+    assert problem.message.startswith("YAML syntax error")
+    assert loaded.data is None
+
+
+def test_unreadable_file_is_a_problem(tmp_path: Path) -> None:
+    loaded = load_file(tmp_path / "missing.yaml", {}, display="missing.yaml")
+    [problem] = loaded.problems
+    assert problem.file == "missing.yaml"
+    assert "cannot read" in problem.message
+
+
+def test_format_path() -> None:
+    assert format_path(("rules", 0, "send", "params", "3")) == "rules[0].send.params.3"
+    assert format_path(("when", 1)) == "when[1]"
+    assert format_path(()) == ""
