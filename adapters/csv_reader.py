@@ -1,4 +1,5 @@
-"""Stream a CSV file's rows in batches (constant memory), and quarantine the unusable ones.
+"""Stream a CSV file's rows in batches (constant memory), quarantine the unusable ones, count
+what became of the rest, and file the finished file away in ``done/`` or ``failed/``.
 
 A row is usable when it has as many fields as the header (extra empty trailing fields, as
 spreadsheets write them, are dropped). Unusable rows, and rows a rule could not render, are
@@ -10,12 +11,16 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
+import shutil
+from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from adapters.csv_detect import SAMPLE_BYTES, FileFacts, detect_delimiter, field_names
+from engine.plugins import EventResult
 
 ERRORS_SUFFIX = ".errors.csv"
 
@@ -127,7 +132,7 @@ class CsvFile:
             number += 1
             if number <= skip:
                 continue
-            values = [value.strip() for value in raw]
+            values = list(map(str.strip, raw))
             if len(values) > width and not any(values[width:]):
                 del values[width:]
             if len(values) == width:
@@ -186,3 +191,81 @@ class ErrorSink:
             self._stream.close()
             self._stream = None
             self._writer = None
+
+
+@dataclass(slots=True)
+class FileSummary:
+    """What ingesting one file did; ``queued``/``skipped``/``duplicates`` count rule results."""
+
+    path: str
+    rows: int = 0
+    queued: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    resumed_after: int = 0
+    already_done: bool = False
+    failed: str = ""
+    errors_file: str | None = None
+    notification_ids: array[int] = field(default_factory=lambda: array("q"))
+
+
+def failed_rows(batch: Batch, results: Sequence[EventResult]) -> list[BadRow]:
+    """Rows a rule could not use (render error, bad phone…) with every rule's reason."""
+    bad: list[BadRow] = []
+    for (number, line, data), result in zip(batch.rows, results, strict=True):
+        errors = result.errors
+        if errors:
+            reason = "; ".join(f"rule {e.rule_id}: {e.reason}" for e in errors)
+            bad.append(BadRow(number, line, reason, list(data.values())))
+    return bad
+
+
+def tally(summary: FileSummary, batch: Batch, results: Sequence[EventResult]) -> None:
+    """Count a committed batch into ``summary``."""
+    summary.rows += len(batch.rows) + len(batch.bad)
+    summary.errors += len(batch.bad)
+    for result in results:
+        if result.errors:
+            summary.errors += 1
+        for r in result.results:
+            if r.status == "queued":
+                summary.queued += 1
+                if r.notification_id is not None:
+                    summary.notification_ids.append(r.notification_id)
+            elif r.status == "skipped":
+                summary.skipped += 1
+            elif r.status == "duplicate":
+                summary.duplicates += 1
+
+
+def quarantine_file(path: Path, reason: str) -> None:
+    """Write why a whole file could not be read into its errors file."""
+    sink = ErrorSink(errors_path(path), [], ",")
+    try:
+        sink.write([BadRow(0, 0, f"file unreadable: {reason}", [])])
+    finally:
+        sink.close()
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``folder/stem.N.suffix`` when a file of that name is there."""
+    target = folder / name
+    stem, suffix = os.path.splitext(name)
+    n = 0
+    while target.exists() or Path(str(target) + ERRORS_SUFFIX).exists():
+        n += 1
+        target = folder / f"{stem}.{n}{suffix}"
+    return target
+
+
+def move_with_errors(path: Path, folder_name: str) -> Path:
+    """Move ``path`` and its errors file (if any) into ``folder_name`` beside it."""
+    folder = Path(folder_name) if os.path.isabs(folder_name) else path.parent / folder_name
+    folder.mkdir(parents=True, exist_ok=True)
+    target = _free_name(folder, path.name)
+    shutil.move(path, target)
+    errors = errors_path(path)
+    if errors.exists():
+        shutil.move(errors, errors_path(target))
+    return target

@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import glob
 import json
 import logging
 import os
-import shutil
-from array import array
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,34 +46,23 @@ from adapters.csv_reader import (
     CsvOptions,
     CsvUnreadable,
     ErrorSink,
+    FileSummary,
     errors_path,
+    failed_rows,
+    move_with_errors,
+    quarantine_file,
+    tally,
 )
 from adapters.trigger_config import ConfigReader, read_progress
+from engine.errors import NextstepError
 from engine.model import Event, Progress
-from engine.plugins import Emit, EventResult, TriggerContext
+from engine.plugins import Emit, TriggerContext
 
 log = logging.getLogger(__name__)
 
 _KEYS = ("path", "settle", "delimiter", "encoding", "header_map", "batch", "done_dir", "failed_dir")
 _GLOB_CHARS = frozenset("*?[")
 _RESCAN = 60.0  # seconds: a safety net for filesystems whose change notifications get lost
-
-
-@dataclass(slots=True)
-class FileSummary:
-    """What ingesting one file did; ``queued``/``skipped``/``duplicates`` count rule results."""
-
-    path: str
-    rows: int = 0
-    queued: int = 0
-    skipped: int = 0
-    duplicates: int = 0
-    errors: int = 0
-    resumed_after: int = 0
-    already_done: bool = False
-    failed: str = ""
-    errors_file: str | None = None
-    notification_ids: array[int] = field(default_factory=lambda: array("q"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +128,8 @@ class CsvTrigger:
         base = Path(context.base_dir)
         self.pattern = str(base / self.settings.pattern)
         self.root = self._watch_root()
+        # Subfolders matter when a wildcard stands for a folder (``in/*/x.csv``, ``in/**/x``).
+        self._recursive = len(Path(self.pattern).parts) - 1 > len(self.root.parts)
         self._seen: dict[Path, _Seen] = {}
         self._handled: dict[Path, tuple[int, int]] = {}
         self._stats: dict[str, Any] = {
@@ -172,14 +160,18 @@ class CsvTrigger:
                 sleeper = asyncio.create_task(self.context.clock.sleep(wait))
                 waker = asyncio.create_task(woken.wait())
                 try:
-                    await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        {sleeper, waker, watcher}, return_when=asyncio.FIRST_COMPLETED
+                    )
                 finally:
                     sleeper.cancel()
                     waker.cancel()
+                if watcher.done():  # the folder went away: let the daemon restart us
+                    watcher.result()
+                    raise NextstepError(f"csv: stopped watching {self.root}")
         finally:
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            await asyncio.gather(watcher, return_exceptions=True)
 
     def _watch_root(self) -> Path:
         """The deepest folder of the glob without wildcards: what to watch."""
@@ -194,7 +186,7 @@ class CsvTrigger:
         stop = asyncio.Event()
         try:
             async for _ in watchfiles.awatch(
-                root, watch_filter=None, stop_event=stop, recursive="**" in self.pattern
+                root, watch_filter=None, stop_event=stop, recursive=self._recursive
             ):
                 woken.set()
         except asyncio.CancelledError:
@@ -204,6 +196,9 @@ class CsvTrigger:
     async def _scan_once(self, emit: Emit) -> float:
         """Process every complete file; return how long to wait before looking again."""
         self._stats["scans"] += 1
+        if not await asyncio.to_thread(self.root.is_dir):
+            # Its watch went with it: the daemon restarts this trigger, which recreates both.
+            raise NextstepError(f"csv: the folder {self.root} disappeared")
         candidates = await asyncio.to_thread(self._candidates)
         now = self.context.clock.now()
         wait = _RESCAN
@@ -262,7 +257,13 @@ class CsvTrigger:
         except OSError as exc:
             summary = FileSummary(str(path), failed=f"{type(exc).__name__}: {exc}")
         folder = self.settings.failed if summary.failed else self.settings.done
-        moved = await asyncio.to_thread(_move_with_errors, path, folder)
+        try:
+            moved = await asyncio.to_thread(move_with_errors, path, folder)
+        except OSError as exc:
+            # Left in place, it is not read again (its progress says done) until it changes.
+            self._stats["last_error"] = f"{path.name}: cannot move it to {folder}/: {exc}"
+            log.error("csv %s: read, but cannot move it to %s/: %s", path, folder, exc)
+            return
         self._stats["files"] += 1
         self._stats["rows"] += summary.rows
         self._stats["last_file"] = str(moved)
@@ -316,7 +317,7 @@ class CsvTrigger:
             csv_file = await asyncio.to_thread(CsvFile, path, facts, options)
         except CsvUnreadable as exc:
             summary.failed = str(exc)
-            await asyncio.to_thread(_quarantine_file, path, str(exc))
+            await asyncio.to_thread(quarantine_file, path, str(exc))
             summary.errors_file = str(errors_path(path))
             return summary
         sink = ErrorSink(errors_path(path), csv_file.header, csv_file.delimiter)
@@ -355,8 +356,8 @@ class CsvTrigger:
                 pending = asyncio.ensure_future(asyncio.to_thread(read_next))
                 value = json.dumps({"row": batch.last_row, "done": False})
                 results = await emit(events, [Progress(key, value)])
-                bad = batch.bad + _failed_rows(batch, results)
-                _tally(summary, batch, results)
+                bad = batch.bad + failed_rows(batch, results)
+                tally(summary, batch, results)
                 if bad:
                     bad.sort(key=lambda b: b.row)
                     await asyncio.to_thread(sink.write, bad)
@@ -379,62 +380,3 @@ class CsvTrigger:
             for number, line, data in batch.rows
         ]
         return batch, events
-
-
-def _failed_rows(batch: Batch, results: list[EventResult]) -> list[BadRow]:
-    """Rows a rule could not use (render error, bad phone…) with every rule's reason."""
-    bad: list[BadRow] = []
-    for (number, line, data), result in zip(batch.rows, results, strict=True):
-        errors = result.errors
-        if errors:
-            reason = "; ".join(f"rule {e.rule_id}: {e.reason}" for e in errors)
-            bad.append(BadRow(number, line, reason, list(data.values())))
-    return bad
-
-
-def _tally(summary: FileSummary, batch: Batch, results: list[EventResult]) -> None:
-    summary.rows += len(batch.rows) + len(batch.bad)
-    summary.errors += len(batch.bad)
-    for result in results:
-        if result.errors:
-            summary.errors += 1
-        for r in result.results:
-            if r.status == "queued":
-                summary.queued += 1
-                if r.notification_id is not None:
-                    summary.notification_ids.append(r.notification_id)
-            elif r.status == "skipped":
-                summary.skipped += 1
-            elif r.status == "duplicate":
-                summary.duplicates += 1
-
-
-def _quarantine_file(path: Path, reason: str) -> None:
-    sink = ErrorSink(errors_path(path), [], ",")
-    try:
-        sink.write([BadRow(0, 0, f"file unreadable: {reason}", [])])
-    finally:
-        sink.close()
-
-
-def _free_name(folder: Path, name: str) -> Path:
-    """``folder/name``, or ``folder/stem.N.suffix`` when a file of that name is there."""
-    target = folder / name
-    stem, suffix = os.path.splitext(name)
-    n = 0
-    while target.exists() or Path(str(target) + ERRORS_SUFFIX).exists():
-        n += 1
-        target = folder / f"{stem}.{n}{suffix}"
-    return target
-
-
-def _move_with_errors(path: Path, folder_name: str) -> Path:
-    """Move ``path`` and its errors file (if any) into ``folder_name`` beside it."""
-    folder = Path(folder_name) if os.path.isabs(folder_name) else path.parent / folder_name
-    folder.mkdir(parents=True, exist_ok=True)
-    target = _free_name(folder, path.name)
-    shutil.move(path, target)
-    errors = errors_path(path)
-    if errors.exists():
-        shutil.move(errors, errors_path(target))
-    return target

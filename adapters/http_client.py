@@ -54,18 +54,43 @@ def timeout_from(config: Mapping[str, Any]) -> httpx.Timeout:
     return httpx.Timeout(parse_duration(value))
 
 
+def make_transport(max_connections: int = DEFAULT_CONNECTIONS) -> httpx.AsyncBaseTransport:
+    """The aiohttp-backed httpx transport: one connection pool, no environment proxies."""
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=None)
+    return AiohttpTransport(limits=limits, trust_env=False)
+
+
 def make_client(
     timeout: httpx.Timeout,
     *,
+    transport: httpx.AsyncBaseTransport | None = None,
     max_connections: int = DEFAULT_CONNECTIONS,
     headers: Mapping[str, str] | None = None,
 ) -> httpx.AsyncClient:
     """One long-lived client: httpx API, aiohttp transport, explicit timeouts, no env proxies."""
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=None)
-    transport = AiohttpTransport(limits=limits, trust_env=False)
     return httpx.AsyncClient(
-        transport=transport, timeout=timeout, headers=dict(headers or {}), trust_env=False
+        transport=transport or make_transport(max_connections),
+        timeout=timeout,
+        headers=dict(headers or {}),
+        trust_env=False,
     )
+
+
+async def exchange(
+    transport: httpx.AsyncBaseTransport, request: httpx.Request
+) -> tuple[int, httpx.Headers, bytes]:
+    """Send one request straight through the transport and read the whole answer.
+
+    The hot path: AsyncClient's per-request work (URL and header merging, cookies, auth and
+    redirect handling) costs more CPU than the transport itself, and a send needs none of it.
+    The request must carry its ``timeout`` extension.
+    """
+    response = await transport.handle_async_request(request)
+    try:
+        body = await response.aread()
+    finally:
+        await response.aclose()
+    return response.status_code, response.headers, body
 
 
 def transport_outcome(exc: Exception) -> Outcome:

@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from adapters.trigger_config import ConfigReader, read_progress
+from engine.errors import StoreError
 from engine.model import Event, Progress
 from engine.plugins import Emit, EventResult, TriggerContext
 
@@ -132,10 +133,16 @@ class HttpTrigger:
         except BadRequest as exc:
             self._stats["last_error"] = exc.answer["error"]
             return JSONResponse(exc.answer, status_code=exc.status)
-        if key is None:
-            answer = await self._accept(emit, items, explain, [])
-            return JSONResponse(answer, status_code=202)
-        return await self._accept_once(emit, items, explain, key)
+        try:
+            if key is None:
+                answer = await self._accept(emit, items, explain, [])
+                return JSONResponse(answer, status_code=202)
+            return await self._accept_once(emit, items, explain, key)
+        except StoreError as exc:
+            # A retry is safe: without a key nothing was stored; with one, a batch that was
+            # committed after all is found by its key.
+            log.error("http %s: the ledger refused the events: %s", self.path, exc)
+            return _error(503, "the events could not be stored; retry later")
 
     async def _accept_once(
         self, emit: Emit, items: list[dict[str, Any]], explain: bool, key: str

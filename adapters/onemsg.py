@@ -25,7 +25,9 @@ import orjson
 from adapters.http_client import (
     DEFAULT_CONNECTIONS,
     SEND_ERRORS,
+    exchange,
     make_client,
+    make_transport,
     timeout_from,
     transport_outcome,
 )
@@ -64,6 +66,7 @@ class OneMsgChannel:
 
     kind: ClassVar[str] = "1msg"
     preview = staticmethod(send_template_body)
+    classify_ack = staticmethod(classify_failed_ack)  # the daemon classifies failed acks with it
     # How the daemon reads a failed ack's error text (PolicyContext.classify_ack).
     classify_ack = staticmethod(classify_failed_ack)
 
@@ -73,7 +76,7 @@ class OneMsgChannel:
         config: Mapping[str, Any],
         *,
         clock: Clock,
-        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = name
         self._clock = clock
@@ -88,10 +91,12 @@ class OneMsgChannel:
         self._token = str(config["token"])
         self._url = f"{str(config['base_url']).rstrip('/')}/{config['instance_id']}/"
         self._send_url = httpx.URL(self._url + "sendTemplate")  # parsed once, not per send
-        self._client = client or make_client(
-            timeout_from(config),
-            max_connections=int(config.get("max_connections", DEFAULT_CONNECTIONS)),
+        timeout = timeout_from(config)
+        self._transport = transport or make_transport(
+            int(config.get("max_connections", DEFAULT_CONNECTIONS))
         )
+        self._client = make_client(timeout, transport=self._transport)
+        self._timeout = timeout.as_dict()
         self._auth = {"Authorization": f"Bearer {self._token}"}
         self._send_headers = {**self._auth, "Content-Type": "application/json"}
         self._latency = SEND_LATENCY.labels(name)
@@ -116,20 +121,21 @@ class OneMsgChannel:
         return outcome
 
     async def _post_template(self, body: dict[str, Any]) -> Outcome:
+        request = httpx.Request(
+            "POST",
+            self._send_url,
+            content=orjson.dumps(body),
+            headers=self._send_headers,
+            extensions={"timeout": self._timeout},
+        )
         started = time.perf_counter()
         try:
-            response = await self._client.post(
-                self._send_url, content=orjson.dumps(body), headers=self._send_headers
-            )
+            status, headers, content = await exchange(self._transport, request)
         except SEND_ERRORS as exc:
             return self._redact(transport_outcome(exc))
         finally:
             self._latency.observe(time.perf_counter() - started)
-        return self._redact(
-            classify(
-                response.status_code, response.headers, response.content, now=self._clock.now()
-            )
-        )
+        return self._redact(classify(status, headers, content, now=self._clock.now()))
 
     def _redact(self, outcome: Outcome) -> Outcome:
         if self._token not in outcome.reason and self._token not in outcome.answer:

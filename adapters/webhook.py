@@ -85,7 +85,7 @@ class WebhookChannel:
         config: Mapping[str, Any],
         *,
         clock: Clock,
-        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = name
         self._clock = clock
@@ -119,8 +119,9 @@ class WebhookChannel:
         self._probe_url = config.get("probe_url")
         self._headers = {str(k): str(v) for k, v in headers.items()}
         self._headers.setdefault("Content-Type", "application/json")
-        self._client = client or make_client(
+        self._client = make_client(
             timeout_from(config),
+            transport=transport,
             max_connections=int(config.get("max_connections", DEFAULT_CONNECTIONS)),
         )
         self._answers = {kind: PROVIDER_ANSWERS.labels(name, kind.value) for kind in OutcomeKind}

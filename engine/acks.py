@@ -174,7 +174,8 @@ def apply_acks(
     unknown: list[Ack] = []
     moved = 0
     for ack in acks:
-        ACKS.labels(_metric_status(ack.status)).inc()
+        if not late:  # a kept ack was counted when it arrived
+            ACKS.labels(_metric_status(ack.status)).inc()
         target = tracked.get(ack.provider_id)
         if target is None:
             unknown.append(ack)
@@ -233,6 +234,15 @@ def apply_pending(
     apply_acks(conn, [_from_payload(p) for _, p in rows], now, ctx, keep_unknown=False, late=True)
     sql.mark_applied(conn, [row_id for row_id, _ in rows])
     return len(rows)
+
+
+def record_ack_batches(
+    store: SqliteStore, batches: Sequence[Sequence[Ack]], now: float, ctx: PolicyContext
+) -> list[AckReport]:
+    """Apply several batches (several webhook calls) in one transaction, in order; one report
+    per batch. One commit for many calls is what keeps the webhook fast under load."""
+    with store.transaction() as conn:
+        return [apply_acks(conn, acks, now, ctx) if acks else AckReport() for acks in batches]
 
 
 def record_acks(

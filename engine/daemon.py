@@ -48,7 +48,7 @@ from engine.server import (
     write_snapshot,
 )
 from engine.supervisor import Backoff, Supervisor
-from engine.timers import run_timers
+from engine.timers import after_attempts, run_timers
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,14 @@ class Daemon:
         limits = {
             n: ChannelLimits.from_settings(self.config.channels[n].settings) for n in self.channels
         }
-        self.dispatcher = Dispatcher(self.runner, self.channels, self._policy, self.clock, limits)
+        self.dispatcher = Dispatcher(
+            self.runner,
+            self.channels,
+            self._policy,
+            self.clock,
+            limits,
+            after_write=after_attempts(self.context),  # fallbacks at once, not at the next tick
+        )
         await self.reloader.start(self.config)
         sock = listening_socket(self.config.server.host, self.config.server.port)
         host, port = sock.getsockname()[:2]

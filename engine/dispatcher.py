@@ -14,6 +14,7 @@ quarter of a second of sending per channel.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Callable, Collection, Coroutine, Mapping
@@ -27,7 +28,7 @@ from engine.ledger.base import Notification
 from engine.ledger.runner import LedgerRunner
 from engine.plugins import Channel
 from engine.ratelimit import ChannelLimits
-from engine.writer import BatchWriter
+from engine.writer import AfterWrite, BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Dispatcher:
         rng: Random | None = None,
         flush_delay: float = 0.005,
         drain_timeout: float = DRAIN_TIMEOUT,
+        after_write: AfterWrite | None = None,
     ) -> None:
         self._runner = runner
         self._clock = clock
@@ -60,7 +62,12 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._activity = asyncio.Event()
         self._writer = BatchWriter(
-            runner, clock, max_batch=lease_size, max_delay=flush_delay, on_flushed=self._flushed
+            runner,
+            clock,
+            max_batch=lease_size,
+            max_delay=flush_delay,
+            on_flushed=self._flushed,
+            after_write=after_write,
         )
         limits = limits or {}
         self._lanes = {
@@ -112,9 +119,10 @@ class Dispatcher:
         finally:
             for lane in self._lanes.values():
                 lane.stopping = True
-            for task in (feeding, *workers):
+            probes = [lane.probing for lane in self._lanes.values() if lane.probing is not None]
+            for task in (feeding, *workers, *probes):
                 task.cancel()
-            await asyncio.gather(feeding, *workers, return_exceptions=True)
+            await asyncio.gather(feeding, *workers, *probes, return_exceptions=True)
             await self._drain()
 
     async def _drain(self) -> None:
@@ -160,10 +168,30 @@ class Dispatcher:
         for notification in leased:
             self._lanes[notification.channel].push(notification)
 
-    async def _probe_circuits(self) -> None:
+    def _due_probes(self) -> list[Lane]:
         now = self._clock.now()
-        due = [lane.probe() for lane in self._lanes.values() if lane.circuit.probe_due(now)]
+        return [
+            lane
+            for lane in self._lanes.values()
+            if lane.probing is None and lane.circuit.probe_due(now)
+        ]
+
+    async def _probe_circuits(self) -> None:
+        """Probe every circuit due for it and wait for the answers."""
+        due = [lane.probe() for lane in self._due_probes()]
         if due and any(await asyncio.gather(*due)):
+            self._wake.set()
+
+    def _start_probes(self) -> None:
+        """Probe every circuit due for it in the background (a slow probe of one channel must
+        not hold up the others); a success wakes the feeder."""
+        for lane in self._due_probes():
+            lane.probing = asyncio.create_task(lane.probe())
+            lane.probing.add_done_callback(functools.partial(self._probed, lane))
+
+    def _probed(self, lane: Lane, task: asyncio.Task[bool]) -> None:
+        lane.probing = None
+        if not task.cancelled() and task.exception() is None and task.result():
             self._wake.set()
 
     def _busy(self) -> bool:
@@ -171,7 +199,7 @@ class Dispatcher:
 
     async def _feed_forever(self) -> None:
         while True:
-            await self._probe_circuits()
+            self._start_probes()
             state, names = await self._lease()
             if state == "more":
                 continue
@@ -204,7 +232,7 @@ class Dispatcher:
                 wake_at = min(wake_at, due)
         for lane in self._lanes.values():
             probe_at = lane.circuit.status.next_probe_at
-            if lane.circuit.is_open and probe_at is not None:
+            if lane.circuit.is_open and probe_at is not None and lane.probing is None:
                 wake_at = min(wake_at, probe_at)
         return wake_at
 

@@ -86,16 +86,11 @@ class CompiledTemplate:
     field: str
     template: Any = None  # jinja2.Template
     refs: tuple[Ref, ...] = ()
-    pieces: tuple[str | Ref, ...] | None = None  # text and plain lookups, rendered without Jinja
 
     def render(self, scope: Context | dict[str, Any]) -> str:
         """Render in ``scope`` (see :func:`new_scope`; a dict is wrapped); raises RenderError."""
         if self.template is None:
             return self.source
-        if self.pieces is not None:
-            text = _render_pieces(self.pieces, scope.parent if type(scope) is Context else scope)
-            if text is not None:
-                return text
         if type(scope) is dict:
             scope = new_scope(scope)
         assert isinstance(scope, Context)
@@ -118,7 +113,6 @@ class CompiledExpression:
     field: str
     template: Any
     refs: tuple[Ref, ...] = ()
-    test: tuple[Ref, str, Any] | None = None  # (lookup, eq | ne | bool, constant) without Jinja
 
     def evaluate(self, scope: Context | dict[str, Any]) -> Any:
         """The expression's value in ``scope``; raises RenderError."""
@@ -137,13 +131,6 @@ class CompiledExpression:
 
     def holds(self, scope: Context | dict[str, Any]) -> bool:
         """Truth of the expression; an undefined result is an error, not false."""
-        if self.test is not None:
-            ref, op, constant = self.test
-            value = _lookup(scope.parent if type(scope) is Context else scope, ref)
-            if value is not _MISSING:
-                if op == "eq":
-                    return bool(value == constant)
-                return bool(value != constant) if op == "ne" else bool(value)
         if type(scope) is dict:
             scope = new_scope(scope)
         assert isinstance(scope, Context)
@@ -169,9 +156,7 @@ def compile_template(
     except TemplateSyntaxError as exc:
         raise TemplateProblem(_syntax(exc, source)) from None
     _check_tree(tree, names)
-    return CompiledTemplate(
-        source, rule_id, field, ENV.from_string(tree), tuple(_refs(tree)), _pieces(tree)
-    )
+    return CompiledTemplate(source, rule_id, field, ENV.from_string(tree), tuple(_refs(tree)))
 
 
 def compile_expression(
@@ -191,72 +176,7 @@ def compile_expression(
     tree = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr)], lineno=1)
     tree.set_environment(ENV)
     _check_tree(tree, names)
-    return CompiledExpression(
-        source, rule_id, field, ENV.from_string(tree), tuple(_refs(tree)), _test(expr)
-    )
-
-
-# -- the fast path -----------------------------------------------------------------------------
-# Most fields are text around plain lookups ("{{ event.application_id }}:{{ event.stage }}") and
-# most conditions compare one field with a constant. Those run without Jinja when every lookup
-# goes through dicts that have the key; anything else (a miss included, to get Jinja's error)
-# takes the compiled template, so the result is always the one Jinja gives.
-
-_MISSING: Any = object()
-
-
-def _lookup(variables: Mapping[str, Any], ref: Ref) -> Any:
-    value = variables.get(ref[0], _MISSING)  # type: ignore[call-overload]
-    for part in ref[1:]:
-        if type(value) is not dict or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
-
-
-def _render_pieces(pieces: tuple[str | Ref, ...], variables: Mapping[str, Any]) -> str | None:
-    out = []
-    for piece in pieces:
-        if type(piece) is str:
-            out.append(piece)
-            continue
-        value = _lookup(variables, piece)  # type: ignore[arg-type]
-        if value is _MISSING:
-            return None
-        out.append(value if type(value) is str else str(value))
-    return "".join(out)
-
-
-def _pieces(tree: nodes.Template) -> tuple[str | Ref, ...] | None:
-    if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
-        return None
-    pieces: list[str | Ref] = []
-    for node in tree.body[0].nodes:
-        if isinstance(node, nodes.TemplateData):
-            pieces.append(node.data)
-            continue
-        chain = _chain(node)
-        if chain is None or len(chain) < 2:
-            return None
-        pieces.append(chain)
-    return tuple(pieces)
-
-
-def _test(expr: nodes.Expr) -> tuple[Ref, str, Any] | None:
-    chain = _chain(expr)
-    if chain is not None and len(chain) >= 2:
-        return chain, "bool", None
-    if isinstance(expr, nodes.Compare) and len(expr.ops) == 1:
-        operand = expr.ops[0]
-        chain = _chain(expr.expr)
-        if (
-            chain is not None
-            and len(chain) >= 2
-            and operand.op in ("eq", "ne")
-            and isinstance(operand.expr, nodes.Const)
-        ):
-            return chain, operand.op, operand.expr.value
-    return None
+    return CompiledExpression(source, rule_id, field, ENV.from_string(tree), tuple(_refs(tree)))
 
 
 def _syntax(exc: TemplateSyntaxError, source: str) -> str:

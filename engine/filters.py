@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import pass_context
+from jinja2.filters import do_title
 from jinja2.runtime import Context, Undefined
 
 from engine.whatsapp import WhatsAppRuleError, normalise_phone
@@ -118,6 +119,17 @@ def format_date(
 
     ``tz`` converts an aware datetime to that zone (naive ones are taken as UTC) first.
     """
+    if type(value) is str and type(fmt) is str:
+        return _format_text(value, fmt, tz, bool(dayfirst))  # CSV dates repeat: format once
+    return _format(value, fmt, tz, dayfirst)
+
+
+@lru_cache(maxsize=4096)
+def _format_text(value: str, fmt: str, tz: str | None, dayfirst: bool) -> str:
+    return _format(value, fmt, tz, dayfirst)
+
+
+def _format(value: Any, fmt: str, tz: str | None, dayfirst: bool) -> str:
     moment = parse_date(value, dayfirst)
     if tz is not None:
         moment = _in_zone(moment, tz)
@@ -168,8 +180,19 @@ def phone(context: Context, value: Any, country: str | None = None) -> str:
         raise ValueError(str(exc)) from None
 
 
+def title(value: Any) -> str:
+    """Jinja's ``title``, remembered for the names that repeat through a CSV export."""
+    return _title(value) if type(value) is str else do_title(value)
+
+
+@lru_cache(maxsize=4096)
+def _title(text: str) -> str:
+    return do_title(text)
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
     "date": format_date,
+    "title": title,
     "parse_date": parse_date,
     "phone": phone,
 }

@@ -101,6 +101,7 @@ class Lane:
         self._attempts = 0
         self._counters: dict[tuple[str, State], Any] = {}
         self.stopping = False  # set when the dispatcher stops: start nothing new
+        self.probing: asyncio.Task[bool] | None = None  # a circuit probe under way
 
     # -- leasing ------------------------------------------------------------------------------
     def target(self) -> int:

@@ -1,7 +1,7 @@
-"""Pure policy decisions: deadlines, expiry, which fallback step runs, what a fallback sees.
+"""Pure policy decisions: expiry, retries, which fallback step runs, what a fallback sees.
 
 Nothing here reads the clock, the ledger or the network: callers pass the notification's
-fields and ``now``. :mod:`engine.settle` applies these decisions to the ledger.
+fields and ``now``. :mod:`engine.fallbacks` and :mod:`engine.timers` apply them to the ledger.
 """
 
 from __future__ import annotations
@@ -55,11 +55,6 @@ class Failure:
             "attempts": self.attempts,
             "class": self.failure_class,
         }
-
-
-def deadline_at(accepted_at: float, within: float | None) -> float | None:
-    """When a notification accepted at ``accepted_at`` must have reached its ``expect``."""
-    return None if within is None else accepted_at + within
 
 
 def expiry_reason(

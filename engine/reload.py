@@ -27,6 +27,7 @@ from engine.errors import ConfigError, NextstepError, Problem
 from engine.metrics import RELOAD_OK, RELOAD_TIME
 from engine.model import Event, Progress
 from engine.plugins import Emit, EventResult, Trigger
+from engine.rules import canonical_json
 from engine.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -40,12 +41,14 @@ RULE_SUFFIXES = (".yaml", ".yml")
 
 @dataclass(frozen=True, slots=True)
 class TriggerSpec:
-    """One trigger to run: the source it reads and the rules that share it."""
+    """One trigger to run: the source it reads and the rules that share it. Two specs are
+    equal when the trigger would be built the same way (what a reload compares)."""
 
     source_key: str
     kind: str
-    config: Mapping[str, Any]
+    config: Mapping[str, Any] = field(compare=False)
     rule_ids: tuple[str, ...]
+    configs: str = ""  # every sharing rule's trigger config, canonical JSON: any edit counts
 
 
 def trigger_specs(rules: Iterable[Rule]) -> dict[str, TriggerSpec]:
@@ -55,7 +58,11 @@ def trigger_specs(rules: Iterable[Rule]) -> dict[str, TriggerSpec]:
         by_source.setdefault(rule.source_key, []).append(rule)
     return {
         key: TriggerSpec(
-            key, group[0].trigger_kind, group[0].trigger_config, tuple(r.id for r in group)
+            key,
+            group[0].trigger_kind,
+            group[0].trigger_config,
+            tuple(r.id for r in group),
+            canonical_json([r.trigger_config for r in group]),
         )
         for key, group in by_source.items()
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
@@ -120,6 +120,43 @@ class Rule:
     dedupe: CompiledTemplate | None = None
     supersedes: CompiledTemplate | None = None
     whitespace: Whitespace = "normalise"
+
+
+def parse_examples(
+    raw: Any, lines: Callable[[tuple[str | int, ...]], int]
+) -> tuple[tuple[Example, ...], list[tuple[tuple[str | int, ...], str]]]:
+    """The ``examples:`` of a rule (shapes already checked by the schema) and the problems of
+    their ``now`` values; ``lines`` gives the line of a path inside the rule."""
+    if not isinstance(raw, list):
+        return (), []
+    found: list[Example] = []
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for i, example in enumerate(raw):
+        if not isinstance(example, Mapping) or not isinstance(example.get("event"), Mapping):
+            continue
+        expect, now, trigger = example.get("expect"), example.get("now"), example.get("trigger")
+        if expect != "skip" and not isinstance(expect, Mapping):
+            continue
+        moment = None
+        if isinstance(now, str):
+            try:
+                parsed = datetime.datetime.fromisoformat(now)
+            except ValueError:
+                problems.append((("examples", i, "now"), f"{now!r} is not an ISO date-time"))
+                continue
+            moment = (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)).timestamp()
+        found.append(
+            Example(
+                index=i,
+                line=lines(("examples", i)),
+                event=example["event"],
+                trigger=trigger if isinstance(trigger, Mapping) else {},
+                now=moment,
+                expect="skip" if expect == "skip" else expect,
+                description=str(example.get("description", "")),
+            )
+        )
+    return tuple(found), problems
 
 
 def canonical_json(value: Any) -> str:

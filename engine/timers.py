@@ -4,7 +4,8 @@
 their ids) and this loop (for everything, every ``every`` seconds) call. In one transaction it
 
 - applies kept acks whose message has now been recorded (an ack that beat the send record);
-- (with ids) moves retries the dispatcher scheduled into a closed send window to its opening;
+- moves retries the dispatcher scheduled into a closed send window to its opening (the
+  retries of ``ids``, or the loop's: those due within ``lookahead``);
 - expires queued notifications past ``valid_for`` and sent ones past ``within`` that did not
   reach their ``expect``;
 - decides the fallback of every failed or expired notification not yet settled (failures the
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from engine.acks import apply_pending
@@ -24,7 +25,7 @@ from engine.errors import StoreError
 from engine.fallbacks import PolicyContext, finish, hold_for_window
 from engine.fallbacks import settle as settle_one
 from engine.ledger import sqlite_status as sql
-from engine.ledger.base import Notification
+from engine.ledger.base import AttemptResult, Notification, Store
 from engine.ledger.runner import LedgerRunner
 from engine.ledger.sqlite import SqliteStore
 from engine.model import State
@@ -40,6 +41,7 @@ class TimerSettings:
     matches the sends it records whatever the age)."""
 
     every: float = 1.0
+    lookahead: float = 5.0  # retries due this soon are checked against their send window
     batch: int = 500
     pending_window: float = 900.0
 
@@ -87,20 +89,38 @@ def settle(
         return SettleReport()
     with store.transaction() as conn:
         acks = apply_pending(conn, now, ctx, ids=ids, received_since=now - settings.pending_window)
-        expired = 0
-        if ids is not None:
-            for row in sql.retries_among(conn, ids):
-                hold_for_window(conn, row, now, ctx)
+        if ids is None:
+            retries = sql.retries_due(conn, now + settings.lookahead, settings.batch)
+            late = [*sql.stale_queued(conn, now, settings.batch)]
+            late += sql.overdue(conn, now, settings.batch)
         else:
-            for nid in sql.expire_queued(conn, now, settings.batch):
-                row = sql.full(conn, nid)
-                expired += row is not None and _expire(conn, row, now, ctx)
-            for row in sql.overdue(conn, now, settings.batch):
-                expired += _expire(conn, row, now, ctx)
+            retries, late = sql.retries_among(conn, ids), []
+        for row in retries:
+            hold_for_window(conn, row, now, ctx)
+        expired = sum(_expire(conn, row, now, ctx) for row in late)
         pending = sql.unsettled(conn, ids=ids, limit=settings.batch)
         for row in pending:
             settle_one(conn, row, _failure_of(row, sql.last_code(conn, row.id)), now, ctx)
     return SettleReport(acks, expired, len(pending))
+
+
+def after_attempts(
+    ctx: PolicyContext, settings: TimerSettings = TimerSettings()
+) -> Callable[[Store, Sequence[AttemptResult], float], None]:
+    """The dispatcher's hook (``Dispatcher(after_write=…)``): :func:`settle` the notifications
+    whose attempts were just recorded. It never raises: the batch is already written, and
+    whatever this run misses the policy loop does next."""
+
+    def hook(store: Store, results: Sequence[AttemptResult], now: float) -> None:
+        if not isinstance(store, SqliteStore):
+            return
+        ids = [r.notification_id for r in results]
+        try:
+            settle(store, now, ctx, ids=ids, settings=settings)
+        except Exception:  # noqa: BLE001 - a failure here must not undo the recorded sends
+            log.exception("settling %d recorded attempts failed; the policy loop retries", len(ids))
+
+    return hook
 
 
 async def run_timers(

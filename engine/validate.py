@@ -9,8 +9,6 @@ locates them in the YAML file.
 
 from __future__ import annotations
 
-import datetime
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,20 +28,20 @@ from engine.expressions import (
 )
 from engine.rules import (
     ONEMSG,
-    Example,
     FallbackStep,
     Policy,
     RetryPolicy,
     Rule,
     SendSpec,
     SendWindow,
+    parse_examples,
     source_key,
     trigger_kinds,
     version_of,
 )
 from engine.schema import did_you_mean
 from engine.sendwindow import parse_days, parse_hours, zone
-from engine.whatsapp import MAX_BODY, Whitespace, variables
+from engine.whatsapp import Whitespace, variable_problems
 from engine.yamlload import PathKey, format_path
 
 _ONEMSG_KEYS = ("template", "namespace", "language", "text")
@@ -53,7 +51,6 @@ _CHANNEL_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "webhook": (("body",), ()),
     "smtp": (("to", "subject", "body"), ()),
 }
-_META_VARIABLE = re.compile(r"\{\{\s*\d+\s*\}\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,25 +215,10 @@ class _Builder:
         )
 
     def _check_variables(self, text: str, params: Mapping[str, Any], path: PathKey) -> None:
-        used = set(variables(text))
-        given = {int(k) for k in params if str(k).isdigit()}
-        shown = ", ".join(f"<<{n}>>" for n in sorted(used)) or "no variables"
-        if _META_VARIABLE.search(text):
-            self.add((*path, "text"), "write the template's variables as <<1>>, <<2>>…, not {{1}}")
-        for n in sorted(used - given):
-            have = ", ".join(str(k) for k in sorted(given)) or "none"
-            self.add((*path, "text"), f"<<{n}>> has no value in params (params has: {have})")
-        for n in sorted(given - used):
-            self.add((*path, "params", str(n)), f"params.{n} is not used: the text has {shown}")
-        gaps = sorted(set(range(1, max(used, default=0) + 1)) - used)
-        if gaps:
-            self.add(
-                (*path, "text"),
-                f"variables are numbered from <<1>> without gaps; <<{gaps[0]}>> is missing",
-            )
-        bare = len(re.sub(r"<<\d+>>", "", text))
-        if bare > MAX_BODY:
-            self.add((*path, "text"), f"the text is {bare} characters; WhatsApp allows {MAX_BODY}")
+        numbers = {int(k) for k in params if str(k).isdigit()}
+        for param, message in variable_problems(text, numbers):
+            where = (*path, "text") if param is None else (*path, "params", str(param))
+            self.add(where, message)
 
     def _structure(self, value: Any, path: PathKey, names: frozenset[str]) -> Any:
         if isinstance(value, str):
@@ -315,44 +297,6 @@ class _Builder:
             days, start, end, tz, compiled if compiled and compiled.template else None
         )
 
-    # -- examples ------------------------------------------------------------------------
-    def examples(self, examples: Any, lines: Callable[[PathKey], int]) -> tuple[Example, ...]:
-        if not isinstance(examples, list):
-            return ()
-        out = []
-        for i, example in enumerate(examples):
-            if not isinstance(example, Mapping) or not isinstance(example.get("event"), Mapping):
-                continue
-            now = self._example_now(example.get("now"), ("examples", i, "now"))
-            expect = example.get("expect")
-            if expect != "skip" and not isinstance(expect, Mapping):
-                continue
-            trigger = example.get("trigger")
-            out.append(
-                Example(
-                    index=i,
-                    line=lines(("examples", i)),
-                    event=example["event"],
-                    trigger=trigger if isinstance(trigger, Mapping) else {},
-                    now=now,
-                    expect="skip" if expect == "skip" else expect,
-                    description=str(example.get("description", "")),
-                )
-            )
-        return tuple(out)
-
-    def _example_now(self, value: Any, path: PathKey) -> float | None:
-        if not isinstance(value, str):
-            return None
-        try:
-            moment = datetime.datetime.fromisoformat(value)
-        except ValueError:
-            self.add(path, f"{value!r} is not an ISO date-time (2026-06-20T10:00:00Z)")
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.UTC)
-        return moment.timestamp()
-
 
 def _names(value: Any) -> frozenset[str]:
     if isinstance(value, str):
@@ -383,7 +327,9 @@ def build_rule(
     keys = {key: b.template(definition.get(key), (key,)) for key in ("to", "dedupe", "supersedes")}
     policy = b.policy(definition.get("policy"), whitespace)
     _check_recipient(b, definition)
-    examples = b.examples(definition.get("examples"), lines or (lambda _path: line))
+    examples, problems = parse_examples(definition.get("examples"), lines or (lambda _path: line))
+    for path, message in problems:
+        b.add(path, message)
     if b.issues or trigger is None or send is None or when is None or not isinstance(rule_id, str):
         return None, b.issues
     description = definition.get("description", "")

@@ -1,14 +1,17 @@
 """``POST /webhooks/1msg/<secret>``: where 1MSG posts delivery acks (and inbound messages).
 
-The handler only parses the body and makes one batched ledger write
-(:func:`engine.acks.record_acks`), then answers ``200 {"ok": true, …}``: 1MSG may retry a
-non-2xx answer, and a 2xx is only given once the acks are safely in the ledger. The secret in
-the path is compared in constant time; a wrong one answers 404, as for any unknown path, and
-records nothing. Inbound ``messages[]`` are counted and not stored: nextstep only sends.
+The handler only parses the body and hands its acks to one batched ledger write, then answers
+``200 {"ok": true, …}``: 1MSG may retry a non-2xx answer, and a 2xx is only given once the
+acks are safely in the ledger. Calls that arrive while a write is under way are written
+together in the next transaction (:class:`AckSink`), so many concurrent calls cost one commit.
+The secret in the path is compared in constant time; a wrong one answers 404, as for any
+unknown path, and records nothing. Inbound ``messages[]`` are counted and not stored:
+nextstep only sends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Callable
@@ -18,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from engine.acks import parse_payload, record_acks
+from engine.acks import Ack, AckReport, parse_payload, record_ack_batches
 from engine.clock import Clock
 from engine.errors import NextstepError, StoreError
 from engine.fallbacks import PolicyContext
@@ -47,6 +50,47 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+class AckSink:
+    """Group commit for webhook calls: :meth:`record` waits for the transaction that holds its
+    acks; one writer drains whatever calls are waiting into each transaction."""
+
+    def __init__(
+        self,
+        runner: LedgerRunner,
+        store: SqliteStore,
+        clock: Clock,
+        context: PolicyContext | Callable[[], PolicyContext],
+    ) -> None:
+        self._runner, self._store, self._clock, self._context = runner, store, clock, context
+        self._waiting: list[tuple[list[Ack], asyncio.Future[AckReport]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, acks: list[Ack]) -> AckReport:
+        """Write ``acks`` (with whatever other calls are waiting); raises StoreError."""
+        future: asyncio.Future[AckReport] = asyncio.get_running_loop().create_future()
+        self._waiting.append((acks, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            taken, self._waiting = self._waiting, []
+            ctx = self._context() if callable(self._context) else self._context
+            try:
+                reports = await self._runner.call(
+                    record_ack_batches, self._store, [a for a, _ in taken], self._clock.now(), ctx
+                )
+            except Exception as exc:  # noqa: BLE001 - every waiting call gets the failure
+                for _, future in taken:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), report in zip(taken, reports, strict=True):
+                if not future.done():
+                    future.set_result(report)
+
+
 def webhook_routes(
     runner: LedgerRunner,
     secret: str,
@@ -63,6 +107,7 @@ def webhook_routes(
     if not isinstance(store, SqliteStore):
         raise NextstepError("the 1MSG webhook needs the SQLite ledger")
     expected = secret.encode()
+    sink = AckSink(runner, store, clock, context)
 
     async def receive(request: Request) -> Response:
         given = str(request.path_params.get("secret", "")).encode()
@@ -77,9 +122,8 @@ def webhook_routes(
             payload = None
         if payload is None:
             return JSONResponse({"error": "expected a 1MSG JSON object"}, status_code=400)
-        ctx = context() if callable(context) else context
         try:
-            report = await runner.call(record_acks, store, payload.acks, clock.now(), ctx)
+            report = await sink.record(payload.acks)
         except StoreError as exc:
             log.error("1MSG webhook: acks not recorded: %s", exc)
             return JSONResponse({"error": "ledger unavailable, try again"}, status_code=503)

@@ -25,6 +25,7 @@ Whitespace = Literal["normalise", "reject"]
 MAX_BODY = 1024
 MAX_SPACES = 4
 VARIABLE = re.compile(r"<<(\d+)>>")
+_META_VARIABLE = re.compile(r"\{\{\s*\d+\s*\}\}")
 
 # Characters Meta treats as line breaks or tabs; any run of whitespace containing one is joined.
 _BREAKS = "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\u2028\u2029"
@@ -49,6 +50,31 @@ class WhatsAppRuleError(ValueError):
 def variables(text: str) -> list[int]:
     """The variable numbers ``<<n>>`` used in an approved body, in order of appearance."""
     return [int(m) for m in VARIABLE.findall(text)]
+
+
+def variable_problems(text: str, params: set[int]) -> list[tuple[int | None, str]]:
+    """What is wrong between an approved body's ``<<n>>`` and the variable numbers that
+    ``params`` supplies, both ways: ``(param number, or None for the text, message)``."""
+    used = set(variables(text))
+    shown = ", ".join(f"<<{n}>>" for n in sorted(used)) or "no variables"
+    found: list[tuple[int | None, str]] = []
+    if _META_VARIABLE.search(text):
+        found.append((None, "write the template's variables as <<1>>, <<2>>…, not {{1}}"))
+    have = ", ".join(str(k) for k in sorted(params)) or "none"
+    found += [
+        (None, f"<<{n}>> has no value in params (params has: {have})")
+        for n in sorted(used - params)
+    ]
+    found += [(n, f"params.{n} is not used: the text has {shown}") for n in sorted(params - used)]
+    gaps = sorted(set(range(1, max(used, default=0) + 1)) - used)
+    if gaps:
+        found.append(
+            (None, f"variables are numbered from <<1>> without gaps; <<{gaps[0]}>> is missing")
+        )
+    bare = len(VARIABLE.sub("", text))
+    if bare > MAX_BODY:
+        found.append((None, f"the text is {bare} characters; WhatsApp allows {MAX_BODY}"))
+    return found
 
 
 def clean_param(value: str, mode: Whitespace) -> str:

@@ -15,12 +15,22 @@ from engine.clock import Clock
 from engine.ledger.base import AttemptResult, Store
 from engine.ledger.runner import LedgerRunner
 
+# Runs on the ledger thread right after a batch is recorded (the status tracker's
+# ``engine.timers.after_attempts``: pending acks, fallbacks, send windows); it must not raise.
+AfterWrite = Callable[[Store, list[AttemptResult], float], None]
+
 
 def _write(
-    store: Store, results: list[AttemptResult], requeues: list[tuple[int, float]], now: float
+    store: Store,
+    results: list[AttemptResult],
+    requeues: list[tuple[int, float]],
+    now: float,
+    after: AfterWrite | None = None,
 ) -> None:
     store.record_attempts(results)
     store.requeue(requeues, now)
+    if after is not None and results:
+        after(store, results, now)
 
 
 class BatchWriter:
@@ -34,8 +44,10 @@ class BatchWriter:
         max_batch: int = 500,
         max_delay: float = 0.005,
         on_flushed: Callable[[int, int], None] | None = None,
+        after_write: AfterWrite | None = None,
     ) -> None:
         self._runner = runner
+        self._after_write = after_write
         self._clock = clock
         self.max_batch = max_batch
         self.max_delay = max_delay
@@ -77,7 +89,14 @@ class BatchWriter:
             if not results and not requeues:
                 return
             call = asyncio.ensure_future(
-                self._runner.call(_write, self._runner.store, results, requeues, self._clock.now())
+                self._runner.call(
+                    _write,
+                    self._runner.store,
+                    results,
+                    requeues,
+                    self._clock.now(),
+                    self._after_write,
+                )
             )
             try:
                 await asyncio.shield(call)

@@ -36,6 +36,7 @@ class _Loader(yaml.SafeLoader):
     no sexagesimal 10:30, and a number with a leading zero (0034…, 08001) stays text."""
 
     def construct_int(self, node: ScalarNode) -> int:
+        """Decimal, 0x hex or 0o octal (YAML 1.1's 0-prefixed octal never reaches here)."""
         text = str(self.construct_scalar(node)).replace("_", "")
         sign = -1 if text.startswith("-") else 1
         digits = text.lstrip("+-")

@@ -27,6 +27,8 @@ from adapters.onemsg_sandbox.state import Posted, SandboxState
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
+    """One ack waiting to be posted."""
+
     instance: str
     item: dict[str, Any]
     hook: dict[str, Any]

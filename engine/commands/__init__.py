@@ -29,6 +29,7 @@ class NextstepGroup(click.Group):
     """A click group that turns nextstep's errors into messages and exit codes."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; nextstep's errors become a message and exit code 1 or 2."""
         try:
             return super().invoke(ctx)
         except UsageError as exc:

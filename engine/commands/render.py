@@ -12,12 +12,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import click
 
-from adapters.onemsg_payload import send_template_body
 from engine.commands import config_option, load, read_mapping
 from engine.config import Config
 from engine.errors import UsageError
 from engine.ledger.base import NewNotification
 from engine.model import Event, Message
+from engine.plugins import channels
 from engine.render import Skipped, evaluate
 from engine.rules import ONEMSG, Rule
 from engine.schema import did_you_mean
@@ -44,13 +44,14 @@ def parse_now(text: str | None) -> float:
 
 
 def payload(config: Config, message: Message) -> tuple[str, Any]:
-    """(what the request is, its exact body): never any secret."""
+    """(what the request is, its exact body, from the channel's own preview): never a secret."""
     channel = config.channels[message.channel]
+    body = channels()[channel.type].preview(message)
     if channel.type == ONEMSG:
         base = _without_credentials(str(channel.settings.get("base_url", ""))).rstrip("/")
         target = f"POST {base}/{channel.settings.get('instance_id', '')}/sendTemplate"
-        return target, send_template_body(message)
-    return f"{channel.type} channel {channel.name}", dict(message.fields)
+        return target, body
+    return f"{channel.type} channel {channel.name}", body
 
 
 def _without_credentials(url: str) -> str:

@@ -40,9 +40,13 @@ class TemplateLike(Protocol):
     variables: int
 
     @property
-    def approved(self) -> bool: ...
+    def approved(self) -> bool:
+        """True when the template can be sent."""
+        ...
 
-    def as_dict(self) -> dict[str, Any]: ...
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,7 @@ class Finding:
 
     @property
     def ok(self) -> bool:
+        """True when nothing is wrong (notes do not count)."""
         return not self.errors
 
     def __str__(self) -> str:
@@ -116,10 +121,19 @@ def check_send(rule: Rule, spec: SendSpec, templates: Sequence[TemplateLike]) ->
                     f"template {name} ({language}) is {candidates[0].status or 'not approved'}",
                 ),
             )
+    errors, more_notes = _compare(spec, namespace, candidates, per_language=language_varies)
+    return _with(where, errors=errors, notes=notes + more_notes)
+
+
+def _compare(
+    spec: SendSpec, namespace: str, candidates: Sequence[TemplateLike], *, per_language: bool
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Namespace, variable count and text of a send against each candidate template."""
     errors: list[str] = []
+    notes: list[str] = []
     wanted = len(spec.params)
     for template in candidates:
-        label = f" ({template.language})" if language_varies else ""
+        label = f" ({template.language})" if per_language else ""
         if namespace and template.namespace and namespace != template.namespace:
             errors.append(
                 f"namespace {namespace} differs from the template's {template.namespace}{label}"
@@ -129,13 +143,9 @@ def check_send(rule: Rule, spec: SendSpec, templates: Sequence[TemplateLike]) ->
                 f"the rule fills {wanted} body variable{'s' if wanted != 1 else ''}, "
                 f"the template has {template.variables}{label}"
             )
-        if (
-            not language_varies
-            and spec.text is not None
-            and not _same_text(spec.text, template.body)
-        ):
-            notes += ("the rule's text differs from the approved body (previews will differ)",)
-    return _with(where, errors=tuple(errors), notes=notes)
+        if not per_language and spec.text is not None and not _same_text(spec.text, template.body):
+            notes.append("the rule's text differs from the approved body (previews will differ)")
+    return tuple(errors), tuple(notes)
 
 
 def _same_text(rule_text: str, body: str) -> bool:

@@ -151,14 +151,14 @@ def retry_later(
     return row is not None
 
 
-def expire_queued(conn: sqlite3.Connection, now: float, limit: int) -> list[int]:
+def stale_queued(conn: sqlite3.Connection, now: float, limit: int) -> list[Notification]:
     """Queued notifications whose ``valid_until`` has passed (not yet expired by a lease)."""
     rows = conn.execute(
-        "SELECT id FROM notifications WHERE state = 'queued' AND valid_until IS NOT NULL "
-        "AND valid_until <= ? ORDER BY valid_until LIMIT ?",
+        f"SELECT {COLUMNS} FROM notifications WHERE state = 'queued' "
+        "AND valid_until IS NOT NULL AND valid_until <= ? ORDER BY valid_until LIMIT ?",
         (now, limit),
     ).fetchall()
-    return [row[0] for row in rows]
+    return [to_notification(row) for row in rows]
 
 
 def overdue(conn: sqlite3.Connection, now: float, limit: int) -> list[Notification]:
@@ -201,6 +201,16 @@ def retries_among(conn: sqlite3.Connection, ids: Sequence[int]) -> list[Notifica
             f"AND next_attempt_at IS NOT NULL AND id IN ({placeholders(len(chunk))})",
             chunk,
         ).fetchall()
+    return [to_notification(row) for row in rows]
+
+
+def retries_due(conn: sqlite3.Connection, until: float, limit: int) -> list[Notification]:
+    """Retries (queued after a failed attempt) due by ``until``."""
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM notifications WHERE state = 'queued' AND next_attempt_at <= ? "
+        "AND attempts > 0 ORDER BY next_attempt_at, id LIMIT ?",
+        (until, limit),
+    ).fetchall()
     return [to_notification(row) for row in rows]
 
 

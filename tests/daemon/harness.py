@@ -137,7 +137,9 @@ class DaemonProcess:
         self.base_url = ""
 
     @classmethod
-    async def start(cls, workspace: Workspace, name: str = "daemon") -> DaemonProcess:
+    async def start(
+        cls, workspace: Workspace, name: str = "daemon", log_format: str = "text"
+    ) -> DaemonProcess:
         log = workspace.root / f"{name}.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with log.open("ab") as sink:
@@ -150,6 +152,8 @@ class DaemonProcess:
                 str(workspace.config),
                 "--log-level",
                 "debug",
+                "--log-format",
+                log_format,
                 stdout=sink,
                 stderr=sink,
                 cwd=workspace.root,

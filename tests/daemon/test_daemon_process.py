@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +12,14 @@ import pytest
 
 from adapters.onemsg_sandbox.config import SandboxConfig
 from adapters.onemsg_sandbox.server import Running, serving
-from tests.daemon.harness import DaemonProcess, Workspace, rule_yaml, wait_for
+from tests.daemon.harness import (
+    EVENT_TOKEN,
+    WEBHOOK_SECRET,
+    DaemonProcess,
+    Workspace,
+    rule_yaml,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -175,7 +183,7 @@ async def test_a_crashing_trigger_restarts_while_the_others_run(
         "csv.yaml", rule_yaml("csv-rule", 'csv: {path: "inbox/blocked/*.csv", settle: 50ms}', "csv")
     )
     workspace.write_rule("http.yaml", rule_yaml("http-rule", HTTP_TRIGGER, "http"))
-    daemon = await DaemonProcess.start(workspace)
+    daemon = await DaemonProcess.start(workspace, log_format="json")
     try:
 
         async def csv_health() -> dict[str, Any]:
@@ -210,7 +218,14 @@ async def test_a_crashing_trigger_restarts_while_the_others_run(
             return "34600166642" in sent and "34600177742" in sent
 
         await wait_for(both_sent, "both triggers' sends")
-        assert "trigger inbox/blocked/*.csv failed" in daemon.log_text()
         assert await daemon.stop() == 0
+        lines = [json.loads(line) for line in daemon.log_text().splitlines()]
+        assert any(
+            line["msg"] == "trigger inbox/blocked/*.csv failed" and "FileExistsError" in line["exc"]
+            for line in lines
+        )
+        text = daemon.log_text()
+        assert EVENT_TOKEN not in text and WEBHOOK_SECRET not in text
+        assert "34600177742" not in text
     finally:
         await daemon.kill()

@@ -6,10 +6,14 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from engine.logs import configure_logging, redact, secrets_in
+from adapters.onemsg_sandbox.config import DEFAULT_TOKEN
+from engine.config import load_config
+from engine.logs import config_secrets, configure_logging, redact, secrets_in
+from tests.daemon.harness import EVENT_TOKEN, WEBHOOK_SECRET, Workspace
 
 
 @pytest.fixture
@@ -83,3 +87,10 @@ def test_secrets_found_under_secret_like_keys() -> None:
         "short_token": "ab",
     }
     assert secrets_in(settings) == {"tok-123", "Bearer crm-abc", "crm-abc", "pw-xyz"}
+
+
+def test_config_secrets_cover_tokens_and_channel_credentials(tmp_path: Path) -> None:
+    space = Workspace(tmp_path, "http://127.0.0.1:9")
+    space.write_config()
+    config = load_config(space.config)
+    assert config_secrets(config) >= {EVENT_TOKEN, WEBHOOK_SECRET, DEFAULT_TOKEN}

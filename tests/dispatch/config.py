@@ -1,4 +1,5 @@
-"""A small configuration on disk for the ingest and ``nextstep send`` tests."""
+"""A small configuration on disk for the ingest and ``nextstep send`` tests (the ``docs`` rule
+sends the sandbox's built-in ``next_step`` template)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,15 @@ rules:
     send:
       channel: whatsapp
       template: next_step
-      namespace: ns1
+      namespace: 3f1c7a2e_91b4_4c1e_a5a2_0c9d51e0c0de
       language: en
-      text: "Hello, <<1>>! Your next step: <<2>>"
-      params: {1: "{{ event.first_name | title }}", 2: "upload documents"}
+      text: >-
+        Hello, <<1>>! For your process "<<2>>", the next step is: <<3>>
+        If you need help — we are here.
+      params:
+        1: "{{ event.first_name | title }}"
+        2: "loan application"
+        3: "upload documents"
     policy:
       retry: {attempts: 3, backoff: 1s, max_backoff: 2s}
   - id: welcome

@@ -14,9 +14,9 @@ from engine.dispatcher import Dispatcher
 from engine.ledger.base import NewNotification, Notification
 from engine.ledger.runner import LedgerRunner
 from engine.model import Outcome, OutcomeKind
+from engine.plugins import Channel
 from engine.ratelimit import ChannelLimits
 from engine.rules import RetryPolicy
-from engine.plugins import Channel
 
 TRANSIENT = Outcome(OutcomeKind.TRANSIENT, reason="HTTP 503", http_status=503)
 IN_DOUBT = Outcome(OutcomeKind.IN_DOUBT, reason="read timeout")

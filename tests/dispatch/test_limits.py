@@ -14,7 +14,7 @@ from engine.ledger.runner import LedgerRunner
 from engine.model import Outcome, OutcomeKind, State
 from engine.ratelimit import ChannelLimits
 from engine.rules import RetryPolicy
-from tests.dispatch.helpers import dispatcher, drive, enqueue, row, running
+from tests.dispatch.helpers import ACCOUNT, dispatcher, drive, enqueue, row, running
 from tests.support.fake_channel import FakeChannel
 from tests.support.notifications import new_notification
 
@@ -159,3 +159,19 @@ async def test_retry_policy_comes_from_the_notification(
         await d.run_until_idle()
         clock.advance(10)
     assert [(await row(runner, nid)).attempts for nid in (a, b)] == [1, 3]
+
+
+async def test_while_running_a_successful_probe_resumes_the_channel(
+    runner: LedgerRunner, clock: FakeClock
+) -> None:
+    fake = FakeChannel(clock)
+    fake.script("1", [ACCOUNT])
+    ids = await enqueue(runner, new_notification("1"), new_notification("2"))
+    d = dispatcher(runner, clock, fake, limits=ChannelLimits(max_in_flight=1))
+    async with running(d):
+        await drive(clock, runner, lambda: fake.probes == 1, step=0.5)
+        assert len(fake.sends) == 1 and d.status()["whatsapp"].circuit.state == "open"
+        fake.probe_ok = True
+        await drive(clock, runner, lambda: len(fake.sends) == 3, step=0.5)
+        assert d.status()["whatsapp"].circuit.state == "closed"
+    assert [(await row(runner, nid)).state for nid in ids] == [State.SENT] * 2

@@ -195,9 +195,8 @@ async def test_token_never_leaks_into_outcomes(clock: FakeClock) -> None:
         seen = request.headers["Authorization"].removeprefix("Bearer ")
         return httpx.Response(401, json={"error": f'Wrong token "{seen}" for channel "i1".'})
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(echo))
     config = {"base_url": "http://1msg.test", "instance_id": "i1", "token": token}
-    chan = OneMsgChannel("wa", config, clock=clock, client=client)
+    chan = OneMsgChannel("wa", config, clock=clock, transport=httpx.MockTransport(echo))
     outcome = await chan.send(message())
     await chan.aclose()
     assert outcome.kind is OutcomeKind.ACCOUNT
@@ -207,13 +206,11 @@ async def test_token_never_leaks_into_outcomes(clock: FakeClock) -> None:
 
 async def test_retry_after_http_date_uses_the_channel_clock(clock: FakeClock) -> None:
     date = email.utils.formatdate(clock.now() + 90, usegmt=True)
-    client = httpx.AsyncClient(
-        transport=httpx.MockTransport(
-            lambda request: httpx.Response(429, headers={"Retry-After": date})
-        )
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(429, headers={"Retry-After": date})
     )
     config = {"base_url": "http://1msg.test", "instance_id": "i1", "token": "t"}
-    chan = OneMsgChannel("wa", config, clock=clock, client=client)
+    chan = OneMsgChannel("wa", config, clock=clock, transport=transport)
     outcome = await chan.send(message())
     await chan.aclose()
     assert outcome.kind is OutcomeKind.TRANSIENT and outcome.retry_after == 90.0
@@ -240,13 +237,14 @@ async def test_probe_follows_the_channel_status(clock: FakeClock) -> None:
 async def test_list_templates_pages_and_normalises(channel: OneMsgChannel) -> None:
     templates = await channel.list_templates(page=2)
     keys = {t.key for t in templates}
-    assert keys == {
+    assert {
         ("next_step", "en"),
         ("next_step_short", "en"),
         ("next_step", "es"),
         ("case_closed", "en"),
         ("spring_promo", "en"),
-    }
+    } <= keys
+    assert len(templates) == 8  # paging collected every record once
     short = next(t for t in templates if t.name == "next_step_short")
     assert (short.approved, short.variables, short.namespace) == (True, 2, NAMESPACE)
     assert not next(t for t in templates if t.name == "spring_promo").approved
@@ -302,3 +300,9 @@ async def test_wrong_token_on_management_is_account(
     finally:
         await chan.aclose()
     assert caught.value.outcome.kind is OutcomeKind.ACCOUNT
+
+
+def test_the_daemon_finds_the_failed_ack_classifier() -> None:
+    assert OneMsgChannel.classify_ack("User's number is part of an experiment") is (
+        OutcomeKind.RECIPIENT
+    )

@@ -38,15 +38,15 @@ rules:
       expect: delivered
       within: 15m
       fallback:
-        - "on": [failed, expired]
+        - on: [failed, expired]
           send: {channel: whatsapp, template: next_step_short, namespace: ns1, language: en,
                  text: "<<1>>, your next step (after <<2>>)",
                  params: {1: "{{ event.first_name }}", 2: "{{ failure.status }}"}}
-        - "on": [failed]
+        - on: [failed]
           send: {channel: crm, body: {case: "{{ event.application_id }}",
                                       reason: "{{ failure.reason }}",
                                       class: "{{ failure.class }}"}}
-        - "on": [expired]
+        - on: [expired]
           send: {channel: mail, to: ops@example.com,
                  subject: "case {{ event.application_id }}: {{ failure.status }}",
                  body: "{{ failure.reason }}"}

@@ -86,6 +86,16 @@ async def test_failed_ack_triggers_the_fallback_template_then_email(w: World) ->
     assert f"failed ack: {EXPERIMENT} after 1 attempts" in str(email.get_payload())
 
 
+async def test_send_failure_falls_back_through_the_dispatcher_hook(w: World) -> None:
+    nid = w.ledger.enqueue(person(1), "main")  # …0001: Meta 131026 at once, no ack
+    await w.dispatcher.run_until_idle()  # no policy loop run: the hook does it
+    parent = w.ledger.get(nid)
+    assert (parent.state, parent.failure_class) == (S.FAILED, "recipient")
+    [child] = w.ledger.children(nid)
+    assert child.fallback_step == 0
+    assert w.ledger.settle().settled == 0  # already settled, once
+
+
 async def test_expired_notification_triggers_the_webhook_fallback(w: World) -> None:
     nid = w.ledger.enqueue(person(10), "main")  # …0010: only ever "sent"
     await w.dispatch()

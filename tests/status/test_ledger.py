@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
 import datetime
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +15,11 @@ import pytest
 from engine.acks import Ack
 from engine.clock import FakeClock
 from engine.ledger import sqlite_status
+from engine.ledger.runner import LedgerRunner
 from engine.model import State
+from engine.timers import TimerSettings, run_timers
 from tests.status.kit import Ledger, person
+from tests.status.serving import until
 
 S = State
 NOT_ON_WHATSAPP = "Message undeliverable: not a WhatsApp user"
@@ -188,6 +194,17 @@ def test_retry_in_quiet_hours_waits_for_the_window(ledger: Ledger) -> None:
     due = ledger.get(other).next_attempt_at
     assert due is not None
     assert datetime.datetime.fromtimestamp(due, madrid).weekday() == 0
+    # and without the hook, the policy loop moves a retry due within its look-ahead
+    third = ledger.enqueue(person(3), rule="windowed")
+    soon = ledger.clock.now() + 40
+    ledger.record(third, S.QUEUED, "transient", next_attempt_at=soon, failure_class="transient")
+    ledger.settle()
+    assert ledger.get(third).next_attempt_at == soon  # not due soon: left for later
+    ledger.clock.advance(37)
+    ledger.settle()
+    due = ledger.get(third).next_attempt_at
+    assert due is not None
+    assert datetime.datetime.fromtimestamp(due, madrid).weekday() == 0
 
 
 def test_supersede_cancels_older_queued_only(ledger: Ledger) -> None:
@@ -198,3 +215,36 @@ def test_supersede_cancels_older_queued_only(ledger: Ledger) -> None:
     assert ledger.state(second) is S.SUPERSEDED
     assert ledger.get(second).reason == f"superseded by #{third}"
     assert ledger.state(third) is S.QUEUED
+
+
+def test_fallback_renders_with_the_rule_version_that_made_the_notification(
+    ledger: Ledger,
+) -> None:
+    rule = ledger.config.rules["docs"]
+    old = copy.deepcopy(dict(rule.definition))
+    old["policy"]["fallback"][0]["send"]["template"] = "next_step_v0"
+    ledger.store.save_rule_version("docs", "0ld0ld0ld0ld", old)
+    nid = ledger.sent(person(), "wamid.1")
+    with ledger.store.transaction() as conn:
+        conn.execute("UPDATE notifications SET rule_version = '0ld0ld0ld0ld' WHERE id = ?", (nid,))
+    ledger.acks(Ack("wamid.1", "failed", NOT_ON_WHATSAPP))
+    [child] = ledger.children(nid)
+    assert child.fields["template"] == "next_step_v0"
+    assert child.rule_version == "0ld0ld0ld0ld"
+
+
+async def test_policy_loop_runs_on_the_clock(ledger: Ledger) -> None:
+    nid = ledger.sent(person(), "wamid.1")
+    runner = LedgerRunner(ledger.store)
+    loop = asyncio.create_task(run_timers(runner, ledger.clock, ledger.ctx, TimerSettings(every=5)))
+    try:
+        await until(lambda: ledger.clock.sleepers > 0)
+        assert ledger.state(nid) is S.SENT
+        ledger.clock.advance(901)
+        await until(lambda: ledger.state(nid) is S.EXPIRED)
+        await until(lambda: len(ledger.children(nid)) == 1)
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+        runner.close(close_store=False)

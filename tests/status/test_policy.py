@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
 import pytest
@@ -11,11 +12,13 @@ from hypothesis import strategies as st
 from engine.model import State
 from engine.policy import (
     Failure,
-    deadline_at,
     expiry_reason,
     fallback_expectation,
     fallback_step,
+    retries,
+    window_time,
 )
+from engine.rules import RetryPolicy, SendWindow
 
 S = State
 
@@ -27,11 +30,6 @@ class Step:
 
 def steps(*ons: str) -> list[Step]:
     return [Step(frozenset(on.split(","))) for on in ons]
-
-
-def test_deadline() -> None:
-    assert deadline_at(100.0, 60.0) == 160.0
-    assert deadline_at(100.0, None) is None
 
 
 @pytest.mark.parametrize(
@@ -123,3 +121,26 @@ def test_failure_scope() -> None:
 def test_fallback_expectation() -> None:
     assert fallback_expectation("1msg", expect="read", within=60.0) == ("read", 60.0)
     assert fallback_expectation("webhook", expect="read", within=60.0) == ("sent", None)
+
+
+@pytest.mark.parametrize(
+    ("failure_class", "attempts", "expected"),
+    [
+        pytest.param("transient", 1, True, id="transient-with-attempts-left"),
+        pytest.param("transient", 4, False, id="no-attempts-left"),
+        pytest.param("recipient", 1, False, id="not-on-whatsapp-never"),
+        pytest.param("template", 1, False, id="template"),
+    ],
+)
+def test_retries(failure_class: str, attempts: int, expected: bool) -> None:
+    assert retries(failure_class, attempts, RetryPolicy(attempts=4)) is expected
+
+
+def test_window_time() -> None:
+    window = SendWindow(frozenset(range(5)), datetime.time(9), datetime.time(18), "UTC")
+    friday_evening = datetime.datetime(2026, 5, 29, 19, tzinfo=datetime.UTC).timestamp()
+    monday = datetime.datetime(2026, 6, 1, 9, tzinfo=datetime.UTC).timestamp()
+    assert window_time(window, "UTC", friday_evening) == monday
+    assert window_time(None, "UTC", friday_evening) == friday_evening
+    with pytest.raises(ValueError, match="time zone"):
+        window_time(window, "Mars/Olympus", friday_evening)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -101,3 +102,25 @@ def test_an_empty_secret_is_refused(ledger: Ledger) -> None:
             webhook_routes(runner, "", clock=ledger.clock, context=ledger.ctx)
     finally:
         runner.close(close_store=False)
+
+
+async def test_concurrent_calls_are_all_recorded(ledger: Ledger, url: str) -> None:
+    ids = [ledger.sent(person(i), f"wamid.{i}") for i in range(40)]
+    async with httpx.AsyncClient(timeout=10) as client:
+        answers = await asyncio.gather(
+            *(
+                client.post(
+                    f"{url}/webhooks/1msg/s3cret",
+                    json={"ack": [{"id": f"wamid.{i}", "status": "read"}]},
+                )
+                for i in range(40)
+            )
+        )
+    assert [a.status_code for a in answers] == [200] * 40
+    assert {ledger.state(nid) for nid in ids} == {State.READ}
+
+
+async def test_ledger_failure_is_503(ledger: Ledger, url: str) -> None:
+    ledger.store.close()
+    answer = await post(f"{url}/webhooks/1msg/s3cret", {"ack": [{"id": "w", "status": "read"}]})
+    assert answer.status_code == 503

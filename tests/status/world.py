@@ -28,6 +28,7 @@ from engine.plugins import Channel, channels
 from engine.poller import PollSettings, poll_once
 from engine.registration import register_webhook, webhook_url
 from engine.server import create_app
+from engine.timers import after_attempts
 from engine.webhooks import webhook_routes
 from tests.status.kit import Ledger
 from tests.status.serving import serve, until
@@ -58,16 +59,16 @@ rules:
       expect: delivered
       within: 15m
       fallback:
-        - "on": [failed]
+        - on: [failed]
           send: {{channel: whatsapp, template: next_step_short, namespace: {NAMESPACE},
                  language: en, text: "<<1>>, your next step: <<2>>",
                  params: {{1: "{{{{ event.first_name | title }}}}",
                           2: "call us ({{{{ failure.class }}}})"}}}}
-        - "on": [expired]
+        - on: [expired]
           send: {{channel: crm, body: {{case: "{{{{ event.application_id }}}}",
                                       status: "{{{{ failure.status }}}}",
                                       reason: "{{{{ failure.reason }}}}"}}}}
-        - "on": [failed]
+        - on: [failed]
           send: {{channel: mail, to: ops@example.com,
                  subject: "case {{{{ event.application_id }}}} unreachable",
                  body: "{{{{ failure.reason }}}} after {{{{ failure.attempts }}}} attempts"}}
@@ -193,7 +194,12 @@ async def _engine(
             await register_webhook(whatsapp, webhook_url(ours, SECRET))
             rules = ledger.config.rules
             dispatcher = Dispatcher(
-                runner, built, lambda n: rules[n.rule_id].policy.retry, clock, rng=random.Random(3)
+                runner,
+                built,
+                lambda n: rules[n.rule_id].policy.retry,
+                clock,
+                rng=random.Random(3),
+                after_write=after_attempts(ledger.ctx),
             )
             yield World(ledger, runner, sandbox, crm, mailbox, built, dispatcher)
     finally:

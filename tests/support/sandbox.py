@@ -41,6 +41,7 @@ class SandboxHandle:
 
     @property
     def token(self) -> str:
+        """The token the sandbox accepts."""
         return self.config.token
 
     def channel_config(self, instance: str = "test-instance", **extra: Any) -> dict[str, Any]:

@@ -25,12 +25,15 @@ SEND = """
       template: next_step
       namespace: 3f1c7a2e_91b4_4c1e_a5a2_0c9d51e0c0de
       language: en
-      text: 'Hello, <<1>>! For your process "<<2>>", the next step is: <<3>> If you need help — we are here.'
+      text: 'Hello, <<1>>! For your process "<<2>>", the next step is: <<3>> TAIL'
       params:
         1: "{{ event.first_name | title }}"
         2: "loan application #{{ event.application_id }}"
         3: "upload documents by {{ event.due_date }}"
 """
+
+
+SEND = SEND.replace("TAIL", "If you need help — we are here.")
 
 
 def rule(

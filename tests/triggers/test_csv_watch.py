@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 from pathlib import Path
+
+import pytest
 
 from adapters.csv_trigger import CsvTrigger
 from engine.clock import FakeClock
+from engine.errors import NextstepError
 from tests.support.fake_emit import FakeEmit, errors_when, fake_context
 from tests.triggers.waiting import running, until
 
@@ -132,3 +137,15 @@ async def test_a_recursive_glob_skips_done_and_failed(tmp_path: Path, clock: Fak
         (inbox / "wake.txt").write_text("look again")
         await until(lambda: idle(trigger, clock, scans + 1))
     assert len(emit.events) == 3
+
+
+async def test_a_removed_folder_stops_the_trigger_for_a_restart(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    emit = FakeEmit()
+    trigger = make(tmp_path, clock, emit)
+    task = asyncio.create_task(trigger.run(emit))
+    await until(lambda: idle(trigger, clock))
+    shutil.rmtree(tmp_path / "inbox")
+    with pytest.raises(NextstepError, match="disappeared"):
+        await asyncio.wait_for(task, 10)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from adapters.http_trigger import HttpTrigger, events_app
-from engine.errors import ConfigError
+from engine.errors import ConfigError, StoreError
 from engine.model import Event
 from engine.plugins import RuleResult
 from tests.support.fake_emit import FakeEmit, fake_context
@@ -237,3 +237,13 @@ def test_an_invalid_schema_is_a_config_error(tmp_path: Path) -> None:
             fake_context(FakeEmit(), str(tmp_path)),
         )
     assert HttpTrigger.source_key({"path": "/events/a/b/"}) == "/events/a/b"
+
+
+async def test_a_ledger_failure_is_503_and_a_retry_works(endpoint: Endpoint) -> None:
+    endpoint.emit.fail_with = StoreError("database is locked")
+    key = {"Idempotency-Key": "retry-me"}
+    failed = await endpoint.post({"n": 1}, headers=key)
+    assert failed.status_code == 503 and "retry" in failed.json()["error"]
+    endpoint.emit.fail_with = None
+    retried = await endpoint.post({"n": 1}, headers=key)
+    assert retried.status_code == 202 and retried.json()["notifications"] == [1]

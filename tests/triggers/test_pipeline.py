@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -114,6 +116,11 @@ async def test_http_events_through_the_daemon_app(tmp_path: Path, clock: FakeClo
     assert count == 1
 
 
+def read_all(trigger: Any, clock: FakeClock, rows: int) -> bool:
+    """The db_poll trigger has read ``rows`` rows and sleeps until its next poll."""
+    return bool(trigger.status()["rows_read"] == rows and clock.sleepers == 1)
+
+
 @pytest.mark.postgres
 async def test_db_rows_become_notifications_and_the_cursor_is_kept(
     tmp_path: Path, clock: FakeClock, postgres_url: str
@@ -151,12 +158,7 @@ async def test_db_rows_become_notifications_and_the_cursor_is_kept(
             for new_rows in (3, 1):  # the second run is a restart: it reads only the new row
                 trigger = triggers()["db_poll"](docs.trigger_config, line.context("docs"))
                 async with running(trigger, line.emit("docs")):
-                    await until(
-                        lambda: (
-                            trigger.status()["rows_read"] == new_rows  # type: ignore[attr-defined]
-                            and clock.sleepers == 1
-                        )
-                    )
+                    await until(partial(read_all, trigger, clock, new_rows))
                 if new_rows == 3:
                     table.insert((4, at, "cy", "+34600111225"))
             rows = line.notifications()
