@@ -55,10 +55,16 @@ def health_document(
     listen: str = "",
     stopping: bool = False,
 ) -> dict[str, Any]:
-    """The health JSON: degraded when a trigger is waiting to restart or a circuit is open."""
+    """The health JSON: degraded when a trigger is waiting to restart or reports an error, or
+    a channel's circuit is open."""
     trigger_list = [dict(t) for t in triggers]
     open_circuits = [name for name, c in circuits.items() if _circuit_open(c)]
-    failing = [t["name"] for t in trigger_list if t.get("state") != "running"]
+    # A trigger may be up yet failing inside (a database it retries): its own status says so.
+    failing = [
+        t["name"]
+        for t in trigger_list
+        if t.get("state") != "running" or (t.get("detail") or {}).get("state") == "error"
+    ]
     status = "stopping" if stopping else ("degraded" if failing or open_circuits else "ok")
     return {
         "status": status,

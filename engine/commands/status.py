@@ -241,9 +241,10 @@ def _print_health(console: Console, daemon: dict[str, Any]) -> None:
     for column in ("trigger", "kind", "state", "restarts", "last error"):
         triggers.add_column(column)
     for t in daemon.get("triggers", []):
-        triggers.add_row(
-            t["name"], t["kind"], t["state"], str(t["restarts"]), t.get("last_error") or ""
-        )
+        detail = t.get("detail") or {}
+        state = t["state"] if detail.get("state") != "error" else f"{t['state']} (failing)"
+        error = t.get("last_error") or detail.get("last_error") or ""
+        triggers.add_row(t["name"], t["kind"], state, str(t["restarts"]), str(error))
     console.print(triggers)
     circuits = Table(title="Channel circuits", box=box.SIMPLE_HEAD)
     for column in ("channel", "circuit", "in flight", "reason"):

@@ -41,6 +41,20 @@ def _doc(**overrides: Any) -> dict[str, Any]:
             id="trigger-restarting",
         ),
         pytest.param({"circuits": {"whatsapp": {"state": "open"}}}, "degraded", id="circuit"),
+        pytest.param(
+            {
+                "triggers": [
+                    {
+                        "name": "db",
+                        "kind": "db_poll",
+                        "state": "running",
+                        "detail": {"state": "error", "last_error": "OperationalError"},
+                    }
+                ]
+            },
+            "degraded",
+            id="trigger-failing-inside",
+        ),
         pytest.param({"stopping": True}, "stopping", id="stopping"),
     ],
 )
