@@ -104,6 +104,7 @@ def serve_sandbox() -> None:
     from adapters.onemsg_sandbox.server import listening_socket, uvicorn_config
 
     async def main() -> None:
+        """Command line entry point (also serves the sandbox child)."""
         app = create_app(SandboxConfig(token=TOKEN, rate_limit=None, record_limit=100))
         sock = listening_socket()
         port = sock.getsockname()[1]
@@ -119,6 +120,7 @@ def serve_sandbox() -> None:
 
 # -- the daemon -----------------------------------------------------------------------------
 def rule(label: str) -> str:
+    """The benchmark rule, ``label`` in its second parameter."""
     return textwrap.dedent(f"""\
         rules:
           - id: bench
@@ -135,6 +137,7 @@ def rule(label: str) -> str:
 
 
 def write_workspace(root: Path, sandbox_url: str) -> Path:
+    """nextstep.yaml and rules/ in ``root``, pointed at the sandbox."""
     (root / "rules").mkdir()
     save(root / "rules" / "bench.yaml", rule("v0"))
     config = root / "nextstep.yaml"
@@ -171,6 +174,7 @@ def listen_address(root: Path, pid: int) -> str | None:
 
 
 async def until(probe: Callable[[], Awaitable[Any]], what: str, timeout: float = 30) -> Any:
+    """Poll ``probe`` until it returns something; exit after ``timeout``."""
     deadline = time.monotonic() + timeout
     while (value := await probe()) in (None, False):
         if time.monotonic() > deadline:
@@ -234,6 +238,8 @@ async def open_loop(
 async def latencies(
     sandbox: httpx.AsyncClient, started: dict[str, float], timeout: float = 60
 ) -> list[float]:
+    """Arrival − start per phone, once every send has reached the sandbox."""
+
     async def arrived() -> dict[str, float] | None:
         seen: dict[str, float] = (await sandbox.get("/_bench/arrivals")).json()["seen"]
         return seen if all(p in seen for p in started) else None
@@ -243,10 +249,12 @@ async def latencies(
 
 
 def quantile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted ``values``."""
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def show(name: str, values: list[float]) -> None:
+    """Print p50, p99 and max of sorted latencies."""
     print(
         f"  {name:<34} p50 {quantile(values, 0.5) * 1000:7.2f} ms   "
         f"p99 {quantile(values, 0.99) * 1000:7.2f} ms   max {values[-1] * 1000:7.2f} ms   "
@@ -257,6 +265,7 @@ def show(name: str, values: list[float]) -> None:
 # -- driver ---------------------------------------------------------------------------------
 @contextlib.contextmanager
 def sandbox_process() -> Any:
+    """The sandbox in a child process; yields its base URL."""
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve-sandbox"],
         stdin=subprocess.PIPE,
@@ -277,6 +286,7 @@ def sandbox_process() -> Any:
 
 @contextlib.asynccontextmanager
 async def daemon_process(root: Path, config: Path) -> AsyncIterator[str]:
+    """``nextstep run`` as a child process; yields its address, stops it with SIGTERM."""
     log = (root / "daemon.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -309,13 +319,57 @@ async def daemon_process(root: Path, config: Path) -> AsyncIterator[str]:
             print(f"(the daemon exited with {code}; log in {root / 'daemon.log'})")
 
 
-async def run(args: argparse.Namespace) -> None:
+SEND_BODY = {
+    "template": "next_step_short",
+    "namespace": NAMESPACE,
+    "language": {"policy": "deterministic", "code": "en"},
+    "params": [
+        {
+            "type": "body",
+            "parameters": [{"type": "text", "text": "B"}, {"type": "text", "text": "x"}],
+        }
+    ],
+}
+
+
+async def send_latencies(
+    session: aiohttp.ClientSession,
+    sandbox: httpx.AsyncClient,
+    listen: str,
+    sandbox_url: str,
+    rate: float,
+    seconds: float,
+) -> tuple[list[float], list[float]]:
+    """Event-to-send through the daemon, then the bare sandbox round trip, at ``rate``."""
+
+    async def status_of(url: str, body: dict[str, Any], token: str) -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with session.post(url, json=body, headers=headers) as answer:
+            await answer.read()
+            return answer.status
+
+    async def event(i: int) -> int:
+        body = {"phone": phone(i), "name": "B"}
+        return await status_of(f"http://{listen}/events/bench", body, EVENT_TOKEN)
+
+    async def bare(i: int) -> int:
+        body = {**SEND_BODY, "phone": phone(i)}
+        return await status_of(f"{sandbox_url}/bench/sendTemplate", body, TOKEN)
+
+    await open_loop(event, 500_000, rate, 1.0)  # warm up both paths
+    await open_loop(bare, 600_000, rate, 1.0)
+    engine = await latencies(sandbox, await open_loop(event, 0, rate, seconds))
+    baseline = await latencies(sandbox, await open_loop(bare, 200_000, rate, seconds))
+    return engine, baseline
+
+
+async def measure(args: argparse.Namespace) -> tuple[list[float], list[float], list[float]]:
+    """Reload latencies, event-to-send latencies, baseline latencies (seconds, sorted)."""
     with sandbox_process() as sandbox_url, tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         config = write_workspace(root, sandbox_url)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         async with (
-            contextlib.AsyncExitStack() as stack,
             daemon_process(root, config) as listen,
             httpx.AsyncClient(
                 base_url=f"http://{listen}",
@@ -324,52 +378,18 @@ async def run(args: argparse.Namespace) -> None:
                 headers={"Authorization": f"Bearer {EVENT_TOKEN}"},
             ) as client,
             httpx.AsyncClient(base_url=sandbox_url, limits=limits, timeout=30) as sandbox,
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session,
         ):
             reloads = sorted(await reload_latencies(client, sandbox, root, args.reloads))
-
-            session = await stack.enter_async_context(
-                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+            engine, baseline = await send_latencies(
+                session, sandbox, listen, sandbox_url, args.rate, args.seconds
             )
-            auth = {"Authorization": f"Bearer {EVENT_TOKEN}"}
+    return reloads, engine, baseline
 
-            async def event(i: int) -> int:
-                body = {"phone": phone(i), "name": "B"}
-                async with session.post(
-                    f"http://{listen}/events/bench", json=body, headers=auth
-                ) as answer:
-                    await answer.read()
-                    return answer.status
 
-            async def bare(i: int) -> int:
-                body = {
-                    "phone": phone(i),
-                    "template": "next_step_short",
-                    "namespace": NAMESPACE,
-                    "language": {"policy": "deterministic", "code": "en"},
-                    "params": [
-                        {
-                            "type": "body",
-                            "parameters": [
-                                {"type": "text", "text": "B"},
-                                {"type": "text", "text": "x"},
-                            ],
-                        }
-                    ],
-                }
-                async with session.post(
-                    f"{sandbox_url}/bench/sendTemplate",
-                    json=body,
-                    headers={"Authorization": f"Bearer {TOKEN}"},
-                ) as answer:
-                    await answer.read()
-                    return answer.status
-
-            await open_loop(event, 500_000, args.rate, 1.0)  # warm up both paths
-            await open_loop(bare, 600_000, args.rate, 1.0)
-            engine = await latencies(sandbox, await open_loop(event, 0, args.rate, args.seconds))
-            baseline = await latencies(
-                sandbox, await open_loop(bare, 200_000, args.rate, args.seconds)
-            )
+async def run(args: argparse.Namespace) -> None:
+    """Measure and print the figures beside their targets."""
+    reloads, engine, baseline = await measure(args)
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print(f"reload (save → new rule in force), {len(reloads)} reloads:")

@@ -109,30 +109,7 @@ class Daemon:
             self.runner.close()
 
     async def _serve(self, group: asyncio.TaskGroup, stop: asyncio.Event) -> None:
-        self.started_at = self.clock.now()
-        self.supervisor = Supervisor(group, self.clock, self.options.backoff)
-        self.live = LiveRules(self.supervisor, self._build_trigger, self._build_emit, self._persist)
-        self.reloader = Reloader(
-            partial(load_config, self.config.path), self.live, self.clock, on_applied=self._applied
-        )
-        book = RuleBook(
-            current=lambda: self.live.config.rules,
-            rebuild=lambda d: rule_from_definition(d, self.live.config),
-        )
-        self.context = PolicyContext(
-            rules=book, classify_ack=self._classifier(), default_country=self.config.default_country
-        )
-        limits = {
-            n: ChannelLimits.from_settings(self.config.channels[n].settings) for n in self.channels
-        }
-        self.dispatcher = Dispatcher(
-            self.runner,
-            self.channels,
-            self._policy,
-            self.clock,
-            limits,
-            after_write=after_attempts(self.context),  # fallbacks at once, not at the next tick
-        )
+        self._assemble(group)
         await self.reloader.start(self.config)
         sock = listening_socket(self.config.server.host, self.config.server.port)
         host, port = sock.getsockname()[:2]
@@ -162,6 +139,32 @@ class Daemon:
             await _cancelled(task)
         await write_snapshot(self.runner, self.clock.now(), {**self.health(), "status": "stopped"})
         log.info("stopped")
+
+    def _assemble(self, group: asyncio.TaskGroup) -> None:
+        self.started_at = self.clock.now()
+        self.supervisor = Supervisor(group, self.clock, self.options.backoff)
+        self.live = LiveRules(self.supervisor, self._build_trigger, self._build_emit, self._persist)
+        self.reloader = Reloader(
+            partial(load_config, self.config.path), self.live, self.clock, on_applied=self._applied
+        )
+        book = RuleBook(
+            current=lambda: self.live.config.rules,
+            rebuild=lambda d: rule_from_definition(d, self.live.config),
+        )
+        self.context = PolicyContext(
+            rules=book, classify_ack=self._classifier(), default_country=self.config.default_country
+        )
+        limits = {
+            n: ChannelLimits.from_settings(self.config.channels[n].settings) for n in self.channels
+        }
+        self.dispatcher = Dispatcher(
+            self.runner,
+            self.channels,
+            self._policy,
+            self.clock,
+            limits,
+            after_write=after_attempts(self.context),  # fallbacks at once, not at the next tick
+        )
 
     def _loops(
         self, group: asyncio.TaskGroup

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import signal
 import sqlite3
@@ -126,6 +127,7 @@ class CrmReceiver:
     received: list[Any] = field(default_factory=list)
 
     async def hook(self, request: Request) -> Response:
+        """Record one posted CRM task."""
         self.received.append(await request.json())
         return JSONResponse({"ok": True})
 
@@ -249,12 +251,15 @@ async def run_demo(options: DemoOptions, console: Console) -> int:
         contextlib.chdir(folder),
     ):
         configure_logging("text", "INFO", stream=log_stream)
-        async with (
-            serving(SandboxConfig(ack_delay=0.4)) as sandbox,
-            serving_crm() as (crm_url, crm),
-        ):
-            config = load_config(write_config(folder, sandbox.base_url, crm_url, DEFAULT_TOKEN))
-            return await _run(config, folder, options, console, crm, sandbox.base_url)
+        try:
+            async with (
+                serving(SandboxConfig(ack_delay=0.4)) as sandbox,
+                serving_crm() as (crm_url, crm),
+            ):
+                config = load_config(write_config(folder, sandbox.base_url, crm_url, DEFAULT_TOKEN))
+                return await _run(config, folder, options, console, crm, sandbox.base_url)
+        finally:
+            logging.getLogger().handlers.clear()  # the log file closes with this block
 
 
 async def _run(

@@ -86,6 +86,7 @@ class RedactingFilter(logging.Filter):
         self._secrets = frozenset(s for s in secrets if s)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place; never drops one."""
         if getattr(record, "_nextstep_redacted", False):
             return True
         try:
@@ -116,6 +117,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, exc (when any) and ``extra`` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON line."""
         doc: dict[str, Any] = {
             "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
                 timespec="milliseconds"

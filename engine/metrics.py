@@ -18,9 +18,7 @@ PROVIDER_ANSWERS = Counter(
     ["channel", "outcome"],
     registry=REGISTRY,
 )
-RETRIES = Counter(
-    "nextstep_retries", "Send attempts scheduled again", ["rule"], registry=REGISTRY
-)
+RETRIES = Counter("nextstep_retries", "Send attempts scheduled again", ["rule"], registry=REGISTRY)
 FALLBACKS = Counter(
     "nextstep_fallbacks", "Fallback notifications created", ["rule", "on"], registry=REGISTRY
 )
@@ -38,9 +36,7 @@ EVENT_TO_SEND = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60),
     registry=REGISTRY,
 )
-QUEUE_DEPTH = Gauge(
-    "nextstep_queue_depth", "Notifications queued and due", registry=REGISTRY
-)
+QUEUE_DEPTH = Gauge("nextstep_queue_depth", "Notifications queued and due", registry=REGISTRY)
 CIRCUIT_OPEN = Gauge(
     "nextstep_circuit_open", "1 when a channel's circuit is open", ["channel"], registry=REGISTRY
 )

@@ -16,7 +16,7 @@ import glob
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -243,37 +243,25 @@ class _KindView(Mapping[str, Trigger]):
 
 def restart_only_changes(old: Config, new: Config) -> list[str]:
     """Settings a reload cannot apply to a running daemon (they need a restart)."""
-    changed = []
-    if old.store != new.store:
-        changed.append("store")
-    if old.server != new.server:
-        changed.append("server")
-    if old.channels != new.channels:
-        changed.append("channels")
-    return changed
+    pairs = {
+        "store": (old.store, new.store),
+        "server": (old.server, new.server),
+        "channels": (old.channels, new.channels),
+    }
+    return [name for name, (before, after) in pairs.items() if before != after]
 
 
 def missing_channels(running: Config, new: Config) -> list[Problem]:
     """Rules that name a channel the running daemon does not have (added without a restart)."""
-    problems = []
-    for rule in new.rules.values():
-        for channel in sorted(_channels_of(rule)):
-            if channel not in running.channels:
-                problems.append(
-                    Problem(
-                        str(rule.file),
-                        rule.line,
-                        1,
-                        rule.id,
-                        "send.channel",
-                        f"channel {channel!r} is not running; restart nextstep to add channels",
-                    )
-                )
-    return problems
-
-
-def _channels_of(rule: Rule) -> set[str]:
-    return {rule.send.channel, *(step.send.channel for step in rule.policy.fallback)}
+    message = "channel {!r} is not running; restart nextstep to add channels"
+    return [
+        Problem(str(rule.file), rule.line, 1, rule.id, "send.channel", message.format(channel))
+        for rule in new.rules.values()
+        for channel in sorted(
+            {rule.send.channel, *(step.send.channel for step in rule.policy.fallback)}
+        )
+        if channel not in running.channels
+    ]
 
 
 @dataclass(slots=True)
@@ -288,13 +276,7 @@ class ReloadState:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready copy."""
-        return {
-            "ok": self.ok,
-            "at": self.at,
-            "last_success_at": self.last_success_at,
-            "problems": list(self.problems),
-            "rules": self.rules,
-        }
+        return asdict(self)
 
 
 class Reloader:
@@ -379,12 +361,16 @@ class Reloader:
             watched = paths()
             relevant = _relevance(self._live.config.path)
             recursive = "**" in str(self._live.config.settings.get("rules", ""))
-            async for _changes in awatch(
-                *watched, watch_filter=relevant, debounce=50, step=25, recursive=recursive
-            ):
-                await self.reload()
-                if paths() != watched:
-                    break
+            try:
+                async for _changes in awatch(
+                    *watched, watch_filter=relevant, debounce=50, step=25, recursive=recursive
+                ):
+                    await self.reload()
+                    if paths() != watched:
+                        break
+            except Exception:  # a watched folder vanished…: never let it stop the daemon
+                log.warning("watching %s failed; watching again in 1s", watched, exc_info=True)
+                await self._clock.sleep(1.0)
 
 
 def _relevance(config_path: Path | str) -> Callable[[Change, str], bool]:

@@ -110,6 +110,7 @@ class Server(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
+        """Leave SIGTERM/SIGINT to the daemon."""
         yield
 
     @property

@@ -74,13 +74,16 @@ class Workspace:
 
     @property
     def config(self) -> Path:
+        """The config file."""
         return self.root / "nextstep.yaml"
 
     @property
     def ledger(self) -> Path:
+        """The SQLite ledger file."""
         return self.root / "ledger.db"
 
     def write_config(self) -> None:
+        """nextstep.yaml: SQLite ledger, rules/, port 0, the sandbox as 1MSG."""
         (self.root / "rules").mkdir(exist_ok=True)
         self.config.write_text(
             textwrap.dedent(
@@ -123,6 +126,7 @@ class Workspace:
                 raise
 
     def health_snapshot(self) -> dict[str, Any] | None:
+        """The daemon's last health snapshot, from the ledger."""
         rows = self.query("SELECT value FROM progress WHERE key = ?", HEALTH_KEY)
         return json.loads(rows[0][0]) if rows else None
 
@@ -140,6 +144,7 @@ class DaemonProcess:
     async def start(
         cls, workspace: Workspace, name: str = "daemon", log_format: str = "text"
     ) -> DaemonProcess:
+        """Start ``nextstep run`` and wait until it serves."""
         log = workspace.root / f"{name}.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with log.open("ab") as sink:
@@ -176,24 +181,29 @@ class DaemonProcess:
         return None
 
     def log_text(self) -> str:
+        """Everything the daemon logged so far."""
         return self.log.read_text(encoding="utf-8", errors="replace")
 
     async def get(self, path: str) -> httpx.Response:
+        """GET a path of the daemon's server."""
         async with httpx.AsyncClient(base_url=self.base_url, timeout=10) as client:
             return await client.get(path)
 
     async def health(self) -> dict[str, Any]:
+        """GET /healthz."""
         answer = await self.get("/healthz")
         data: dict[str, Any] = answer.json()
         return data
 
     async def metric(self, name: str) -> float | None:
+        """One unlabelled metric's value from /metrics."""
         for line in (await self.get("/metrics")).text.splitlines():
             if line.startswith(name + " "):
                 return float(line.split()[1])
         return None
 
     async def post_event(self, path: str, body: Any) -> httpx.Response:
+        """POST an event with the event token."""
         async with httpx.AsyncClient(base_url=self.base_url, timeout=10) as client:
             return await client.post(
                 path, json=body, headers={"Authorization": f"Bearer {EVENT_TOKEN}"}

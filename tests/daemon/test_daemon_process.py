@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.daemon.harness import (
 pytestmark = pytest.mark.slow
 
 HTTP_TRIGGER = "http: {path: /events/reload}"
+CSV_TRIGGER = 'csv: {path: "inbox/other/*.csv"}'
 
 
 @pytest.fixture
@@ -56,81 +58,100 @@ async def reloaded(daemon: DaemonProcess, since: float) -> bool:
     return bool(state["at"] and state["at"] > since)
 
 
-async def test_hot_reload(workspace: Workspace, sandbox: Running) -> None:
+@pytest.fixture
+async def daemon(workspace: Workspace) -> AsyncIterator[DaemonProcess]:
+    """A daemon serving rule ``greet`` (label v1) on POST /events/reload."""
     workspace.write_rule("a.yaml", rule_yaml("greet", HTTP_TRIGGER, "v1"))
-    daemon = await DaemonProcess.start(workspace)
+    running = await DaemonProcess.start(workspace)
     try:
-        answer = await daemon.post_event(
-            "/events/reload", {"phone": "+34600111142", "key": "k1", "name": "Ana"}
-        )
-        assert answer.status_code == 202, answer.text
-
-        async def got(phone: str, n: int = 1) -> list[str] | None:
-            found = sent_params(sandbox).get(phone, [])
-            return found if len(found) >= n else None
-
-        assert await wait_for(lambda: got("34600111142"), "the first send") == ["Ana | v1 k1"]
-
-        # 1. A changed rule: the next event renders with the new params.
-        before = (await daemon.health())["reload"]["at"]
-        workspace.write_rule("a.yaml", rule_yaml("greet", HTTP_TRIGGER, "v2"))
-        await wait_for(lambda: reloaded(daemon, before), "the reload of a changed rule")
-        await daemon.post_event(
-            "/events/reload", {"phone": "+34600122242", "key": "k2", "name": "Bea"}
-        )
-        assert await wait_for(lambda: got("34600122242"), "a send after the reload") == [
-            "Bea | v2 k2"
-        ]
-        assert await daemon.metric("nextstep_config_last_reload_successful") == 1.0
-
-        # 2. An invalid edit: the old rules keep working, the error is logged, the metric is 0.
-        before = (await daemon.health())["reload"]["at"]
-        workspace.write_rule("a.yaml", rule_yaml("greet", HTTP_TRIGGER, "v3") + "    when: (\n")
-        await wait_for(lambda: reloaded(daemon, before), "the rejected reload")
-        assert await daemon.metric("nextstep_config_last_reload_successful") == 0.0
-        log = daemon.log_text()
-        assert "reload rejected" in log
-        assert "rules/a.yaml:" in log and "rule greet" in log  # the validate format
-        await daemon.post_event(
-            "/events/reload", {"phone": "+34600133342", "key": "k3", "name": "Cai"}
-        )
-        assert await wait_for(lambda: got("34600133342"), "a send on the old rules") == [
-            "Cai | v2 k3"
-        ]
-
-        # 3. A new trigger folder: a new rule file whose CSV trigger watches a new folder.
-        before = (await daemon.health())["reload"]["at"]
-        workspace.write_rule("a.yaml", rule_yaml("greet", HTTP_TRIGGER, "v2"))
-        csv_trigger = 'csv: {path: "inbox/new/*.csv", settle: 50ms}'
-        workspace.write_rule("b.yaml", rule_yaml("from-csv", csv_trigger, "csv"))
-        await wait_for(lambda: reloaded(daemon, before), "the reload adding a CSV rule")
-
-        async def csv_trigger_running() -> bool:
-            triggers = (await daemon.health())["triggers"]
-            return any(t["kind"] == "csv" and t["state"] == "running" for t in triggers)
-
-        await wait_for(csv_trigger_running, "the new CSV trigger to run")
-        inbox = workspace.root / "inbox" / "new"
-        inbox.mkdir(parents=True, exist_ok=True)
-        (inbox / "x.part").write_text("phone,key,name\n+34600144442,c1,Dan\n", encoding="utf-8")
-        (inbox / "x.part").replace(inbox / "x.csv")
-        assert await wait_for(lambda: got("34600144442"), "a send from the new folder") == [
-            "Dan | csv c1"
-        ]
-
-        # 4. A removed rule: its event path is gone, the other rule still works.
-        before = (await daemon.health())["reload"]["at"]
-        (workspace.root / "rules" / "a.yaml").unlink()
-        await wait_for(lambda: reloaded(daemon, before), "the reload removing a rule")
-        answer = await daemon.post_event(
-            "/events/reload", {"phone": "+34600155542", "key": "k5", "name": "Eva"}
-        )
-        assert answer.status_code == 404
-        triggers = (await daemon.health())["triggers"]
-        assert [t["kind"] for t in triggers] == ["csv"]
-        assert await daemon.stop() == 0
+        yield running
+        assert await running.stop() == 0
     finally:
-        await daemon.kill()
+        await running.kill()
+
+
+async def send_and_wait(daemon: DaemonProcess, sandbox: Running, phone: str, key: str) -> str:
+    """Post one event and return the parameters the sandbox received for it."""
+    answer = await daemon.post_event(
+        "/events/reload", {"phone": f"+{phone}", "key": key, "name": "Ana"}
+    )
+    assert answer.status_code == 202, answer.text
+
+    async def got() -> list[str] | None:
+        return sent_params(sandbox).get(phone)
+
+    (params,) = await wait_for(got, f"the send to {phone}")
+    return params
+
+
+async def save_and_wait(daemon: DaemonProcess, save: Callable[[], object]) -> None:
+    """Apply ``save`` (a file edit) and wait until the daemon has processed the reload."""
+    before = (await daemon.health())["reload"]["at"]
+    save()
+    await wait_for(lambda: reloaded(daemon, before), "the reload")
+
+
+async def test_a_changed_rule_applies_to_the_next_event(
+    daemon: DaemonProcess, workspace: Workspace, sandbox: Running
+) -> None:
+    assert await send_and_wait(daemon, sandbox, "34600111142", "k1") == "Ana | v1 k1"
+    await save_and_wait(
+        daemon, lambda: workspace.write_rule("a.yaml", rule_yaml("greet", HTTP_TRIGGER, "v2"))
+    )
+    assert await send_and_wait(daemon, sandbox, "34600122242", "k2") == "Ana | v2 k2"
+    assert await daemon.metric("nextstep_config_last_reload_successful") == 1.0
+    assert "triggers unchanged" in daemon.log_text()  # the endpoint was not restarted
+
+
+async def test_an_invalid_edit_keeps_the_old_rules(
+    daemon: DaemonProcess, workspace: Workspace, sandbox: Running
+) -> None:
+    broken = rule_yaml("greet", HTTP_TRIGGER, "v3") + "    when: (\n"
+    await save_and_wait(daemon, lambda: workspace.write_rule("a.yaml", broken))
+    assert await daemon.metric("nextstep_config_last_reload_successful") == 0.0
+    log = daemon.log_text()
+    assert "reload rejected" in log
+    assert re.search(r"rules/a\.yaml:\d+:\d+: rule greet: when: ", log)  # the validate format
+    assert await send_and_wait(daemon, sandbox, "34600133342", "k3") == "Ana | v1 k3"
+    assert (await daemon.health())["reload"]["ok"] is False
+
+
+async def test_a_new_rule_file_starts_a_trigger_on_a_new_folder(
+    daemon: DaemonProcess, workspace: Workspace, sandbox: Running
+) -> None:
+    csv_trigger = 'csv: {path: "inbox/new/*.csv", settle: 50ms}'
+    await save_and_wait(
+        daemon, lambda: workspace.write_rule("b.yaml", rule_yaml("from-csv", csv_trigger, "csv"))
+    )
+
+    async def csv_running() -> bool:
+        triggers = (await daemon.health())["triggers"]
+        return any(t["kind"] == "csv" and t["state"] == "running" for t in triggers)
+
+    await wait_for(csv_running, "the new CSV trigger to run")
+    inbox = workspace.root / "inbox" / "new"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "x.part").write_text("phone,key,name\n+34600144442,c1,Dan\n", encoding="utf-8")
+    (inbox / "x.part").replace(inbox / "x.csv")
+
+    async def got() -> list[str] | None:
+        return sent_params(sandbox).get("34600144442")
+
+    assert await wait_for(got, "a send from the new folder") == ["Dan | csv c1"]
+
+
+async def test_a_removed_rule_stops_its_trigger(
+    daemon: DaemonProcess, workspace: Workspace, sandbox: Running
+) -> None:
+    await save_and_wait(
+        daemon, lambda: workspace.write_rule("b.yaml", rule_yaml("other", CSV_TRIGGER, "c"))
+    )
+    await save_and_wait(daemon, (workspace.root / "rules" / "a.yaml").unlink)
+    answer = await daemon.post_event(
+        "/events/reload", {"phone": "+34600155542", "key": "k5", "name": "Eva"}
+    )
+    assert answer.status_code == 404
+    assert [t["kind"] for t in (await daemon.health())["triggers"]] == ["csv"]
 
 
 async def test_sigterm_during_a_batch_loses_nothing(tmp_path: Path) -> None:
@@ -170,6 +191,18 @@ async def test_sigterm_during_a_batch_loses_nothing(tmp_path: Path) -> None:
         assert all(len(params) == 1 for params in sent.values()), "a phone was sent twice"
         states = dict(workspace.query("SELECT state, count(*) FROM notifications GROUP BY 1"))
         assert set(states) <= {"sent", "delivered", "read"}, states
+
+
+def assert_json_log_is_clean(daemon: DaemonProcess) -> None:
+    """Every log line is JSON; the crash is there with its traceback; no secret, no phone."""
+    text = daemon.log_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert any(
+        line["msg"] == "trigger inbox/blocked/*.csv failed" and "FileExistsError" in line["exc"]
+        for line in lines
+    )
+    assert EVENT_TOKEN not in text and WEBHOOK_SECRET not in text
+    assert "34600177742" not in text
 
 
 async def test_a_crashing_trigger_restarts_while_the_others_run(
@@ -219,13 +252,6 @@ async def test_a_crashing_trigger_restarts_while_the_others_run(
 
         await wait_for(both_sent, "both triggers' sends")
         assert await daemon.stop() == 0
-        lines = [json.loads(line) for line in daemon.log_text().splitlines()]
-        assert any(
-            line["msg"] == "trigger inbox/blocked/*.csv failed" and "FileExistsError" in line["exc"]
-            for line in lines
-        )
-        text = daemon.log_text()
-        assert EVENT_TOKEN not in text and WEBHOOK_SECRET not in text
-        assert "34600177742" not in text
+        assert_json_log_is_clean(daemon)
     finally:
         await daemon.kill()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,16 @@ from engine.config import Config, load_config
 from engine.errors import ConfigError, NextstepError, Problem
 from engine.metrics import REGISTRY
 from engine.model import Event, Progress
-from engine.plugins import Emit, EventResult, Trigger
-from engine.reload import LiveRules, Reloader, TriggerSpec, diff, watch_paths
+from engine.plugins import Emit, EventResult
+from engine.reload import (
+    LiveRules,
+    Reloader,
+    TriggerSpec,
+    diff,
+    missing_channels,
+    restart_only_changes,
+    watch_paths,
+)
 from engine.supervisor import Supervisor
 from tests.daemon.harness import Workspace, rule_yaml
 
@@ -70,6 +78,21 @@ class FakeTrigger:
             self.log.append(f"stop {self.spec.source_key}")
 
 
+def recording_emit(events: list[str]) -> Callable[[Config, TriggerSpec], Emit]:
+    """A build_emit whose emits record their source and the rule versions they were built with."""
+
+    def build_emit(config: Config, spec: TriggerSpec) -> Emit:
+        labels = [config.rules[r].version for r in spec.rule_ids]
+
+        async def emit(items: Sequence[Event], progress: Sequence[Progress]) -> list[EventResult]:
+            events.append(f"emit {spec.source_key} {labels}")
+            return []
+
+        return emit
+
+    return build_emit
+
+
 async def _settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -82,25 +105,15 @@ async def test_only_changed_triggers_restart_and_emits_follow_the_swap(
     events: list[str] = []
     persisted: list[int] = []
 
-    def build_trigger(spec: TriggerSpec, emit: Emit) -> Trigger:
-        return FakeTrigger(spec, events)
-
-    def build_emit(config: Config, spec: TriggerSpec) -> Emit:
-        labels = [config.rules[r].version for r in spec.rule_ids]
-
-        async def emit(items: Sequence[Event], progress: Sequence[Progress]) -> list[EventResult]:
-            events.append(f"emit {spec.source_key} {labels}")
-            return []
-
-        return emit
-
     async def persist(config: Config) -> None:
         persisted.append(len(config.rules))
 
     first = space.load(a=rule_yaml("a", HTTP, "v1"), b=rule_yaml("b", CSV, "v1"))
     async with asyncio.TaskGroup() as group:
         supervisor = Supervisor(group, clock)
-        live = LiveRules(supervisor, build_trigger, build_emit, persist)
+        live = LiveRules(
+            supervisor, lambda spec, _: FakeTrigger(spec, events), recording_emit(events), persist
+        )
         await live.apply(first)
         await _settle()
         assert sorted(events) == ["start /events/a", "start inbox/a/*.csv"]
@@ -177,3 +190,17 @@ async def test_rejected_reload_keeps_the_last_good_set(
 def test_watch_paths_cover_the_config_and_rule_folders(tmp_path: Path) -> None:
     config = Space(tmp_path).load(a=rule_yaml("a", HTTP, "v1"))
     assert watch_paths(config) == sorted({tmp_path, tmp_path / "rules"})
+
+
+def test_a_rule_on_a_channel_added_without_restart_is_refused(tmp_path: Path) -> None:
+    space = Space(tmp_path)
+    running = space.load(a=rule_yaml("a", HTTP, "v1"))
+    with space.workspace.config.open("a", encoding="utf-8") as config:
+        config.write(
+            "  wa2: {type: 1msg, base_url: 'http://127.0.0.1:9', instance_id: b, token: t}\n"
+        )
+    new = space.load(a=rule_yaml("a", HTTP, "v1").replace("channel: whatsapp", "channel: wa2"))
+    assert restart_only_changes(running, new) == ["channels"]
+    (problem,) = missing_channels(running, new)
+    assert (problem.rule_id, problem.path) == ("a", "send.channel")
+    assert "restart nextstep" in problem.message

@@ -14,8 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
+from engine.config import load_config
 from engine.metrics import RELOAD_OK
-from engine.server import create_app, health_document
+from engine.server import create_app, health_document, public_base
+from tests.daemon.harness import Workspace
 
 COMMANDS = {"run", "status", "release", "cancel", "demo", "validate", "render", "test"}
 
@@ -115,3 +117,27 @@ def test_demo_runs_to_the_end_on_its_own(tmp_path: Path) -> None:
     assert "↳ fallback of" in out
     assert re.search(r"CRM tasks received\s*│\s*1", out), out
     assert (folder / "nextstep.db").exists() and (folder / ".nextstep-demo").exists()
+
+
+@pytest.mark.parametrize(
+    ("base_url", "public_url", "expected"),
+    [
+        pytest.param("http://127.0.0.1:8790", None, "http://127.0.0.1:5000", id="sandbox"),
+        pytest.param("https://api.1msg.io", None, None, id="unknown"),
+        pytest.param(
+            "https://api.1msg.io",
+            "https://ns.example.com",
+            "https://ns.example.com",
+            id="public-url",
+        ),
+    ],
+)
+def test_where_1msg_posts_acks(
+    tmp_path: Path, base_url: str, public_url: str | None, expected: str | None
+) -> None:
+    space = Workspace(tmp_path, base_url)
+    space.write_config()
+    if public_url:
+        text = space.config.read_text(encoding="utf-8")
+        space.config.write_text(text.replace("server:\n", f"server:\n  public_url: {public_url}\n"))
+    assert public_base(load_config(space.config), "whatsapp", "127.0.0.1:5000") == expected
