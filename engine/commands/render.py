@@ -157,6 +157,6 @@ def _print_text(report: Mapping[str, Any]) -> None:
         ("valid until", "valid_until"),
     ):
         if report.get(key) is not None:
-            click.echo(f"{label + ':':<11}{report[key]}")
+            click.echo(f"{label + ':':<10} {report[key]}")
     click.echo(f"request:   {report['request']}")
     click.echo(json.dumps(report["payload"], indent=2, ensure_ascii=False, default=str))

@@ -20,5 +20,6 @@ def validate(config_path: Path) -> None:
     files = len(config.rule_files)
     click.echo(
         f"ok: {len(config.rules)} rule{'s' if len(config.rules) != 1 else ''} in {files} "
-        f"file{'s' if files != 1 else ''}, {len(config.channels)} channels"
+        f"file{'s' if files != 1 else ''}, {len(config.channels)} "
+        f"channel{'s' if len(config.channels) != 1 else ''}"
     )
