@@ -6,7 +6,7 @@
       http:
         path: /events/loans      # the endpoint; rules with the same path share it
         schema: {...}            # optional JSON Schema every event must satisfy
-        max_body: 1048576        # bytes; a larger body is refused with 413
+        max_body: 1048576        # bytes (default: server.max_body); larger is refused with 413
 
 The body is one JSON object (one event), a JSON array of objects, or NDJSON (one object per
 line). Answers: 202 ``{"events": n, "notifications": [ids…]}`` (``errors`` lists events a rule
@@ -90,7 +90,9 @@ class HttpTrigger:
     def __init__(self, config: Mapping[str, Any], context: TriggerContext) -> None:
         read = ConfigReader("http", config, ("path", "schema", "max_body"))
         self.path = event_path(read.text("path", required=True))
-        self.max_body = read.positive_int("max_body", DEFAULT_MAX_BODY)
+        # The server-wide limit (``server.max_body``, passed in ``context.extra``) is the default.
+        default_max = context.extra.get("max_body", DEFAULT_MAX_BODY)
+        self.max_body = read.positive_int("max_body", int(default_max))
         schema = read.mapping("schema")
         self._validator: Draft202012Validator | None = None
         if schema:

@@ -225,6 +225,7 @@ async def one_round(base_url: str, args: argparse.Namespace, db: str) -> Round:
 
 
 async def measure(base_url: str, args: argparse.Namespace, folder: str) -> None:
+    """Warm up, run the rounds, print each and the best of each against the target."""
     count = args.count
     # Warm up: connections, and the sandbox's code paths.
     await asyncio.wait_for(run_bare(base_url, min(2000, count), args.concurrency), args.timeout)
@@ -265,6 +266,7 @@ async def measure(base_url: str, args: argparse.Namespace, folder: str) -> None:
 
 
 def main() -> None:
+    """Start the sandbox process, measure, stop it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=256)

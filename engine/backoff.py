@@ -15,17 +15,23 @@ JITTER = 0.25
 class Random(Protocol):
     """What backoff needs of a random source (``random.Random`` has it)."""
 
-    def random(self) -> float: ...
+    def random(self) -> float:
+        """A float in [0, 1)."""
+        ...
 
 
 class BackoffPolicy(Protocol):
     """The fields of ``engine.rules.RetryPolicy`` backoff reads."""
 
     @property
-    def backoff(self) -> float: ...
+    def backoff(self) -> float:
+        """Seconds before the first retry."""
+        ...
 
     @property
-    def max_backoff(self) -> float: ...
+    def max_backoff(self) -> float:
+        """The cap."""
+        ...
 
 
 def raw_backoff(attempt: int, policy: BackoffPolicy) -> float:

@@ -27,19 +27,29 @@ class RetryRules(Protocol):
     """The fields of ``engine.rules.RetryPolicy`` the decision reads."""
 
     @property
-    def attempts(self) -> int: ...
+    def attempts(self) -> int:
+        """Total send attempts, the first included."""
+        ...
 
     @property
-    def backoff(self) -> float: ...
+    def backoff(self) -> float:
+        """Seconds before the first retry."""
+        ...
 
     @property
-    def max_backoff(self) -> float: ...
+    def max_backoff(self) -> float:
+        """The longest wait between two attempts."""
+        ...
 
     @property
-    def on(self) -> frozenset[str]: ...
+    def on(self) -> frozenset[str]:
+        """OutcomeKind values that are retried."""
+        ...
 
     @property
-    def in_doubt(self) -> str: ...
+    def in_doubt(self) -> str:
+        """``hold`` or ``resend``."""
+        ...
 
 
 def outcome_doc(outcome: Outcome) -> dict[str, Any]:

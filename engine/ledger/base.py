@@ -104,7 +104,9 @@ class AttemptResult:
 class Store(Protocol):
     """A ledger backend."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the backend's connections."""
+        ...
 
     # -- writing events ------------------------------------------------------------------
     def enqueue(
@@ -118,13 +120,17 @@ class Store(Protocol):
         """
         ...
 
-    def get_progress(self, key: str) -> str | None: ...
+    def get_progress(self, key: str) -> str | None:
+        """A trigger's last committed progress value, None when it has none."""
+        ...
 
     def save_rule_version(self, rule_id: str, version: str, definition: Mapping[str, Any]) -> None:
         """Keep a rule's definition by version so retries and fallbacks render with it."""
         ...
 
-    def get_rule_version(self, rule_id: str, version: str) -> Mapping[str, Any] | None: ...
+    def get_rule_version(self, rule_id: str, version: str) -> Mapping[str, Any] | None:
+        """A kept rule definition, None when that version is unknown."""
+        ...
 
     # -- dispatching ---------------------------------------------------------------------
     def lease_due(
@@ -160,13 +166,19 @@ class Store(Protocol):
         ...
 
     # -- reading -------------------------------------------------------------------------
-    def get(self, notification_id: int) -> Notification | None: ...
+    def get(self, notification_id: int) -> Notification | None:
+        """One notification, None when unknown."""
+        ...
 
     def find(
         self, *, provider_id: str | None = None, dedupe_key: str | None = None
-    ) -> list[Notification]: ...
+    ) -> list[Notification]:
+        """Notifications with this provider message id and/or dedupe key."""
+        ...
 
-    def history(self, notification_id: int) -> list[HistoryEntry]: ...
+    def history(self, notification_id: int) -> list[HistoryEntry]:
+        """Every history line of one notification, oldest first."""
+        ...
 
     def counts(
         self, since: float | None = None, rule_id: str | None = None
@@ -174,13 +186,19 @@ class Store(Protocol):
         """Number of notifications by (rule id, state) created since ``since``."""
         ...
 
-    def list(self, *, state: State | None = None, limit: int = 100) -> list[Notification]: ...
+    def list(self, *, state: State | None = None, limit: int = 100) -> list[Notification]:
+        """The newest notifications, of one state when given."""
+        ...
 
-    def queue_depth(self, now: float) -> int: ...
+    def queue_depth(self, now: float) -> int:
+        """How many queued notifications are due at ``now``."""
+        ...
 
     # -- deciding in-doubt and cancelling ------------------------------------------------
     def release(self, notification_id: int, now: float) -> bool:
         """An in-doubt notification is queued again (the operator says: send it)."""
         ...
 
-    def cancel(self, notification_id: int, now: float, reason: str = "cancelled") -> bool: ...
+    def cancel(self, notification_id: int, now: float, reason: str = "cancelled") -> bool:
+        """Cancel a queued or in-doubt notification; False when it is in another state."""
+        ...
