@@ -16,7 +16,6 @@ import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from importlib.metadata import entry_points
 from typing import Any, cast
 
 from starlette.routing import BaseRoute
@@ -26,13 +25,13 @@ from engine.config import Config, load_config, rule_from_definition
 from engine.decide import NO_RETRY, RetryRules
 from engine.dispatcher import Dispatcher
 from engine.errors import NextstepError
-from engine.fallbacks import PolicyContext, RuleBook, classify_unknown
+from engine.fallbacks import PolicyContext, RuleBook, ack_classifier
 from engine.ingest import make_emit
 from engine.ledger import open_store
 from engine.ledger.base import Notification
 from engine.ledger.runner import LedgerRunner
 from engine.logs import RedactingFilter, config_secrets
-from engine.plugins import Channel, ChannelFactory, Emit, Trigger, TriggerContext, triggers
+from engine.plugins import Channel, Emit, Trigger, TriggerContext, channel_class, triggers
 from engine.poller import HookInfoSource, PollSettings, run_poller
 from engine.ratelimit import ChannelLimits
 from engine.reload import LiveRules, Reloader, TriggerSpec, watch_paths
@@ -60,16 +59,6 @@ class DaemonOptions:
     backoff: Backoff = Backoff()
     health_every: float = HEALTH_EVERY
     watch: bool = True
-
-
-def channel_class(kind: str) -> ChannelFactory:
-    """The channel class of ``type: kind``, loading only that plug-in (a channel type no
-    config uses must not stop the daemon, e.g. when its optional dependency is missing)."""
-    found = entry_points(group="nextstep.channels", name=kind)
-    if not found:
-        raise NextstepError(f"no channel type {kind!r} is installed")
-    factory: ChannelFactory = next(iter(found)).load()
-    return factory
 
 
 @dataclass
@@ -208,7 +197,13 @@ class Daemon:
 
     def _build_trigger(self, spec: TriggerSpec, emit: Emit) -> Trigger:
         base_dir = str(self.live.config.base_dir if self.live.applied else self.config.base_dir)
-        context = TriggerContext(self.runner.store, self.clock, base_dir, spec.rule_ids)
+        context = TriggerContext(
+            self.runner.store,
+            self.clock,
+            base_dir,
+            spec.rule_ids,
+            extra={"max_body": self.config.server.max_body},
+        )
         return triggers()[spec.kind](spec.config, context)
 
     def _build_emit(self, config: Config, spec: TriggerSpec) -> Emit:
@@ -240,11 +235,7 @@ class Daemon:
         return rule.policy.retry if rule is not None else NO_RETRY
 
     def _classifier(self) -> Any:
-        for c in self.config.channels.values():
-            classify = getattr(channel_class(c.type), "classify_ack", None)
-            if classify is not None:
-                return classify
-        return classify_unknown
+        return ack_classifier(self.config)
 
     def _routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = []
@@ -262,6 +253,7 @@ class Daemon:
                     server.webhook_secret,
                     clock=self.clock,
                     context=lambda: self.context,
+                    max_body=server.max_body,
                 )
             )
         return routes

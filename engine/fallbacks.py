@@ -13,9 +13,10 @@ import random
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from engine.backoff import Random, compute_backoff
+from engine.config import Config, rule_from_definition
 from engine.errors import NextstepError
 from engine.ledger import sqlite_status as sql
 from engine.ledger import sqlite_write
@@ -23,6 +24,7 @@ from engine.ledger.base import NewNotification, Notification
 from engine.ledger.sqlite_rows import add_history
 from engine.metrics import FALLBACKS, NOTIFICATIONS
 from engine.model import Event, OutcomeKind, State
+from engine.plugins import channel_class
 from engine.policy import Failure, fallback_expectation, fallback_step, retries, window_time
 from engine.render import render_send, scope
 from engine.rules import Rule
@@ -84,6 +86,24 @@ class PolicyContext:
     classify_ack: Callable[[str], OutcomeKind] = classify_unknown
     default_country: str | None = None
     rng: Random = field(default_factory=random.Random)
+
+
+def ack_classifier(config: Config) -> Callable[[str], OutcomeKind]:
+    """The failed-ack classifier of the first channel type of ``config`` that has one (the 1MSG
+    channel's), else :func:`classify_unknown`."""
+    for settings in config.channels.values():
+        classify = getattr(channel_class(settings.type), "classify_ack", None)
+        if classify is not None:
+            return cast(Callable[[str], OutcomeKind], classify)
+    return classify_unknown
+
+
+def policy_context(config: Config) -> PolicyContext:
+    """The policy context of a one-shot command (``send``, ``ingest``) on a fixed config."""
+    book = RuleBook(current=lambda: config.rules, rebuild=lambda d: rule_from_definition(d, config))
+    return PolicyContext(
+        rules=book, classify_ack=ack_classifier(config), default_country=config.default_country
+    )
 
 
 def failed_ack(

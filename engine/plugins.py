@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from engine.clock import Clock
+from engine.errors import NextstepError
 from engine.model import Event, Message, Outcome, Progress
 
 if TYPE_CHECKING:
@@ -109,6 +110,16 @@ class ChannelFactory(Protocol):
 def triggers() -> dict[str, TriggerFactory]:
     """Every installed trigger class by its key (``csv``, ``http``, ``db_poll``…)."""
     return {ep.name: ep.load() for ep in entry_points(group="nextstep.triggers")}
+
+
+def channel_class(kind: str) -> ChannelFactory:
+    """The channel class of ``type: kind``, loading only that plug-in (a channel type no
+    config uses must not stop the daemon, e.g. when its optional dependency is missing)."""
+    found = entry_points(group="nextstep.channels", name=kind)
+    if not found:
+        raise NextstepError(f"no channel type {kind!r} is installed")
+    factory: ChannelFactory = next(iter(found)).load()
+    return factory
 
 
 @cache

@@ -25,12 +25,14 @@ from engine.commands import EXIT_INVALID, config_option, load
 from engine.commands.render import find_rule
 from engine.config import Config
 from engine.dispatcher import Dispatcher
+from engine.fallbacks import policy_context
 from engine.ingest import make_emit
 from engine.ledger import open_store
 from engine.ledger.runner import LedgerRunner
 from engine.plugins import Channel, Emit, TriggerContext, channels, triggers
 from engine.ratelimit import ChannelLimits
 from engine.rules import Rule
+from engine.timers import after_attempts
 
 WAIT_CHUNK = 5000  # notification ids per dispatcher (they become one SQL IN list)
 
@@ -192,10 +194,19 @@ async def wait_for_sending(
     line per channel whose circuit opened (its notifications stay queued for the daemon)."""
     chans = _channels_of(config, rule, clock)
     limits = {n: ChannelLimits.from_settings(config.channels[n].settings) for n in chans}
+    # Failures get their fallback notification (and kept acks apply) as the daemon does; the
+    # fallbacks themselves are sent by the daemon.
+    settle = after_attempts(policy_context(config))
     try:
         for chunk in _chunks(ids, WAIT_CHUNK):
             dispatcher = Dispatcher(
-                runner, chans, lambda n: rule.policy.retry, clock, limits, ids=list(chunk)
+                runner,
+                chans,
+                lambda n: rule.policy.retry,
+                clock,
+                limits,
+                ids=list(chunk),
+                after_write=settle,
             )
             while True:
                 await dispatcher.run_until_idle()
