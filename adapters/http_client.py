@@ -1,37 +1,49 @@
 """The HTTP client the HTTP channels share, and what a network failure means for a send.
 
-Client: httpx's API over the ``httpx-aiohttp`` transport. httpx 0.28's own pool collapses
-beyond ~16 concurrent requests (68 req/s at 300 in flight with 100 ms latency); aiohttp's
-keeps up (see docs/sandbox.md for the figures). Timeouts are always explicit.
+Client: httpx's API (``httpx.Request``/``httpx.Response``, ``httpx.AsyncClient``) over
+:class:`SessionTransport`, an ``httpx.AsyncBaseTransport`` on one aiohttp ``ClientSession``.
+httpx 0.28's own pool collapses beyond ~16 concurrent requests (68 req/s at 300 in flight with
+100 ms latency); aiohttp's keeps up (see docs/sandbox.md for the figures). Timeouts are always
+explicit. A send goes through :func:`exchange`, which on this transport skips building httpx
+objects altogether (they cost as much CPU as aiohttp's own request); any other transport (a
+test's ``httpx.MockTransport``) gets a plain ``httpx.Request``.
 
 Failures: the question is whether the provider can have acted on the request.
 
 * before the request was written — connect error or timeout, DNS, refused, waiting for a pooled
-  connection — nothing was sent: **transient**;
+  connection, an unusable URL — nothing was sent: **transient**;
 * after it was written — read timeout, connection dropped or reset, a broken answer — the
   provider may have sent the message: **in doubt**.
 
-httpx-aiohttp maps aiohttp errors to httpx ones but folds some "after" errors into
-``ConnectTimeout`` (a server disconnect, for instance), so the aiohttp cause, when there is
-one, decides.
+The transport raises httpx's exceptions with the aiohttp error as their cause; the cause, when
+there is one, decides.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
+from yarl import URL
 
 from engine.durations import parse_duration
 from engine.model import Outcome, OutcomeKind
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONNECTIONS = 512
+# Idle connections close after this many seconds: under common servers' keep-alive timeouts
+# (uvicorn's is 5 s), so a send rarely meets a connection the server is just closing.
+KEEPALIVE = 4.0
 
-_BEFORE_WRITE_AIOHTTP = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+_BEFORE_WRITE_AIOHTTP = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+    aiohttp.InvalidURL,
+    aiohttp.NonHttpUrlClientError,
+)
 _BEFORE_WRITE_HTTPX = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
@@ -39,6 +51,29 @@ _BEFORE_WRITE_HTTPX = (
     httpx.UnsupportedProtocol,
     httpx.ProxyError,
 )
+# aiohttp error → the httpx exception raised for it; the first match wins (subclasses first).
+_HTTPX_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+    (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
+    (aiohttp.ClientPayloadError, httpx.ReadError),
+    (aiohttp.ClientError, httpx.ReadError),
+    (TimeoutError, httpx.ReadTimeout),
+    (OSError, httpx.ReadError),
+)
+
+
+class Answer(NamedTuple):
+    """One HTTP answer, read whole: status, headers (case-insensitive), body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
 
 
 def timeout_from(config: Mapping[str, Any]) -> httpx.Timeout:
@@ -54,10 +89,112 @@ def timeout_from(config: Mapping[str, Any]) -> httpx.Timeout:
     return httpx.Timeout(parse_duration(value))
 
 
-def make_transport(max_connections: int = DEFAULT_CONNECTIONS) -> httpx.AsyncBaseTransport:
+def client_timeout(timeout: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+    """aiohttp's timeouts for httpx's ``{connect, read, write, pool}``: aiohttp's ``connect``
+    covers waiting for a pooled connection, ``sock_connect`` the TCP connect alone."""
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=timeout.get("pool"),
+        sock_connect=timeout.get("connect"),
+        sock_read=timeout.get("read"),
+    )
+
+
+def as_httpx_error(exc: BaseException) -> httpx.TransportError:
+    """The httpx exception standing for an aiohttp (or socket) error."""
+    mapped = next((to for source, to in _HTTPX_ERRORS if isinstance(exc, source)), None)
+    return (mapped or httpx.TransportError)(str(exc) or type(exc).__name__)
+
+
+class SessionTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over one aiohttp ``ClientSession`` (its connection pool, keep-alive,
+    no cookies, no redirects, no environment proxies); the session opens on first use, inside
+    the running event loop."""
+
+    def __init__(self, max_connections: int = DEFAULT_CONNECTIONS) -> None:
+        self.max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        import certifi  # httpx's certificate bundle, so HTTPS trusts the same roots either way
+
+        context = ssl.create_default_context(cafile=certifi.where())
+        connector = aiohttp.TCPConnector(
+            limit=self.max_connections, ssl=context, keepalive_timeout=KEEPALIVE
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=client_timeout({}),
+            trust_env=False,
+        )
+        return self._session
+
+    def timeout(self, timeout: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+        """The ``aiohttp.ClientTimeout`` for httpx's timeout dict (built once per value)."""
+        key = (timeout.get("connect"), timeout.get("read"), timeout.get("pool"))
+        found = self._timeouts.get(key)
+        if found is None:
+            found = self._timeouts[key] = client_timeout(timeout)
+        return found
+
+    async def fetch(
+        self,
+        method: str,
+        url: str | URL,
+        body: bytes | None,
+        headers: Mapping[str, str] | list[tuple[str, str]],
+        timeout: aiohttp.ClientTimeout,
+        *,
+        decompress: bool = True,
+    ) -> Answer:
+        """One request, the answer read whole; raises httpx's exceptions (aiohttp's as cause)."""
+        session = self._session or self._open()
+        try:
+            async with session.request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+                auto_decompress=decompress,
+            ) as response:
+                return Answer(response.status, response.headers, await response.read())
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise as_httpx_error(exc) from exc
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """httpx's entry point: the body is read, sent, and the answer read whole. The answer
+        stays encoded (httpx decodes it, as it would any transport's)."""
+        content = await request.aread()
+        headers = [(k, v) for k, v in request.headers.multi_items() if k != "transfer-encoding"]
+        answer = await self.fetch(
+            request.method,
+            URL(str(request.url), encoded=True),
+            content or None,
+            headers,
+            self.timeout(request.extensions.get("timeout", {})),
+            decompress=False,
+        )
+        return httpx.Response(
+            answer.status,
+            headers=list(answer.headers.items()),
+            content=answer.body,
+            request=request,
+        )
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def make_transport(max_connections: int = DEFAULT_CONNECTIONS) -> SessionTransport:
     """The aiohttp-backed httpx transport: one connection pool, no environment proxies."""
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=None)
-    return AiohttpTransport(limits=limits, trust_env=False)
+    return SessionTransport(max_connections)
 
 
 def make_client(
@@ -77,20 +214,30 @@ def make_client(
 
 
 async def exchange(
-    transport: httpx.AsyncBaseTransport, request: httpx.Request
-) -> tuple[int, httpx.Headers, bytes]:
-    """Send one request straight through the transport and read the whole answer.
+    transport: httpx.AsyncBaseTransport,
+    method: str,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: Mapping[str, float | None],
+) -> Answer:
+    """Send one request straight through ``transport`` and read the whole answer.
 
     The hot path: AsyncClient's per-request work (URL and header merging, cookies, auth and
-    redirect handling) costs more CPU than the transport itself, and a send needs none of it.
-    The request must carry its ``timeout`` extension.
+    redirect handling) costs more CPU than the transport itself, and a send needs none of it;
+    on a :class:`SessionTransport` no httpx object is built at all.
     """
+    if isinstance(transport, SessionTransport):
+        return await transport.fetch(method, url, body, headers, transport.timeout(timeout))
+    request = httpx.Request(
+        method, url, content=body, headers=headers, extensions={"timeout": timeout}
+    )
     response = await transport.handle_async_request(request)
     try:
-        body = await response.aread()
+        content = await response.aread()
     finally:
         await response.aclose()
-    return response.status_code, response.headers, body
+    return Answer(response.status_code, response.headers, content)
 
 
 def transport_outcome(exc: Exception) -> Outcome:

@@ -90,7 +90,7 @@ class OneMsgChannel:
             )
         self._token = str(config["token"])
         self._url = f"{str(config['base_url']).rstrip('/')}/{config['instance_id']}/"
-        self._send_url = httpx.URL(self._url + "sendTemplate")  # parsed once, not per send
+        self._send_url = self._url + "sendTemplate"
         timeout = timeout_from(config)
         self._transport = transport or make_transport(
             int(config.get("max_connections", DEFAULT_CONNECTIONS))
@@ -121,16 +121,16 @@ class OneMsgChannel:
         return outcome
 
     async def _post_template(self, body: dict[str, Any]) -> Outcome:
-        request = httpx.Request(
-            "POST",
-            self._send_url,
-            content=orjson.dumps(body),
-            headers=self._send_headers,
-            extensions={"timeout": self._timeout},
-        )
         started = time.perf_counter()
         try:
-            status, headers, content = await exchange(self._transport, request)
+            status, headers, content = await exchange(
+                self._transport,
+                "POST",
+                self._send_url,
+                orjson.dumps(body),
+                self._send_headers,
+                self._timeout,
+            )
         except SEND_ERRORS as exc:
             return self._redact(transport_outcome(exc))
         finally:

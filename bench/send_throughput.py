@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -258,11 +260,25 @@ async def measure(base_url: str, args: argparse.Namespace, folder: str) -> None:
         f"  nextstep (SQLite ledger): {ours.rate:7,.0f} msg/s  {ours.cpu_us:5.0f} µs CPU/msg"
         f"  (all sent: {all_sent})"
     )
-    print(f"  ratio nextstep / bare:    {ratio:7.2f}")
+    per_round = sorted(r.nextstep.rate / r.bare.rate for r in rounds)
+    print(
+        f"  ratio nextstep / bare:    {ratio:7.2f}  (per round: min {per_round[0]:.2f}, "
+        f"median {statistics.median(per_round):.2f})"
+    )
     print(
         f"  target: >= {TARGET_RATE:,.0f} msg/s and >= {TARGET_RATIO} x bare: "
         + ("ok" if ok else "MISSED")
     )
+
+
+def prepare_process() -> None:
+    """Import what the three runs use, then tune the collector for the whole process (all
+    three runs alike, the bare loop included), as the daemon does after start-up."""
+    from engine.runtime import tune_gc
+
+    for module in ("adapters.onemsg", "engine.dispatcher", "engine.ledger.sqlite", "engine.rules"):
+        importlib.import_module(module)
+    tune_gc()
 
 
 def main() -> None:
@@ -289,6 +305,7 @@ def main() -> None:
         line = sandbox.stdout.readline()
         if not line.startswith("URL "):
             raise SystemExit(f"the sandbox did not start: {line!r}")
+        prepare_process()
         try:
             asyncio.run(measure(line.split()[1], args, folder))
         finally:

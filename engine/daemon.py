@@ -36,6 +36,7 @@ from engine.poller import HookInfoSource, PollSettings, run_poller
 from engine.ratelimit import ChannelLimits
 from engine.reload import LiveRules, Reloader, TriggerSpec, watch_paths
 from engine.rules import Rule
+from engine.runtime import tune_gc
 from engine.server import (
     HEALTH_EVERY,
     create_app,
@@ -314,6 +315,7 @@ async def run_daemon(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    tune_gc()  # start-up is over: keep the collector off the hot path (engine/runtime.py)
     try:
         await Daemon(config, clock or SystemClock(), redacting, options).run(stop)
     except asyncio.CancelledError:

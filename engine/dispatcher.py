@@ -1,8 +1,8 @@
 """The dispatcher: lease due notifications, send them within each channel's limits, record.
 
 One feeder leases due notifications from the ledger in batches into a backlog per channel
-(:class:`engine.lane.Lane`). Each lane starts an attempt per notification while it has a
-request slot (``max_in_flight``) and a rate token; the attempt checks the circuit and the
+(:class:`engine.lane.Lane`). Each lane's workers, one per request slot (``max_in_flight``),
+take a notification each once a rate token is free; the attempt checks the circuit and the
 recipient's spacing at the moment it sends, calls ``channel.send``, lets :func:`decide` say
 what follows, and hands the result to the :class:`BatchWriter`.
 

@@ -1,14 +1,14 @@
 """One channel's side of the dispatcher: its backlog, limits, circuit and attempts.
 
-The lane starts an attempt for the next leased notification once it has a request slot and a
-rate token. The attempt spends the token, checks the circuit and the recipient's spacing at
-the instant it calls ``channel.send``, so the limits hold for the real send times.
+A lane runs ``max_in_flight`` workers (one per request slot, long-lived: no task per send).
+A worker takes the next leased notification once a rate token is free; the attempt spends the
+token, checks the circuit and the recipient's spacing at the instant it calls
+``channel.send``, so the limits hold for the real send times.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 from collections import deque
@@ -88,8 +88,8 @@ class Lane:
         self.limiter = RateLimiter(limits.rate, clock)
         self.spacing = RecipientSpacing(limits.recipient_spacing)
         self.backlog: deque[Notification] = deque()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(limits.max_in_flight)
+        self.tasks: set[asyncio.Task[Any]] = set()  # workers with an attempt under way
+        self._turn = asyncio.Lock()
         self._has_work = asyncio.Event()
         self._clock = clock
         self._writer = writer
@@ -102,6 +102,7 @@ class Lane:
         self._counters: dict[tuple[str, State], Any] = {}
         self.stopping = False  # set when the dispatcher stops: start nothing new
         self.probing: asyncio.Task[bool] | None = None  # a circuit probe under way
+        self._refill_mark = self.target() // 2  # backlog length at which the lane asks for more
 
     # -- leasing ------------------------------------------------------------------------------
     def target(self) -> int:
@@ -141,30 +142,71 @@ class Lane:
 
     # -- sending ------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Start attempts while there is a backlog, a request slot and a rate token."""
-        while True:
-            if not self.backlog:
-                self._has_work.clear()
-                await self._has_work.wait()
-                continue
-            await self._slots.acquire()
+        """Send with ``max_in_flight`` workers until the dispatcher stops the lane.
+
+        A worker takes the next notification once a rate token is free and sends it, then takes
+        the next: no task per attempt. When this coroutine is cancelled, the idle workers stop
+        at once and the busy ones finish their attempt (the dispatcher waits for them).
+        """
+        workers = {asyncio.create_task(self._work()) for _ in range(self.limits.max_in_flight)}
+        try:
+            await asyncio.wait(workers)
+        finally:
+            idle = {worker for worker in workers if worker not in self.tasks}
+            for worker in idle:
+                worker.cancel()
+            if idle:
+                await asyncio.wait(idle)
+
+    async def _work(self) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        while not self.stopping:
+            attempt = await self._take()
+            if attempt is None:
+                return
+            self.tasks.add(me)
             try:
-                await self.limiter.ready()
-            except BaseException:
-                self._slots.release()
+                await self._attempt(attempt)
+            except asyncio.CancelledError:
+                self._cut_off(attempt)
                 raise
-            if not self.backlog or self.circuit.is_open or self.stopping:
-                self._slots.release()
-                if self.stopping:
-                    return
-                continue
-            attempt = _Attempt(self.backlog.popleft())
-            self.limiter.reserve()
-            task = asyncio.create_task(self._attempt(attempt))
-            self.tasks.add(task)
-            task.add_done_callback(functools.partial(self._finished, attempt))
-            if len(self.backlog) == self.target() // 2:  # just reached the refill mark
-                self._on_change(True)
+            except Exception:
+                log.exception("attempt #%d failed", attempt.notification.id)
+                self._cut_off(attempt)
+            finally:
+                self.tasks.discard(me)
+                self._finished()
+
+    async def _take(self) -> _Attempt | None:
+        """The next notification to send once a rate token is free (None: stop). Workers
+        line up for their turn, so tokens go out in order; while nobody waits and a token is
+        free, a worker takes the next one at once."""
+        if (
+            self.backlog
+            and not self._turn.locked()
+            and not self.circuit.is_open
+            and self.limiter.delay(self._clock.now()) <= 0
+        ):
+            return self._pop()
+        async with self._turn:
+            while not self.stopping:
+                if not self.backlog or self.circuit.is_open:
+                    self._has_work.clear()
+                    await self._has_work.wait()
+                    continue
+                await self.limiter.ready()
+                if not self.backlog or self.circuit.is_open or self.stopping:
+                    continue
+                return self._pop()
+            return None
+
+    def _pop(self) -> _Attempt:
+        attempt = _Attempt(self.backlog.popleft())
+        self.limiter.reserve()
+        if len(self.backlog) == self._refill_mark:  # just reached it: lease more
+            self._on_change(True)
+        return attempt
 
     async def _attempt(self, attempt: _Attempt) -> None:
         n = attempt.notification
@@ -228,22 +270,21 @@ class Lane:
             self._counters[key] = counter
         return counter
 
-    def _finished(self, attempt: _Attempt, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        self._slots.release()
-        now = self._clock.now()
-        if attempt.phase == "new":  # cancelled before it started: nothing was sent
+    def _cut_off(self, attempt: _Attempt) -> None:
+        """An attempt ended without a result: nothing was sent, or the provider may have it."""
+        if attempt.phase == "new":  # stopped before it started: nothing was sent
             due = attempt.notification.next_attempt_at
-            self._give_back(attempt, now if due is None else due)
+            self._give_back(attempt, self._clock.now() if due is None else due)
         elif attempt.phase == "sending":  # cut off mid-request: the provider may have it
-            self._writer.add(interrupted(attempt.notification, now))
+            self._writer.add(interrupted(attempt.notification, self._clock.now()))
             attempt.phase = "done"
-        if not task.cancelled() and task.exception() is not None:
-            log.error("attempt #%d failed", attempt.notification.id, exc_info=task.exception())
+
+    def _finished(self) -> None:
         self._attempts += 1
         if self._attempts % PRUNE_EVERY == 0:
-            self.spacing.prune(now)
-        self._on_change(False)
+            self.spacing.prune(self._clock.now())
+        if not self.busy:  # the dispatcher waits for idle lanes, not for each attempt
+            self._on_change(False)
 
     # -- circuit ------------------------------------------------------------------------------
     def _open_circuit(self, reason: str, now: float) -> None:
