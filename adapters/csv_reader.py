@@ -122,31 +122,30 @@ class CsvFile:
 
     def _batches(self, skip: int) -> Iterator[Batch]:
         fields, width, size = self.fields, len(self.fields), self._options.batch
-        batch = Batch([], [], skip, 0)
+        reader, strip = self._reader, str.strip
+        rows: list[tuple[int, int, dict[str, str]]] = []
+        bad: list[BadRow] = []
         number = 0
-        line = self._reader.line_num + 1
-        for raw in self._reader:
-            start, line = line, self._reader.line_num + 1
+        line = reader.line_num + 1
+        for raw in reader:
+            start, line = line, reader.line_num + 1
             if not raw or (len(raw) == 1 and not raw[0].strip()):
                 continue
             number += 1
             if number <= skip:
                 continue
-            values = list(map(str.strip, raw))
+            values = list(map(strip, raw))
             if len(values) > width and not any(values[width:]):
                 del values[width:]
             if len(values) == width:
-                batch.rows.append((number, start, dict(zip(fields, values, strict=True))))
+                rows.append((number, start, dict(zip(fields, values, strict=False))))
             else:
-                batch.bad.append(BadRow(number, start, self._width_error(values), raw))
-            batch.last_row = number
-            if len(batch.rows) + len(batch.bad) >= size:
-                batch.bytes_read = self._binary.raw.tell()
-                yield batch
-                batch = Batch([], [], number, 0)
-        if batch.rows or batch.bad:
-            batch.bytes_read = self.facts.size
-            yield batch
+                bad.append(BadRow(number, start, self._width_error(values), raw))
+            if len(rows) + len(bad) >= size:
+                yield Batch(rows, bad, number, self._binary.raw.tell())
+                rows, bad = [], []
+        if rows or bad:
+            yield Batch(rows, bad, number, self.facts.size)
 
     def _width_error(self, values: Sequence[str]) -> str:
         width = len(self.fields)
@@ -214,10 +213,12 @@ def failed_rows(batch: Batch, results: Sequence[EventResult]) -> list[BadRow]:
     """Rows a rule could not use (render error, bad phone…) with every rule's reason."""
     bad: list[BadRow] = []
     for (number, line, data), result in zip(batch.rows, results, strict=True):
-        errors = result.errors
-        if errors:
-            reason = "; ".join(f"rule {e.rule_id}: {e.reason}" for e in errors)
-            bad.append(BadRow(number, line, reason, list(data.values())))
+        for r in result.results:
+            if r.status == "error":
+                errors = result.errors
+                reason = "; ".join(f"rule {e.rule_id}: {e.reason}" for e in errors)
+                bad.append(BadRow(number, line, reason, list(data.values())))
+                break
     return bad
 
 
@@ -225,18 +226,24 @@ def tally(summary: FileSummary, batch: Batch, results: Sequence[EventResult]) ->
     """Count a committed batch into ``summary``."""
     summary.rows += len(batch.rows) + len(batch.bad)
     summary.errors += len(batch.bad)
+    counts = {"queued": 0, "skipped": 0, "duplicate": 0}
+    failed = 0
+    ids = summary.notification_ids
     for result in results:
-        if result.errors:
-            summary.errors += 1
+        erred = False
         for r in result.results:
-            if r.status == "queued":
-                summary.queued += 1
-                if r.notification_id is not None:
-                    summary.notification_ids.append(r.notification_id)
-            elif r.status == "skipped":
-                summary.skipped += 1
-            elif r.status == "duplicate":
-                summary.duplicates += 1
+            status = r.status
+            if status == "error":
+                erred = True
+                continue
+            counts[status] += 1
+            if status == "queued" and r.notification_id is not None:
+                ids.append(r.notification_id)
+        failed += erred
+    summary.errors += failed
+    summary.queued += counts["queued"]
+    summary.skipped += counts["skipped"]
+    summary.duplicates += counts["duplicate"]
 
 
 def quarantine_file(path: Path, reason: str) -> None:

@@ -56,7 +56,7 @@ from adapters.csv_reader import (
 from adapters.trigger_config import ConfigReader, read_progress
 from engine.errors import NextstepError
 from engine.model import Event, Progress
-from engine.plugins import Emit, TriggerContext
+from engine.plugins import Emit, EventResult, TriggerContext
 
 log = logging.getLogger(__name__)
 
@@ -348,24 +348,47 @@ class CsvTrigger:
     ) -> None:
         read_next = partial(self._next_batch, csv_file.batches(skip), csv_file.path.name)
         pending = asyncio.ensure_future(asyncio.to_thread(read_next))
+        # Three stages overlap: the next batch is parsed (a thread) while this one is rendered
+        # and the one before it is committed (the ledger's thread). The engine commits the
+        # batches of one progress key in order, each only if the one before it was committed.
+        writing: tuple[Batch, asyncio.Future[list[EventResult]]] | None = None
         try:
             while (ready := await pending) is not None:
                 batch, events = ready
-                # The next batch is parsed while this one is rendered and committed; emits stay
-                # strictly one after the other, so progress is always committed in row order.
                 pending = asyncio.ensure_future(asyncio.to_thread(read_next))
                 value = json.dumps({"row": batch.last_row, "done": False})
-                results = await emit(events, [Progress(key, value)])
-                bad = batch.bad + failed_rows(batch, results)
-                tally(summary, batch, results)
-                if bad:
-                    bad.sort(key=lambda b: b.row)
-                    await asyncio.to_thread(sink.write, bad)
-                if on_batch is not None:
-                    on_batch(summary, batch.bytes_read, csv_file.facts.size)
+                emitted = asyncio.ensure_future(emit(events, [Progress(key, value)]))
+                previous, writing = writing, (batch, emitted)
+                if previous is not None:
+                    await self._settle(*previous, csv_file, sink, summary, on_batch)
+            if writing is not None:
+                await self._settle(*writing, csv_file, sink, summary, on_batch)
+                writing = None
         finally:
-            # Never leave the reader thread running on a file about to be closed.
+            # Never leave the reader thread running on a file about to be closed, nor a batch
+            # being written unaccounted for.
             await asyncio.gather(pending, return_exceptions=True)
+            if writing is not None:
+                await asyncio.gather(writing[1], return_exceptions=True)
+
+    @staticmethod
+    async def _settle(
+        batch: Batch,
+        emitted: asyncio.Future[list[EventResult]],
+        csv_file: CsvFile,
+        sink: ErrorSink,
+        summary: FileSummary,
+        on_batch: Callable[[FileSummary, int, int], None] | None,
+    ) -> None:
+        """Wait for a batch's commit, then count it and file its bad rows."""
+        results = await emitted
+        bad = batch.bad + failed_rows(batch, results)
+        tally(summary, batch, results)
+        if bad:
+            bad.sort(key=lambda b: b.row)
+            await asyncio.to_thread(sink.write, bad)
+        if on_batch is not None:
+            on_batch(summary, batch.bytes_read, csv_file.facts.size)
 
     def _next_batch(self, batches: Iterator[Batch], name: str) -> tuple[Batch, list[Event]] | None:
         """The next batch of rows and their events (runs in a worker thread)."""

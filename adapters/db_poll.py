@@ -4,7 +4,8 @@
 
     trigger:
       db_poll:
-        url: postgresql+psycopg://reader@db/crm    # any SQLAlchemy URL
+        url: postgresql+psycopg://reader@db/crm    # any SQLAlchemy URL; sqlite:///crm.db
+                                                   # is relative to the config's folder
         query: >
           SELECT id, updated_at, first_name, phone, stage FROM applications
           WHERE updated_at > :cursor OR (updated_at = :cursor AND id > :cursor_id)
@@ -39,6 +40,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -311,7 +313,7 @@ class DbPollTrigger:
     # -- the database (runs in a worker thread) -----------------------------------------------
     def _connect(self) -> Engine:
         if self._engine is None:
-            url = sa.make_url(self.url)
+            url = sqlite_in_folder(sa.make_url(self.url), self.context.base_dir)
             backend = url.get_backend_name()
             engine = sa.create_engine(
                 url, pool_pre_ping=True, connect_args=_CONNECT_ARGS.get(backend, {})
@@ -350,6 +352,17 @@ class DbPollTrigger:
         if engine.dialect.name == "sqlite" and isinstance(value, dt.datetime | dt.date):
             return value.isoformat(" ") if isinstance(value, dt.datetime) else value.isoformat()
         return value
+
+
+def sqlite_in_folder(url: sa.URL, base_dir: str) -> sa.URL:
+    """A SQLite URL with a relative file (``sqlite:///crm.db``) resolved against the config's
+    folder, as the ledger's own URL is, not against the process's working directory."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return url
+    if url.query.get("uri") or database.startswith("file:") or os.path.isabs(database):
+        return url
+    return url.set(database=os.path.join(base_dir, database))
 
 
 def _sqlite_query_only(dbapi_connection: Any, record: Any) -> None:

@@ -20,6 +20,7 @@ from jinja2.parser import Parser
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from engine import lookups
 from engine.errors import RenderError
 from engine.filters import FILTERS
 from engine.schema import did_you_mean
@@ -66,11 +67,30 @@ ENV.globals.clear()
 ENV.filters.update(FILTERS)
 
 
-def new_scope(variables: dict[str, Any]) -> Context:
-    """One evaluation's names, shared by every template of a rule for that event: building a
-    Jinja context is the dearest part of a render, so it is built once per event, not per field.
-    ``variables`` is used as is, never changed."""
-    return Context(ENV, variables, None, {})
+class Scope:
+    """One evaluation's names, shared by every template of a rule for that event.
+
+    Most rule templates are plain lookups (``{{ event.phone }}``) that render without Jinja;
+    the Jinja context, the dearest part of a render, is made only when a template needs it.
+    """
+
+    __slots__ = ("names", "_context")
+
+    def __init__(self, names: dict[str, Any]) -> None:
+        self.names = names
+        self._context: Context | None = None
+
+    @property
+    def context(self) -> Context:
+        """The Jinja context over :attr:`names` (made once, on first use)."""
+        if self._context is None:
+            self._context = Context(ENV, self.names, None, {})
+        return self._context
+
+
+def new_scope(variables: dict[str, Any]) -> Scope:
+    """The scope of one evaluation; ``variables`` is used as is, never changed."""
+    return Scope(variables)
 
 
 def _is_template(source: str) -> bool:
@@ -86,22 +106,31 @@ class CompiledTemplate:
     field: str
     template: Any = None  # jinja2.Template
     refs: tuple[Ref, ...] = ()
+    direct: lookups.Direct | None = None
 
-    def render(self, scope: Context | dict[str, Any]) -> str:
+    def render(self, scope: Scope | dict[str, Any]) -> str:
         """Render in ``scope`` (see :func:`new_scope`; a dict is wrapped); raises RenderError."""
         if self.template is None:
             return self.source
         if type(scope) is dict:
-            scope = new_scope(scope)
-        assert isinstance(scope, Context)
+            scope = Scope(scope)
+        assert isinstance(scope, Scope)
+        if self.direct is not None:
+            try:
+                done = lookups.render(self.direct, scope.names)
+            except Exception:  # Jinja renders it again and reports it as it would have
+                done = lookups.GIVE_UP
+            if done is not lookups.GIVE_UP:
+                return done  # type: ignore[no-any-return]
+        context = scope.context
         try:
-            return "".join(self.template.root_render_func(scope))
+            return "".join(self.template.root_render_func(context))
         except Exception as exc:  # every failure of one render is a RenderError
-            raise render_error(self.rule_id, self.field, exc, self.refs, scope.parent) from None
+            raise render_error(self.rule_id, self.field, exc, self.refs, scope.names) from None
         finally:
-            if scope.vars:  # a top-level {% set %} must not leak into the next field
-                scope.vars.clear()
-                scope.exported_vars.clear()
+            if context.vars:  # a top-level {% set %} must not leak into the next field
+                context.vars.clear()
+                context.exported_vars.clear()
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -113,36 +142,38 @@ class CompiledExpression:
     field: str
     template: Any
     refs: tuple[Ref, ...] = ()
+    direct: lookups.DirectExpression | None = None
 
-    def evaluate(self, scope: Context | dict[str, Any]) -> Any:
+    def evaluate(self, scope: Scope | dict[str, Any]) -> Any:
         """The expression's value in ``scope``; raises RenderError."""
-        if type(scope) is dict:
-            scope = new_scope(scope)
-        assert isinstance(scope, Context)
-        try:
-            for _ in self.template.root_render_func(scope):
-                pass
-            return scope.vars["result"]
-        except Exception as exc:
-            raise render_error(self.rule_id, self.field, exc, self.refs, scope.parent) from None
-        finally:
-            scope.vars.clear()
-            scope.exported_vars.clear()
+        return self._value(scope, truth=False)
 
-    def holds(self, scope: Context | dict[str, Any]) -> bool:
+    def holds(self, scope: Scope | dict[str, Any]) -> bool:
         """Truth of the expression; an undefined result is an error, not false."""
+        return bool(self._value(scope, truth=True))
+
+    def _value(self, scope: Scope | dict[str, Any], *, truth: bool) -> Any:
         if type(scope) is dict:
-            scope = new_scope(scope)
-        assert isinstance(scope, Context)
+            scope = Scope(scope)
+        assert isinstance(scope, Scope)
+        if self.direct is not None:
+            try:
+                done = lookups.evaluate(self.direct, scope.names)
+            except Exception:  # Jinja evaluates it again and reports it as it would have
+                done = lookups.GIVE_UP
+            if done is not lookups.GIVE_UP:
+                return done
+        context = scope.context
         try:
-            for _ in self.template.root_render_func(scope):
+            for _ in self.template.root_render_func(context):
                 pass
-            return bool(scope.vars["result"])
+            result = context.vars["result"]
+            return bool(result) if truth else result
         except Exception as exc:
-            raise render_error(self.rule_id, self.field, exc, self.refs, scope.parent) from None
+            raise render_error(self.rule_id, self.field, exc, self.refs, scope.names) from None
         finally:
-            scope.vars.clear()
-            scope.exported_vars.clear()
+            context.vars.clear()
+            context.exported_vars.clear()
 
 
 def compile_template(
@@ -156,7 +187,14 @@ def compile_template(
     except TemplateSyntaxError as exc:
         raise TemplateProblem(_syntax(exc, source)) from None
     _check_tree(tree, names)
-    return CompiledTemplate(source, rule_id, field, ENV.from_string(tree), tuple(_refs(tree)))
+    return CompiledTemplate(
+        source,
+        rule_id,
+        field,
+        ENV.from_string(tree),
+        tuple(_refs(tree)),
+        lookups.template(tree, ENV.filters),
+    )
 
 
 def compile_expression(
@@ -176,7 +214,9 @@ def compile_expression(
     tree = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr)], lineno=1)
     tree.set_environment(ENV)
     _check_tree(tree, names)
-    return CompiledExpression(source, rule_id, field, ENV.from_string(tree), tuple(_refs(tree)))
+    template = ENV.from_string(tree)
+    direct = lookups.expression(expr, ENV.filters)
+    return CompiledExpression(source, rule_id, field, template, tuple(_refs(tree)), direct)
 
 
 def _syntax(exc: TemplateSyntaxError, source: str) -> str:

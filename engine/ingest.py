@@ -8,11 +8,13 @@ render error is reported for that event and rule only: one bad event never stops
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 from engine.clock import Clock
-from engine.errors import NextstepError, RenderError
+from engine.errors import NextstepError, RenderError, StoreError
 from engine.ledger.base import Enqueued, NewNotification, Store
 from engine.ledger.runner import LedgerRunner
 from engine.metrics import NOTIFICATIONS
@@ -25,6 +27,12 @@ log = logging.getLogger(__name__)
 
 # Per event and rule: a finished result, or the index of its notification in the batch.
 _Slot = RuleResult | int
+
+# The last write under way for each (ledger runner, progress key). A trigger may hand over its
+# next batch while the previous one is still being written, so that rendering overlaps the
+# ledger's work; the writes of one progress key still commit one after the other, and each only
+# if the one before it did: a batch never moves the progress past rows that were not written.
+_LAST_WRITE: dict[tuple[int, str], asyncio.Future[bool]] = {}
 
 
 def _write(
@@ -70,7 +78,7 @@ class _Ingest:
             log.exception("rule %s failed on an event", rule.id)
             return RuleResult(rule.id, "error", reason=f"unexpected error: {exc!r}")
         if isinstance(found, Skipped):
-            return RuleResult(rule.id, "skipped", reason=found.reason)
+            return _skipped(rule.id, found.reason)
         items.append(found)
         return len(items) - 1
 
@@ -79,34 +87,96 @@ class _Ingest:
     ) -> list[EventResult]:
         now = self._clock.now()
         items: list[NewNotification] = []
-        slots = [
-            [self._evaluate(rule, event, now, items) for rule in self._rules] for event in events
-        ]
+        if len(self._rules) == 1:
+            (rule,) = self._rules
+            slots = [[self._evaluate(rule, event, now, items)] for event in events]
+        else:
+            slots = [
+                [self._evaluate(r, event, now, items) for r in self._rules] for event in events
+            ]
         enqueued: list[Enqueued] = []
         if items or progress or self._unsaved:
-            enqueued = await self._runner.call(
-                _write, self._runner.store, self._unsaved, items, progress
-            )
-            self._unsaved = ()
-        results = [
-            EventResult(tuple(self._result(slot, items, enqueued) for slot in row)) for row in slots
-        ]
-        if self._on_queued is not None and any(e.state is State.QUEUED for e in enqueued):
+            enqueued = await self._commit(items, progress)
+        results, queued = _results(slots, items, enqueued)
+        if self._on_queued is not None and queued:
             self._on_queued()
         return results
 
-    @staticmethod
-    def _result(slot: _Slot, items: list[NewNotification], enqueued: list[Enqueued]) -> RuleResult:
-        if isinstance(slot, RuleResult):
-            return slot
-        rule_id, done = items[slot].rule_id, enqueued[slot]
-        if done.state is State.QUEUED:
-            NOTIFICATIONS.labels(rule_id, State.QUEUED.value).inc()
-            return RuleResult(rule_id, "queued", done.id)
-        NOTIFICATIONS.labels(rule_id, State.SKIPPED.value).inc()
-        return RuleResult(
-            rule_id, "duplicate", done.id, reason=f"duplicate of #{done.duplicate_of}"
+    async def _commit(
+        self, items: list[NewNotification], progress: Sequence[Progress]
+    ) -> list[Enqueued]:
+        """Write a batch once the writes before it with the same progress keys are done."""
+        keys = [(id(self._runner), p.key) for p in progress]
+        earlier = {found for key in keys if (found := _LAST_WRITE.get(key)) is not None}
+        mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        _LAST_WRITE.update((key, mine) for key in keys)
+        written = False
+        try:
+            for before in earlier:
+                if not await asyncio.shield(before):
+                    raise StoreError("not written: an earlier batch of this source was not")
+            versions = self._unsaved
+            enqueued = await self._runner.call(
+                _write, self._runner.store, versions, items, progress
+            )
+            written = True
+            if self._unsaved is versions:
+                self._unsaved = ()
+            return enqueued
+        finally:
+            mine.set_result(written)
+            for key in keys:
+                if _LAST_WRITE.get(key) is mine:
+                    del _LAST_WRITE[key]
+
+
+def _results(
+    slots: list[list[_Slot]], items: list[NewNotification], enqueued: list[Enqueued]
+) -> tuple[list[EventResult], bool]:
+    """Every event's results and whether anything was queued; counts the notifications once
+    per batch (a labelled counter costs more than the rest of a row's bookkeeping)."""
+    counted: dict[tuple[str, str], int] = {}
+    results = [
+        EventResult(
+            tuple(
+                [
+                    slot
+                    if isinstance(slot, RuleResult)
+                    else _finish(slot, items, enqueued, counted)
+                    for slot in row
+                ]
+            )
         )
+        for row in slots
+    ]
+    for labels, count in counted.items():
+        NOTIFICATIONS.labels(*labels).inc(count)
+    return results, any(state == _QUEUED for _, state in counted)
+
+
+_QUEUED, _SKIPPED = State.QUEUED.value, State.SKIPPED.value
+
+
+def _finish(
+    slot: int,
+    items: list[NewNotification],
+    enqueued: list[Enqueued],
+    counted: dict[tuple[str, str], int],
+) -> RuleResult:
+    rule_id, done = items[slot].rule_id, enqueued[slot]
+    if done.state is State.QUEUED:
+        labels = (rule_id, _QUEUED)
+        counted[labels] = counted.get(labels, 0) + 1
+        return RuleResult(rule_id, "queued", done.id)
+    labels = (rule_id, _SKIPPED)
+    counted[labels] = counted.get(labels, 0) + 1
+    return RuleResult(rule_id, "duplicate", done.id, reason=f"duplicate of #{done.duplicate_of}")
+
+
+@lru_cache(maxsize=1024)
+def _skipped(rule_id: str, reason: str) -> RuleResult:
+    # Immutable and the same for every event a condition turns away: made once.
+    return RuleResult(rule_id, "skipped", None, reason)
 
 
 def make_emit(

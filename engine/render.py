@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2.runtime import Context
-
 from engine.errors import RenderError
-from engine.expressions import CompiledTemplate, new_scope
+from engine.expressions import CompiledTemplate, Scope
 from engine.filters import COUNTRY_VARIABLE
 from engine.ledger.base import NewNotification
 from engine.model import Event, Message
@@ -50,9 +48,15 @@ def _moment(now: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(now, _UTC)
 
 
+@lru_cache(maxsize=1024)
+def _skipped(rule_id: str, field: str, source: str) -> Skipped:
+    # Immutable and the same for every event a condition turns away: made once.
+    return Skipped(rule_id, f"{field} is false: {source}")
+
+
 def scope(
     event: Event, *, now: float, default_country: str | None, extra: Mapping[str, Any] | None = None
-) -> Context:
+) -> Scope:
     """The names templates see: ``event``, ``trigger``, ``now`` (and ``extra``, e.g. failure)."""
     variables = {
         "event": event.data,
@@ -62,7 +66,7 @@ def scope(
     }
     if extra:
         variables.update(extra)
-    return new_scope(variables)
+    return Scope(variables)
 
 
 def evaluate(
@@ -75,24 +79,33 @@ def evaluate(
     variables = scope(event, now=now, default_country=default_country)
     for condition in rule.when:
         if not condition.holds(variables):
-            return Skipped(rule.id, f"{condition.field} is false: {condition.source}")
-    message = render_message(rule, rule.send, variables, default_country)
+            return _skipped(rule.id, condition.field, condition.source)
+    spec = rule.send
+    fields: Mapping[str, Any]
+    if spec.channel_type == ONEMSG:
+        to, fields = _onemsg(rule, spec, variables, default_country)
+    else:
+        message = render_message(rule, spec, variables, default_country)
+        to, fields = message.to, message.fields
     policy = rule.policy
+    # Positional, in NewNotification's field order: keywords cost a third of the whole call.
     return NewNotification(
-        rule_id=rule.id,
-        rule_version=rule.version,
-        channel=message.channel,
-        recipient=message.to,
-        fields=message.fields,
-        event=event.data,
-        created_at=now,
-        dedupe_key=_key(rule.dedupe, variables),
-        not_before=_not_before(rule, variables, now),
-        valid_until=None if policy.valid_for is None else now + policy.valid_for,
-        expect=policy.expect,
-        within=policy.within,
-        supersede_key=_key(rule.supersedes, variables),
-        trigger=event.trigger,
+        rule.id,
+        rule.version,
+        spec.channel,
+        to,
+        fields,
+        event.data,
+        now,
+        _key(rule.dedupe, variables),
+        _not_before(rule, variables, now),
+        None if policy.valid_for is None else now + policy.valid_for,
+        policy.expect,
+        policy.within,
+        _key(rule.supersedes, variables),
+        None,
+        None,
+        event.trigger,
     )
 
 
@@ -116,12 +129,12 @@ def render_send(
 
 
 def render_message(
-    rule: Rule, spec: SendSpec, variables: Context, default_country: str | None
+    rule: Rule, spec: SendSpec, variables: Scope, default_country: str | None
 ) -> Message:
     """Render ``spec`` with prepared ``variables`` (see :func:`scope`) and check WhatsApp's
     rules for a 1MSG channel."""
     if spec.channel_type == ONEMSG:
-        return _onemsg(rule, spec, variables, default_country)
+        return Message(spec.channel, *_onemsg(rule, spec, variables, default_country))
     fields = {key: _structure(value, variables) for key, value in spec.content.items()}
     if "to" in fields and isinstance(fields["to"], str):
         to = fields["to"].strip()
@@ -132,7 +145,7 @@ def render_message(
     return Message(spec.channel, to, fields)
 
 
-def recipient(rule: Rule, variables: Context, default_country: str | None) -> str:
+def recipient(rule: Rule, variables: Scope, default_country: str | None) -> str:
     """The rule's ``to`` rendered and normalised to international digits; RenderError if it is
     not a phone number WhatsApp can reach."""
     if rule.to is None:
@@ -144,7 +157,10 @@ def recipient(rule: Rule, variables: Context, default_country: str | None) -> st
         raise RenderError(rule.id, "to", str(exc)) from None
 
 
-def _onemsg(rule: Rule, spec: SendSpec, variables: Context, default_country: str | None) -> Message:
+def _onemsg(
+    rule: Rule, spec: SendSpec, variables: Scope, default_country: str | None
+) -> tuple[str, dict[str, Any]]:
+    """The recipient and the fields of a 1MSG message."""
     to = recipient(rule, variables, default_country)
     params = []
     for template in spec.params:
@@ -159,16 +175,15 @@ def _onemsg(rule: Rule, spec: SendSpec, variables: Context, default_country: str
             check_body(text)
         except WhatsAppRuleError as exc:
             raise RenderError(rule.id, f"{spec.path}.text", str(exc)) from None
-    fields: dict[str, Any] = {
-        key: t.source if t.template is None else t.render(variables)
-        for key, t in spec.fields.items()
-    }
+    fields: dict[str, Any] = {}
+    for key, t in spec.fields.items():
+        fields[key] = t.source if t.template is None else t.render(variables)
     fields["params"] = params
     fields["text"] = text
-    return Message(spec.channel, to, fields)
+    return to, fields
 
 
-def _structure(value: Any, variables: Context) -> Any:
+def _structure(value: Any, variables: Scope) -> Any:
     if isinstance(value, CompiledTemplate):
         return value.render(variables)
     if isinstance(value, Mapping):
@@ -178,7 +193,7 @@ def _structure(value: Any, variables: Context) -> Any:
     return value
 
 
-def _key(template: CompiledTemplate | None, variables: Context) -> str | None:
+def _key(template: CompiledTemplate | None, variables: Scope) -> str | None:
     if template is None:
         return None
     key = template.render(variables)
@@ -189,7 +204,7 @@ def _key(template: CompiledTemplate | None, variables: Context) -> str | None:
     return key
 
 
-def _not_before(rule: Rule, variables: Context, now: float) -> float | None:
+def _not_before(rule: Rule, variables: Scope, now: float) -> float | None:
     window = rule.policy.send_window
     if window is None:
         return None

@@ -31,9 +31,13 @@ _META_VARIABLE = re.compile(r"\{\{\s*\d+\s*\}\}")
 _BREAKS = "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\u2028\u2029"
 _WHITE_RUN = re.compile(r"\s+")
 _BAD = re.compile(rf"[{_BREAKS}]| {{{MAX_SPACES + 1}}}")
-_PHONE_NOISE = re.compile(r"[\s\-().\u00a0/]")
+_TOO_MANY_SPACES = " " * (MAX_SPACES + 1)
+# What may separate the digits of a phone number: every whitespace character (all of them lie
+# below U+3001) and - ( ) . / (a translate table is several times faster than a regex).
+_PHONE_NOISE = dict.fromkeys(
+    [ord(c) for c in map(chr, range(0x3001)) if c.isspace()] + [ord(c) for c in "-()./"]
+)
 _DIGITS = re.compile(r"[0-9]{6,15}")
-_ASCII_DIGITS = re.compile(r"[0-9]+")
 _REASONS = {
     phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
     phonenumbers.ValidationResult.TOO_SHORT: "too short",
@@ -84,13 +88,13 @@ def clean_param(value: str, mode: Whitespace) -> str:
     shortens runs of more than 4 spaces to one, and strips the ends; ``reject`` refuses them.
     """
     if mode == "normalise":
-        if _BAD.search(value):
+        if _bad(value):
             value = _WHITE_RUN.sub(_join_bad_run, value)
         value = value.strip()
         if value:
             return value
     else:
-        bad = _BAD.search(value)
+        bad = _bad(value)
         if bad:
             what = (
                 "more than 4 consecutive spaces" if bad.group(0)[0] == " " else "a newline or tab"
@@ -103,6 +107,14 @@ def clean_param(value: str, mode: Whitespace) -> str:
     return value
 
 
+def _bad(value: str) -> re.Match[str] | None:
+    """Where ``value`` breaks the rule; every break character is unprintable, so printable text
+    without a run of spaces needs no regular expression (most parameters)."""
+    if value.isprintable() and _TOO_MANY_SPACES not in value:
+        return None
+    return _BAD.search(value)
+
+
 def _join_bad_run(match: re.Match[str]) -> str:
     run = match.group(0)
     return " " if _BAD.search(run) else run
@@ -110,18 +122,20 @@ def _join_bad_run(match: re.Match[str]) -> str:
 
 def fill(text: str, params: Sequence[str]) -> str:
     """The approved body with ``<<n>>`` replaced by ``params[n-1]``."""
-    pieces = _pieces(text)
-    out = [pieces[0]]
-    for i in range(1, len(pieces), 2):
-        out.append(params[int(pieces[i]) - 1])
-        out.append(pieces[i + 1])
-    return "".join(out)
+    layout, order, in_order = _layout(text)
+    if in_order and len(params) == len(order):
+        return layout % tuple(params)
+    return layout % tuple([params[i] for i in order])
 
 
 @lru_cache(maxsize=1024)
-def _pieces(text: str) -> list[str]:
-    """``"Hi <<1>>!"`` → ``["Hi ", "1", "!"]``: literal text and variable numbers alternate."""
-    return VARIABLE.split(text)
+def _layout(text: str) -> tuple[str, tuple[int, ...], bool]:
+    """``"Hi <<1>>, 100%"`` → ``("Hi %s, 100%%", (0,), True)``: a %-format, the index of the
+    parameter for each ``%s``, and whether those are simply 0, 1, 2…"""
+    pieces = VARIABLE.split(text)
+    order = tuple(int(n) - 1 for n in pieces[1::2])
+    layout = "%s".join(p.replace("%", "%%") for p in pieces[::2])
+    return layout, order, order == tuple(range(len(order)))
 
 
 def check_body(filled: str) -> None:
@@ -144,7 +158,9 @@ def normalise_phone(raw: str, default_country: str | None) -> str:
 
 
 def _normalise(raw: str, default_country: str | None, *, fast: bool) -> str:
-    text = _PHONE_NOISE.sub("", raw.strip())
+    text = raw.replace(" ", "")
+    if not (text.isascii() and text.lstrip("+").isdigit()):
+        text = raw.translate(_PHONE_NOISE)
     if text.startswith("00"):
         text = "+" + text[2:]
     if not text:
@@ -206,16 +222,21 @@ def _region(country_code: int, region: str | None) -> _Region | None:
     )
 
 
-def _fast_international(digits: str) -> str | None:
-    if not _ASCII_DIGITS.fullmatch(digits) or digits.startswith("0"):
-        return None
+@cache
+def _calling_code(prefix: str) -> tuple[int, _Region | None]:
+    """The country calling code a number starting with these (up to 3) digits has: its length
+    and region facts, ``(0, None)`` when there is none."""
     for size in (1, 2, 3):
-        code = int(digits[:size])
+        code = int(prefix[:size])
         if code in COUNTRY_CODE_TO_REGION_CODE:
-            break
-    else:
+            return size, _region(code, None)
+    return 0, None
+
+
+def _fast_international(digits: str) -> str | None:
+    if not (digits.isascii() and digits.isdigit()) or digits[0] == "0":
         return None
-    info = _region(code, None)
+    size, info = _calling_code(digits[:3])
     national = digits[size:]
     if info is None or len(national) not in info.lengths or not 6 <= len(digits) <= 15:
         return None
@@ -226,7 +247,7 @@ def _fast_international(digits: str) -> str | None:
 
 def _fast_national(digits: str, region: str) -> str | None:
     metadata = PhoneMetadata.metadata_for_region(region)
-    if metadata is None or not _ASCII_DIGITS.fullmatch(digits):
+    if metadata is None or not (digits.isascii() and digits.isdigit()):
         return None
     info = _region(metadata.country_code, region)
     if info is None or len(digits) not in info.lengths or digits.startswith(info.code):
@@ -249,9 +270,32 @@ def _international(text: str, region: str | None, raw: str) -> str:
         where = f" for {region}" if region else ""
         reason = _REASONS.get(result, "not a possible number")
         raise WhatsAppRuleError(f"{raw!r} is not a possible phone number{where}: {reason}")
-    digits = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    digits = _settled(e164[1:], number.country_code)
     if not _DIGITS.fullmatch(digits):
         raise WhatsAppRuleError(f"{raw!r} gives {len(digits)} digits; WhatsApp needs 6 to 15")
+    return digits
+
+
+def _settled(digits: str, country_code: int | None) -> str:
+    """The reading of ``+digits`` that reading again leaves alone. After some country codes
+    phonenumbers takes a leading 0 of the rest for a national prefix (+20 0…), so the first
+    result could change when normalised again; real numbers are settled at once."""
+    for _ in range(4):
+        if country_code is None:
+            return digits
+        info = _region(country_code, None)
+        national = digits[len(str(country_code)) :]
+        if info is None or not info.national_prefix or not info.national_prefix.match(national):
+            return digits
+        try:
+            number = phonenumbers.parse("+" + digits, None)
+        except phonenumbers.NumberParseException:
+            return digits
+        again = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+        if again == digits or not phonenumbers.is_possible_number(number):
+            return digits
+        digits, country_code = again, number.country_code
     return digits
 
 

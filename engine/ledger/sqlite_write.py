@@ -7,32 +7,108 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from itertools import compress
+from operator import is_not
 from typing import Any
 
 from engine.ledger.base import Enqueued, NewNotification
-from engine.ledger.sqlite_rows import add_history, dumps, loads
+from engine.ledger.sqlite_rows import dumps, loads, placeholders
 from engine.model import Progress, State
 
 _INSERT = (
-    "INSERT INTO notifications (rule_id, rule_version, channel, recipient, fields, event, "
+    "INSERT INTO notifications (id, rule_id, rule_version, channel, recipient, fields, event, "
     "trigger, state, created_at, updated_at, next_attempt_at, dedupe_key, duplicate_of, "
     "expect, within, valid_until, supersede_key, parent_id, fallback_step, reason) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-# The UNIQUE index on (rule_id, dedupe_key) is the dedupe: a conflicting insert writes nothing.
-_INSERT_NEW = (
-    _INSERT
-    + " ON CONFLICT (rule_id, dedupe_key) WHERE duplicate_of IS NULL DO NOTHING RETURNING id"
+# A new row's columns: those always set, then the optional ones that are set (sqlite3 binds a
+# None through its adapter lookup, dearer than all the other parameters of a row together).
+# Rows go in multi-row INSERTs: one statement runs many rows without taking Python's GIL back
+# after each, so the renderer keeps running while the ledger's thread writes.
+_ALWAYS = (
+    "id, rule_id, rule_version, channel, recipient, fields, event, trigger, state, "
+    "created_at, updated_at, next_attempt_at, expect, reason"
 )
+_OPTIONAL = ("dedupe_key", "within", "valid_until", "supersede_key", "parent_id", "fallback_step")
+_NONES = (None,) * len(_OPTIONAL)
+_MAX_ROWS = 500  # rows per INSERT (fewer when SQLite's parameter limit requires)
+_QUEUED = State.QUEUED.value
+_HISTORY = "INSERT INTO history (notification_id, at, kind, detail) VALUES (?, ?, ?, ?)"
+_CREATED = dumps({"state": "queued"})
 
 
-def _values(
-    item: NewNotification, state: State, duplicate_of: int | None, reason: str
-) -> tuple[Any, ...]:
-    due = None
-    if state is State.QUEUED:
-        due = max(item.created_at, item.not_before or item.created_at)
+@lru_cache(maxsize=256)
+def _insert_new(given: tuple[bool, ...], rows: int) -> str:
+    """The INSERT of ``rows`` new rows setting the optional columns marked in ``given``. The
+    UNIQUE index on (rule_id, dedupe_key) is the dedupe: a conflicting row is not written."""
+    columns = ", ".join([_ALWAYS, *compress(_OPTIONAL, given)])
+    row = f"({placeholders(columns.count(',') + 1)})"
     return (
+        f"INSERT INTO notifications ({columns}) VALUES {', '.join([row] * rows)} "
+        "ON CONFLICT (rule_id, dedupe_key) WHERE duplicate_of IS NULL DO NOTHING"
+    )
+
+
+class _NewRows:
+    """Accumulates new rows into multi-row INSERTs; ``written`` counts the rows written."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._given: tuple[bool, ...] = ()
+        self._params: list[Any] = []
+        self._count = self._room = self.written = 0
+
+    def add(self, new_id: int, item: NewNotification) -> None:
+        """Queue ``item`` as a queued row with id ``new_id``."""
+        optional = (
+            item.dedupe_key,
+            item.within,
+            item.valid_until,
+            item.supersede_key,
+            item.parent_id,
+            item.fallback_step,
+        )
+        given = tuple(map(is_not, optional, _NONES))
+        if given != self._given or self._count == self._room:
+            self.flush()
+            self._given = given
+            self._room = min(_MAX_ROWS, self._limit // (_ALWAYS.count(",") + 1 + sum(given)))
+        created = item.created_at
+        due = created if item.not_before is None or item.not_before < created else item.not_before
+        self._params += (
+            new_id,
+            item.rule_id,
+            item.rule_version,
+            item.channel,
+            item.recipient,
+            dumps(item.fields),
+            dumps(item.event),
+            dumps(item.trigger),
+            _QUEUED,
+            created,
+            created,
+            due,
+            item.expect,
+            "",
+        )
+        self._params += compress(optional, given)
+        self._count += 1
+
+    def flush(self) -> None:
+        """Write the rows added since the last flush."""
+        if self._count:
+            sql = _insert_new(self._given, self._count)
+            self.written += self._conn.execute(sql, self._params).rowcount
+            self._params, self._count = [], 0
+
+
+def _skipped_values(
+    new_id: int, item: NewNotification, duplicate_of: int, reason: str
+) -> tuple[Any, ...]:
+    return (
+        new_id,
         item.rule_id,
         item.rule_version,
         item.channel,
@@ -40,10 +116,10 @@ def _values(
         dumps(item.fields),
         dumps(item.event),
         dumps(item.trigger),
-        state.value,
+        State.SKIPPED.value,
         item.created_at,
         item.created_at,
-        due,
+        None,
         item.dedupe_key,
         duplicate_of,
         item.expect,
@@ -67,35 +143,82 @@ def _supersede(conn: sqlite3.Connection, item: NewNotification, new_id: int) -> 
     return [row[0] for row in rows]
 
 
-def _insert_one(conn: sqlite3.Connection, item: NewNotification, history: list[Any]) -> Enqueued:
-    row = conn.execute(_INSERT_NEW, _values(item, State.QUEUED, None, "")).fetchone()
-    if row is not None:
-        new_id = int(row[0])
-        history.append((new_id, item.created_at, "created", {"state": "queued"}))
-        if item.supersede_key is not None:
-            for old in _supersede(conn, item, new_id):
-                detail = {"state": "superseded", "by": new_id}
-                history.append((old, item.created_at, "state", detail))
-        return Enqueued(new_id, State.QUEUED)
+def _conflicts(conn: sqlite3.Connection, first_id: int, count: int) -> set[int]:
+    """The ids reserved for a batch that the dedupe index left unused (the duplicates)."""
+    rows = conn.execute(
+        "SELECT id FROM notifications WHERE id BETWEEN ? AND ?", (first_id, first_id + count - 1)
+    ).fetchall()
+    return set(range(first_id, first_id + count)) - {row[0] for row in rows}
+
+
+def _insert_duplicate(
+    conn: sqlite3.Connection, item: NewNotification, dup_id: int, history: list[Any]
+) -> Enqueued:
+    """Keep a notification the dedupe index refused as a skipped row pointing at the first."""
     first = conn.execute(
         "SELECT id FROM notifications WHERE rule_id = ? AND dedupe_key = ? "
         "AND duplicate_of IS NULL",
         (item.rule_id, item.dedupe_key),
     ).fetchone()[0]
     reason = f"duplicate of #{first}"
-    cursor = conn.execute(_INSERT, _values(item, State.SKIPPED, first, reason))
-    dup_id = int(cursor.lastrowid or 0)
-    history.append((dup_id, item.created_at, "created", {"state": "skipped", "reason": reason}))
+    conn.execute(_INSERT, _skipped_values(dup_id, item, first, reason))
+    detail = dumps({"state": "skipped", "reason": reason})
+    history.append((dup_id, item.created_at, "created", detail))
     return Enqueued(dup_id, State.SKIPPED, duplicate_of=first)
+
+
+def _settle(
+    conn: sqlite3.Connection, items: Sequence[NewNotification], first_id: int, refused: set[int]
+) -> list[Enqueued]:
+    """After the insert: skipped rows for the refused ids, supersedes, history, in item order."""
+    results: list[Enqueued] = []
+    history: list[Any] = []
+    for new_id, item in enumerate(items, first_id):
+        if new_id in refused:
+            results.append(_insert_duplicate(conn, item, new_id, history))
+            continue
+        history.append((new_id, item.created_at, "created", _CREATED))
+        if item.supersede_key is not None:
+            for old in _supersede(conn, item, new_id):
+                detail = dumps({"state": "superseded", "by": new_id})
+                history.append((old, item.created_at, "state", detail))
+        results.append(Enqueued(new_id, State.QUEUED))
+    conn.executemany(_HISTORY, history)
+    return results
 
 
 def enqueue(
     conn: sqlite3.Connection, items: Sequence[NewNotification], progress: Sequence[Progress]
 ) -> list[Enqueued]:
-    """Insert ``items`` (duplicates as skipped rows) and save ``progress``; one result each."""
-    history: list[Any] = []
-    results = [_insert_one(conn, item, history) for item in items]
-    add_history(conn, history)
+    """Insert ``items`` (duplicates as skipped rows) and save ``progress``; one result each.
+
+    Ids are reserved in item order inside the write transaction (which no other connection can
+    enter), so they are the ids one-by-one inserts would get. The dedupe index is the judge: a
+    row it refused leaves its id unused, and that id then holds the skipped duplicate.
+    """
+    results: list[Enqueued] = []
+    if items:
+        (last,) = conn.execute("SELECT coalesce(max(id), 0) FROM notifications").fetchone()
+        first_id = last + 1
+        rows = _NewRows(conn)
+        for new_id, item in enumerate(items, first_id):
+            rows.add(new_id, item)
+        rows.flush()
+        if rows.written == len(items) and all(i.supersede_key is None for i in items):
+            # The usual batch: every row new, nothing superseded; history in one statement.
+            conn.execute(
+                "INSERT INTO history (notification_id, at, kind, detail) "
+                "SELECT id, created_at, 'created', ? FROM notifications "
+                "WHERE id BETWEEN ? AND ? ORDER BY id",
+                (_CREATED, first_id, first_id + len(items) - 1),
+            )
+            queued = State.QUEUED
+            results = [
+                Enqueued(new_id, queued) for new_id in range(first_id, first_id + len(items))
+            ]
+        else:
+            refused = _conflicts(conn, first_id, len(items)) if rows.written < len(items) else set()
+            results = _settle(conn, items, first_id, refused)
     conn.executemany(
         "INSERT INTO progress (key, value) VALUES (?, ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import codecs
 import csv
+import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters.csv_detect import detect_delimiter, field_names, header_aliases, normalise_header
 from adapters.csv_trigger import CsvTrigger
 from engine.errors import ConfigError
+from engine.model import Event, Progress
 from tests.support.fake_emit import FakeEmit, errors_when, fake_context
+from tests.triggers.waiting import until
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -288,3 +293,29 @@ def test_config_problems_are_reported_together(tmp_path: Path) -> None:
             "trigger.csv.colour",
         ]
     )
+
+
+async def test_the_next_batch_is_handed_over_while_one_is_committed(tmp_path: Path) -> None:
+    rows = [["name", "phone"]] + [
+        [f"p{i}", "bad" if i == 4 else f"+3460000{i:04d}"] for i in range(1, 8)
+    ]
+    path = write_csv(tmp_path / "a.csv", rows)
+    emit = FakeEmit(errors_when("phone", "bad"))
+    handed: list[int] = []
+
+    async def overlapping(events: Sequence[Event], progress: Sequence[Progress]) -> Any:
+        # Like the engine: batches commit in the order they were handed over.
+        handed.append(len(events))
+        mine = len(handed)
+        if mine < 4:  # batches 1-3 of 4 commit only once the next one has been handed over
+            await until(lambda: len(handed) > mine)
+        await until(lambda: len(emit.batches) == mine - 1)
+        return await emit(events, progress)
+
+    trigger = CsvTrigger({"path": "*.csv", "batch": 2}, fake_context(emit, str(tmp_path)))
+    summary = await trigger.ingest(path, overlapping)
+    assert handed == [2, 2, 2, 1, 0]  # four batches, then the file's final progress
+    assert [json.loads(p.value)["row"] for _, (p,) in emit.batches] == [2, 4, 6, 7, 7]
+    assert (summary.rows, summary.queued, summary.errors) == (7, 6, 1)
+    assert list(summary.notification_ids) == [1, 2, 3, 4, 5, 6]
+    assert [e["name"] for e in read_errors(tmp_path / "a.csv.errors.csv")] == ["p4"]

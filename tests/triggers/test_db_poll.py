@@ -12,7 +12,14 @@ from uuid import UUID
 import pytest
 import sqlalchemy as sa
 
-from adapters.db_poll import DbPollTrigger, dump_value, jsonable, load_value, retry_delay
+from adapters.db_poll import (
+    DbPollTrigger,
+    dump_value,
+    jsonable,
+    load_value,
+    retry_delay,
+    sqlite_in_folder,
+)
 from engine.clock import FakeClock
 from engine.errors import ConfigError
 from tests.support.fake_emit import FakeEmit, fake_context
@@ -291,3 +298,40 @@ def test_event_values_are_json() -> None:
 def test_retries_back_off_up_to_five_minutes() -> None:
     assert [retry_delay(n, 10) for n in (1, 2, 3, 6, 20)] == [10, 20, 40, 300, 300]
     assert retry_delay(3, 600) == 600
+
+
+async def test_a_relative_sqlite_file_is_read_from_the_config_folder(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_dir, elsewhere = tmp_path / "config", tmp_path / "elsewhere"
+    config_dir.mkdir()
+    elsewhere.mkdir()
+    table = Table(f"sqlite:///{config_dir / 'crm.db'}")
+    table.insert((1, at(clock, 60), "p1", "+34600000001"))
+    monkeypatch.chdir(elsewhere)  # the daemon's working directory is not the config's folder
+    emit = FakeEmit()
+    settings = {**poller_config(table), "url": "sqlite:///crm.db", "start": "beginning"}
+    async with running(DbPollTrigger(settings, fake_context(emit, str(config_dir), clock)), emit):
+        await until(waiting(clock, emit, 1))
+    table.drop()
+    assert ids(emit) == [1]
+    assert not (elsewhere / "crm.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "database"),
+    [
+        pytest.param("sqlite:///crm.db", "/cfg/crm.db", id="relative"),
+        pytest.param("sqlite+pysqlite:///data/crm.db", "/cfg/data/crm.db", id="subfolder"),
+        pytest.param("sqlite:////srv/crm.db", "/srv/crm.db", id="absolute"),
+        pytest.param("sqlite:///:memory:", ":memory:", id="memory"),
+        pytest.param("sqlite://", None, id="memory-default"),
+        pytest.param("sqlite:///file:crm.db?mode=ro&uri=true", "file:crm.db", id="uri"),
+        pytest.param("postgresql://u@db/crm", "crm", id="not-sqlite"),
+    ],
+)
+def test_sqlite_urls_resolve_against_the_config_folder(url: str, database: str | None) -> None:
+    given = sa.make_url(url)
+    resolved = sqlite_in_folder(given, "/cfg")
+    assert resolved.database == database
+    assert resolved.query == given.query
