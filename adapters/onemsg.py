@@ -66,7 +66,6 @@ class OneMsgChannel:
 
     kind: ClassVar[str] = "1msg"
     preview = staticmethod(send_template_body)
-    classify_ack = staticmethod(classify_failed_ack)  # the daemon classifies failed acks with it
     # How the daemon reads a failed ack's error text (PolicyContext.classify_ack).
     classify_ack = staticmethod(classify_failed_ack)
 
