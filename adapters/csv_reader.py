@@ -134,13 +134,16 @@ class CsvFile:
             number += 1
             if number <= skip:
                 continue
-            values = list(map(strip, raw))
-            if len(values) > width and not any(values[width:]):
-                del values[width:]
-            if len(values) == width:
-                rows.append((number, start, dict(zip(fields, values, strict=False))))
+            if len(raw) == width:  # the usual row: no list of stripped values needed
+                rows.append((number, start, dict(zip(fields, map(strip, raw), strict=True))))
             else:
-                bad.append(BadRow(number, start, self._width_error(values), raw))
+                values = list(map(strip, raw))
+                if len(values) > width and not any(values[width:]):
+                    del values[width:]
+                if len(values) == width:
+                    rows.append((number, start, dict(zip(fields, values, strict=True))))
+                else:
+                    bad.append(BadRow(number, start, self._width_error(values), raw))
             if len(rows) + len(bad) >= size:
                 yield Batch(rows, bad, number, self._binary.raw.tell())
                 rows, bad = [], []

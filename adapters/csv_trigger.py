@@ -366,7 +366,7 @@ class CsvTrigger:
                 writing = None
         finally:
             # Never leave the reader thread running on a file about to be closed, nor a batch
-            # being written unaccounted for.
+            # handed over still running (it commits only if the one before it did).
             await asyncio.gather(pending, return_exceptions=True)
             if writing is not None:
                 await asyncio.gather(writing[1], return_exceptions=True)

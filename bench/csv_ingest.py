@@ -150,7 +150,8 @@ def stages(folder: Path, path: Path, rows: int) -> dict[str, float]:
             ]
             spent["csv trigger"] += time.process_time() - started
             started = time.process_time()
-            found = [evaluate(rule, e, now=time.time(), default_country="ES") for e in events]
+            now = time.time()  # one per batch, as the engine does
+            found = [evaluate(rule, e, now=now, default_country="ES") for e in events]
             items = [f for f in found if not isinstance(f, Skipped)]
             spent["rules/render"] += time.process_time() - started
             started = time.process_time()

@@ -146,23 +146,33 @@ class CompiledExpression:
 
     def evaluate(self, scope: Scope | dict[str, Any]) -> Any:
         """The expression's value in ``scope``; raises RenderError."""
-        return self._value(scope, truth=False)
-
-    def holds(self, scope: Scope | dict[str, Any]) -> bool:
-        """Truth of the expression; an undefined result is an error, not false."""
-        return bool(self._value(scope, truth=True))
-
-    def _value(self, scope: Scope | dict[str, Any], *, truth: bool) -> Any:
         if type(scope) is dict:
             scope = Scope(scope)
         assert isinstance(scope, Scope)
         if self.direct is not None:
             try:
                 done = lookups.evaluate(self.direct, scope.names)
+                if done is not lookups.GIVE_UP:
+                    return done
             except Exception:  # Jinja evaluates it again and reports it as it would have
-                done = lookups.GIVE_UP
-            if done is not lookups.GIVE_UP:
-                return done
+                pass
+        return self._jinja(scope, truth=False)
+
+    def holds(self, scope: Scope | dict[str, Any]) -> bool:
+        """Truth of the expression; an undefined result is an error, not false."""
+        if type(scope) is dict:
+            scope = Scope(scope)
+        assert isinstance(scope, Scope)
+        if self.direct is not None:
+            try:
+                done = lookups.evaluate(self.direct, scope.names)
+                if done is not lookups.GIVE_UP:
+                    return bool(done)
+            except Exception:  # Jinja evaluates it again and reports it as it would have
+                pass
+        return bool(self._jinja(scope, truth=True))
+
+    def _jinja(self, scope: Scope, *, truth: bool) -> Any:
         context = scope.context
         try:
             for _ in self.template.root_render_func(context):

@@ -136,19 +136,25 @@ def _results(
     """Every event's results and whether anything was queued; counts the notifications once
     per batch (a labelled counter costs more than the rest of a row's bookkeeping)."""
     counted: dict[tuple[str, str], int] = {}
-    results = [
-        EventResult(
-            tuple(
-                [
-                    slot
-                    if isinstance(slot, RuleResult)
-                    else _finish(slot, items, enqueued, counted)
-                    for slot in row
-                ]
+    if slots and len(slots[0]) == 1:  # one rule: no inner list per event
+        results = [
+            EventResult(
+                (slot if isinstance(slot, RuleResult) else _finish(slot, items, enqueued, counted),)
             )
-        )
-        for row in slots
-    ]
+            for (slot,) in slots
+        ]
+    else:
+        results = [
+            EventResult(
+                tuple(
+                    [
+                        s if isinstance(s, RuleResult) else _finish(s, items, enqueued, counted)
+                        for s in row
+                    ]
+                )
+            )
+            for row in slots
+        ]
     for labels, count in counted.items():
         NOTIFICATIONS.labels(*labels).inc(count)
     return results, any(state == _QUEUED for _, state in counted)

@@ -87,7 +87,13 @@ def clean_param(value: str, mode: Whitespace) -> str:
     ``normalise`` joins line breaks and tabs (with the spaces around them) into one space,
     shortens runs of more than 4 spaces to one, and strips the ends; ``reject`` refuses them.
     """
-    if mode == "normalise":
+    if value.isprintable() and _TOO_MANY_SPACES not in value:
+        # Nothing to repair or refuse (see _bad), the usual case: only the ends to strip.
+        if mode == "normalise":
+            value = value.strip()
+        if value.strip():
+            return value
+    elif mode == "normalise":
         if _bad(value):
             value = _WHITE_RUN.sub(_join_bad_run, value)
         value = value.strip()
