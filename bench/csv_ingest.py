@@ -3,6 +3,7 @@ a fresh SQLite ledger, beside a bare ``csv.DictReader`` pass over the same file.
 
 Each row is matched by a condition (three rows in four pass), its phone normalised, and three
 template parameters rendered; every batch is one ledger transaction with the file's progress.
+The collector is tuned as the daemon does after start-up (``engine.runtime.tune_gc``).
 
     .venv/bin/python bench/csv_ingest.py [--rows N] [--batch N] [--keep]
 

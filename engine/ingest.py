@@ -114,7 +114,7 @@ class _Ingest:
         try:
             for before in earlier:
                 if not await asyncio.shield(before):
-                    raise StoreError("not written: an earlier batch of this source was not")
+                    raise StoreError("not written: the batch before it was not committed")
             versions = self._unsaved
             enqueued = await self._runner.call(
                 _write, self._runner.store, versions, items, progress

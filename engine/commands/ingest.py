@@ -32,6 +32,7 @@ from engine.ledger.runner import LedgerRunner
 from engine.plugins import Channel, Emit, TriggerContext, channels, triggers
 from engine.ratelimit import ChannelLimits
 from engine.rules import Rule
+from engine.runtime import tune_gc
 from engine.timers import after_attempts
 
 WAIT_CHUNK = 5000  # notification ids per dispatcher (they become one SQL IN list)
@@ -111,6 +112,7 @@ async def _ingest_file(
     config: Config, rule: Rule, file: Path, emit: Emit, clock: Clock, runner: LedgerRunner
 ) -> FileSummary:
     settings = rule.trigger_config if rule.trigger_kind == "csv" else {"path": file.name}
+    tune_gc()  # start-up is over: keep the collector off the per-row path
     context = TriggerContext(runner.store, clock, str(config.base_dir), (rule.id,))
     trigger = cast(FileIngester, triggers()["csv"](settings, context))
     started = time.monotonic()

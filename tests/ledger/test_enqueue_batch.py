@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,20 @@ def test_two_processes_never_queue_a_key_twice(tmp_path: Path) -> None:
         nid for r in results for nid, state in r if state == "queued"
     )
     store.close()
+
+
+def test_json_columns_hold_utf8_text(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
+    event = {"name": "García 🙂", "lone": "\ud800", "big": 2**70}
+    (row,) = store.enqueue([new_notification("1", event=event, trigger={"file": "añejo.csv"})])
+    store.close()
+    conn = sqlite3.connect(tmp_path / "ledger.db")
+    found = conn.execute(
+        "SELECT typeof(fields), typeof(event), typeof(trigger), trigger FROM notifications"
+    ).fetchone()
+    conn.close()
+    assert found == ("text", "text", "text", '{"file":"añejo.csv"}')
+    again = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
+    kept = again.get(row.id)
+    assert kept is not None and kept.event == event
+    again.close()
