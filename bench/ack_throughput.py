@@ -37,7 +37,7 @@ TARGET = 3000.0
 
 # -- the server process -------------------------------------------------------------------
 def _seed(store: Any, count: int) -> None:
-    from engine.ledger.base import NewNotification
+    from nextstep.engine.ledger.base import NewNotification
 
     items = [
         NewNotification(
@@ -65,12 +65,12 @@ def serve(db: str, notifications: int) -> None:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from engine.clock import SystemClock
-    from engine.fallbacks import PolicyContext, RuleBook
-    from engine.ledger.runner import LedgerRunner
-    from engine.ledger.sqlite import SqliteStore
-    from engine.server import create_app, make_server
-    from engine.webhooks import webhook_routes
+    from nextstep.engine.clock import SystemClock
+    from nextstep.engine.delivery.fallbacks import PolicyContext, RuleBook
+    from nextstep.engine.delivery.webhooks import webhook_routes
+    from nextstep.engine.ledger.runner import LedgerRunner
+    from nextstep.engine.ledger.sqlite import SqliteStore
+    from nextstep.engine.runtime.server import create_app, make_server
 
     store = SqliteStore(db)
     _seed(store, notifications)

@@ -1,9 +1,9 @@
-"""Benchmark: a 1,000,000-row CSV through the csv trigger, the real rules and engine.ingest into
+"""Benchmark: a 1,000,000-row CSV through the csv trigger, the real rules and intake.emit into
 a fresh SQLite ledger, beside a bare ``csv.DictReader`` pass over the same file.
 
 Each row is matched by a condition (three rows in four pass), its phone normalised, and three
 template parameters rendered; every batch is one ledger transaction with the file's progress.
-The collector is tuned as the daemon does after start-up (``engine.runtime.tune_gc``).
+The collector is tuned as the daemon does after start-up (``runtime.gctune.tune_gc``).
 
     .venv/bin/python bench/csv_ingest.py [--rows N] [--batch N] [--keep]
 
@@ -27,17 +27,17 @@ from typing import Any
 
 import psutil
 
-from adapters.csv_detect import inspect_file
-from adapters.csv_reader import CsvFile, CsvOptions
-from engine.clock import SystemClock
-from engine.config import load_config
-from engine.ingest import make_emit
-from engine.ledger import open_store
-from engine.ledger.runner import LedgerRunner
-from engine.model import Event
-from engine.plugins import TriggerContext, triggers
-from engine.render import Skipped, evaluate
-from engine.runtime import tune_gc
+from nextstep.adapters.triggers.csv.detect import inspect_file
+from nextstep.adapters.triggers.csv.reader import CsvFile, CsvOptions
+from nextstep.engine.clock import SystemClock
+from nextstep.engine.intake.emit import make_emit
+from nextstep.engine.ledger import open_store
+from nextstep.engine.ledger.runner import LedgerRunner
+from nextstep.engine.model import Event
+from nextstep.engine.plugins import TriggerContext, triggers
+from nextstep.engine.rules.config import load_config
+from nextstep.engine.rules.render import Skipped, evaluate
+from nextstep.engine.runtime.gctune import tune_gc
 
 CONFIG = """\
 store: sqlite:///ledger.db

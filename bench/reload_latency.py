@@ -99,9 +99,9 @@ def serve_sandbox() -> None:
     """Serve the sandbox until stdin closes; prints ``URL <base_url>`` once listening."""
     import uvicorn
 
-    from adapters.onemsg_sandbox.app import create_app
-    from adapters.onemsg_sandbox.config import SandboxConfig
-    from adapters.onemsg_sandbox.server import listening_socket, uvicorn_config
+    from nextstep.adapters.channels.onemsg.sandbox.app import create_app
+    from nextstep.adapters.channels.onemsg.sandbox.config import SandboxConfig
+    from nextstep.adapters.channels.onemsg.sandbox.server import listening_socket, uvicorn_config
 
     async def main() -> None:
         """Command line entry point (also serves the sandbox child)."""
@@ -291,7 +291,7 @@ async def daemon_process(root: Path, config: Path) -> AsyncIterator[str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from engine.cli import main; main()",
+        "from nextstep.engine.commands.cli import main; main()",
         "run",
         "-c",
         str(config),

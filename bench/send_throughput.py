@@ -60,8 +60,8 @@ def phone(i: int) -> str:
 # -- the sandbox process --------------------------------------------------------------------
 def serve_sandbox(latency: float) -> None:
     """Serve the sandbox until stdin closes; prints ``URL <base_url>`` once listening."""
-    from adapters.onemsg_sandbox.config import SandboxConfig
-    from adapters.onemsg_sandbox.server import serving
+    from nextstep.adapters.channels.onemsg.sandbox.config import SandboxConfig
+    from nextstep.adapters.channels.onemsg.sandbox.server import serving
 
     async def main() -> None:
         config = SandboxConfig(token=TOKEN, latency=latency, acks=False, rate_limit=None)
@@ -74,8 +74,8 @@ def serve_sandbox(latency: float) -> None:
 
 # -- nextstep -------------------------------------------------------------------------------
 def _queue(db: str, count: int) -> None:
-    from engine.ledger.base import NewNotification
-    from engine.ledger.sqlite import SqliteStore
+    from nextstep.engine.ledger.base import NewNotification
+    from nextstep.engine.ledger.sqlite import SqliteStore
 
     store = SqliteStore(db)
     now = time.time()
@@ -89,13 +89,13 @@ def _queue(db: str, count: int) -> None:
 
 async def run_nextstep(base_url: str, db: str, concurrency: int) -> tuple[float, dict[str, int]]:
     """Send everything queued in ``db``; (seconds taken, notifications by state)."""
-    from adapters.onemsg import OneMsgChannel
-    from engine.clock import SystemClock
-    from engine.dispatcher import Dispatcher
-    from engine.ledger import open_store
-    from engine.ledger.runner import LedgerRunner
-    from engine.ratelimit import ChannelLimits
-    from engine.rules import RetryPolicy
+    from nextstep.adapters.channels.onemsg.channel import OneMsgChannel
+    from nextstep.engine.clock import SystemClock
+    from nextstep.engine.ledger import open_store
+    from nextstep.engine.ledger.runner import LedgerRunner
+    from nextstep.engine.rules.rule import RetryPolicy
+    from nextstep.engine.sending.dispatcher import Dispatcher
+    from nextstep.engine.sending.ratelimit import ChannelLimits
 
     clock = SystemClock()
     settings = {"base_url": base_url, "instance_id": INSTANCE, "token": TOKEN}
@@ -120,8 +120,8 @@ async def run_nextstep(base_url: str, db: str, concurrency: int) -> tuple[float,
 # -- the bare loop --------------------------------------------------------------------------
 async def run_bare(base_url: str, count: int, concurrency: int) -> tuple[float, int]:
     """Post ``count`` sendTemplate bodies with ``concurrency`` workers; (seconds, accepted)."""
-    from adapters.onemsg_payload import send_template_body
-    from engine.model import Message
+    from nextstep.adapters.channels.onemsg.payload import send_template_body
+    from nextstep.engine.model import Message
 
     bodies = [
         orjson.dumps(send_template_body(Message("whatsapp", phone(i), FIELDS)))
@@ -151,9 +151,9 @@ async def run_bare(base_url: str, count: int, concurrency: int) -> tuple[float, 
 # -- the 1MSG channel alone ---------------------------------------------------------------
 async def run_channel(base_url: str, count: int, concurrency: int) -> float:
     """``channel.send`` from ``concurrency`` workers, no ledger: what the adapter costs."""
-    from adapters.onemsg import OneMsgChannel
-    from engine.clock import SystemClock
-    from engine.model import Message
+    from nextstep.adapters.channels.onemsg.channel import OneMsgChannel
+    from nextstep.engine.clock import SystemClock
+    from nextstep.engine.model import Message
 
     settings = {"base_url": base_url, "instance_id": INSTANCE, "token": TOKEN}
     channel = OneMsgChannel(
@@ -274,9 +274,14 @@ async def measure(base_url: str, args: argparse.Namespace, folder: str) -> None:
 def prepare_process() -> None:
     """Import what the three runs use, then tune the collector for the whole process (all
     three runs alike, the bare loop included), as the daemon does after start-up."""
-    from engine.runtime import tune_gc
+    from nextstep.engine.runtime.gctune import tune_gc
 
-    for module in ("adapters.onemsg", "engine.dispatcher", "engine.ledger.sqlite", "engine.rules"):
+    for module in (
+        "nextstep.adapters.channels.onemsg.channel",
+        "nextstep.engine.sending.dispatcher",
+        "nextstep.engine.ledger.sqlite",
+        "nextstep.engine.rules.rule",
+    ):
         importlib.import_module(module)
     tune_gc()
 

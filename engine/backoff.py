@@ -21,7 +21,7 @@ class Random(Protocol):
 
 
 class BackoffPolicy(Protocol):
-    """The fields of ``engine.rules.RetryPolicy`` backoff reads."""
+    """The fields of ``nextstep.engine.rules.rule.RetryPolicy`` backoff reads."""
 
     @property
     def backoff(self) -> float:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from engine.model import Outcome
+    from nextstep.engine.model import Outcome
 
 
 class NextstepError(Exception):

@@ -13,12 +13,12 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from engine.clock import Clock
-from engine.errors import NextstepError
-from engine.model import Event, Message, Outcome, Progress
+from nextstep.engine.clock import Clock
+from nextstep.engine.errors import NextstepError
+from nextstep.engine.model import Event, Message, Outcome, Progress
 
 if TYPE_CHECKING:
-    from engine.ledger.base import Store
+    from nextstep.engine.ledger.base import Store
 
 
 @dataclass(frozen=True, slots=True)

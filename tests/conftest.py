@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.clock import FakeClock
+from nextstep.engine.clock import FakeClock
 from tests.support.services import MARIADB_URL, POSTGRES_URL, require_service
 
 

@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 import click
 
-from engine.config import Config, load_config
-from engine.errors import ConfigError, NextstepError, UsageError
-from engine.yamlload import load_text
+from nextstep.engine.errors import ConfigError, NextstepError, UsageError
+from nextstep.engine.rules.config import Config, load_config
+from nextstep.engine.rules.yamlload import load_text
 
 EXIT_OK = 0
 EXIT_INVALID = 1

@@ -1,4 +1,4 @@
-"""``nextstep demo``: the whole pipeline on embedded defaults (see :mod:`engine.demo`)."""
+"""``nextstep demo``: the whole pipeline on embedded defaults (see :mod:`runtime.demo`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from engine.demo import DemoOptions, run_demo
+from nextstep.engine.runtime.demo import DemoOptions, run_demo
 
 
 @click.command()

@@ -20,20 +20,20 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from engine.clock import Clock, SystemClock
-from engine.commands import EXIT_INVALID, config_option, load
-from engine.commands.render import find_rule
-from engine.config import Config
-from engine.dispatcher import Dispatcher
-from engine.fallbacks import policy_context
-from engine.ingest import make_emit
-from engine.ledger import open_store
-from engine.ledger.runner import LedgerRunner
-from engine.plugins import Channel, Emit, TriggerContext, channels, triggers
-from engine.ratelimit import ChannelLimits
-from engine.rules import Rule
-from engine.runtime import tune_gc
-from engine.timers import after_attempts
+from nextstep.engine.clock import Clock, SystemClock
+from nextstep.engine.commands import EXIT_INVALID, config_option, load
+from nextstep.engine.commands.render import find_rule
+from nextstep.engine.delivery.fallbacks import policy_context
+from nextstep.engine.delivery.timers import after_attempts
+from nextstep.engine.intake.emit import make_emit
+from nextstep.engine.ledger import open_store
+from nextstep.engine.ledger.runner import LedgerRunner
+from nextstep.engine.plugins import Channel, Emit, TriggerContext, channels, triggers
+from nextstep.engine.rules.config import Config
+from nextstep.engine.rules.rule import Rule
+from nextstep.engine.runtime.gctune import tune_gc
+from nextstep.engine.sending.dispatcher import Dispatcher
+from nextstep.engine.sending.ratelimit import ChannelLimits
 
 WAIT_CHUNK = 5000  # notification ids per dispatcher (they become one SQL IN list)
 

@@ -12,15 +12,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import click
 
-from engine.commands import config_option, load, read_mapping
-from engine.config import Config
-from engine.errors import UsageError
-from engine.ledger.base import NewNotification
-from engine.model import Event, Message
-from engine.plugins import channels
-from engine.render import Skipped, evaluate
-from engine.rules import ONEMSG, Rule
-from engine.schema import did_you_mean
+from nextstep.engine.commands import config_option, load, read_mapping
+from nextstep.engine.errors import UsageError
+from nextstep.engine.ledger.base import NewNotification
+from nextstep.engine.model import Event, Message
+from nextstep.engine.plugins import channels
+from nextstep.engine.rules.config import Config
+from nextstep.engine.rules.render import Skipped, evaluate
+from nextstep.engine.rules.rule import ONEMSG, Rule
+from nextstep.engine.rules.schema import did_you_mean
 
 
 def find_rule(config: Config, rule_id: str) -> Rule:

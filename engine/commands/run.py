@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from engine.commands import EXIT_INVALID, config_option, print_problems
-from engine.config import load_config
-from engine.errors import ConfigError
-from engine.logs import config_secrets, configure_logging
+from nextstep.engine.commands import EXIT_INVALID, config_option, print_problems
+from nextstep.engine.errors import ConfigError
+from nextstep.engine.rules.config import load_config
+from nextstep.engine.runtime.logs import config_secrets, configure_logging
 
 log_format_option = click.option(
     "--log-format",
@@ -35,7 +35,7 @@ log_level_option = click.option(
 @log_level_option
 def run(config_path: Path, log_format: str, log_level: str) -> None:
     """Run the daemon: triggers, server, sending, hot reload."""
-    from engine.daemon import run_daemon
+    from nextstep.engine.runtime.daemon import run_daemon
 
     redacting = configure_logging("json" if log_format == "json" else "text", log_level)
     try:

@@ -1,6 +1,6 @@
 """``nextstep sandbox``: a local 1MSG-compatible API for demos, tests and benchmarks.
 
-The sandbox lives in ``adapters.onemsg_sandbox``; it is imported when the command runs, so the
+The sandbox lives in ``onemsg.sandbox``; it is imported when the command runs, so the
 engine does not depend on an adapter at import time.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from engine.durations import parse_duration, parse_rate
+from nextstep.engine.durations import parse_duration, parse_rate
 
 DEMO_TOKEN = "demo-token"  # what nextstep.yaml's demo channel sends when ONEMSG_TOKEN is unset
 
@@ -118,14 +118,17 @@ def sandbox(
 ) -> None:
     """Serve a local 1MSG-compatible API (sendTemplate, templates, webhook, settings, hookInfo,
     status) with scripted recipients: numbers ending in 0001…0009 fail in known ways."""
-    from adapters.onemsg_sandbox.config import SandboxConfig
-    from adapters.onemsg_sandbox.scenarios import (
+    from nextstep.adapters.channels.onemsg.sandbox.config import SandboxConfig
+    from nextstep.adapters.channels.onemsg.sandbox.scenarios import (
         default_scenario,
         load_scenario,
         scripts_summary,
     )
-    from adapters.onemsg_sandbox.server import run
-    from adapters.onemsg_sandbox.templates import BUILTIN_TEMPLATES, load_templates
+    from nextstep.adapters.channels.onemsg.sandbox.server import run
+    from nextstep.adapters.channels.onemsg.sandbox.templates import (
+        BUILTIN_TEMPLATES,
+        load_templates,
+    )
 
     options: dict[str, Any] = {}
     try:

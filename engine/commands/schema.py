@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from engine.schema import Kind, document
+from nextstep.engine.rules.schema import Kind, document
 
 
 @click.command()

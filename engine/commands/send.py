@@ -16,17 +16,17 @@ from typing import Any
 
 import click
 
-from engine.clock import Clock, SystemClock
-from engine.commands import EXIT_INVALID, config_option, load, read_mapping
-from engine.commands.ingest import wait_for_sending
-from engine.commands.render import find_rule
-from engine.config import Config
-from engine.ingest import make_emit
-from engine.ledger import open_store
-from engine.ledger.runner import LedgerRunner
-from engine.model import Event, State
-from engine.plugins import RuleResult
-from engine.rules import Rule
+from nextstep.engine.clock import Clock, SystemClock
+from nextstep.engine.commands import EXIT_INVALID, config_option, load, read_mapping
+from nextstep.engine.commands.ingest import wait_for_sending
+from nextstep.engine.commands.render import find_rule
+from nextstep.engine.intake.emit import make_emit
+from nextstep.engine.ledger import open_store
+from nextstep.engine.ledger.runner import LedgerRunner
+from nextstep.engine.model import Event, State
+from nextstep.engine.plugins import RuleResult
+from nextstep.engine.rules.config import Config
+from nextstep.engine.rules.rule import Rule
 
 # What ends the command well: accepted, or nothing to send (the rule did not apply).
 _GOOD = frozenset({State.SENT.value, State.DELIVERED.value, State.READ.value, "skipped"})

@@ -23,15 +23,15 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from engine.commands import EXIT_INVALID, config_option, print_problems
-from engine.config import load_config
-from engine.durations import parse_duration
-from engine.errors import ConfigError, NextstepError
-from engine.ledger import open_store
-from engine.ledger.base import HistoryEntry, Notification, Store
-from engine.model import State
-from engine.redact import mask_phone
-from engine.server import HEALTH_KEY, HEALTH_STALE_AFTER
+from nextstep.engine.commands import EXIT_INVALID, config_option, print_problems
+from nextstep.engine.durations import parse_duration
+from nextstep.engine.errors import ConfigError, NextstepError
+from nextstep.engine.ledger import open_store
+from nextstep.engine.ledger.base import HistoryEntry, Notification, Store
+from nextstep.engine.model import State
+from nextstep.engine.redact import mask_phone
+from nextstep.engine.rules.config import load_config
+from nextstep.engine.runtime.server import HEALTH_KEY, HEALTH_STALE_AFTER
 
 COLUMNS = (
     State.QUEUED,

@@ -2,7 +2,7 @@
 rule's ``send:`` (and fallback sends) against them: the template exists and is approved for its
 language, the namespace matches, and the rule fills as many body variables as it has.
 
-The channel is built from the registry (``engine.plugins.channels()``) and asked for
+The channel is built from the registry (``nextstep.engine.plugins.channels()``) and asked for
 ``list_templates()``; the comparison below is pure.
 """
 
@@ -18,19 +18,19 @@ from typing import Any, Protocol
 
 import click
 
-from engine.clock import SystemClock
-from engine.commands import EXIT_INVALID, config_option, load
-from engine.config import Config
-from engine.errors import UsageError
-from engine.plugins import channels as channel_registry
-from engine.rules import ONEMSG, Rule, SendSpec
+from nextstep.engine.clock import SystemClock
+from nextstep.engine.commands import EXIT_INVALID, config_option, load
+from nextstep.engine.errors import UsageError
+from nextstep.engine.plugins import channels as channel_registry
+from nextstep.engine.rules.config import Config
+from nextstep.engine.rules.rule import ONEMSG, Rule, SendSpec
 
 _RULE_VARIABLE = re.compile(r"<<\s*(\d+)\s*>>")
 _META_VARIABLE = re.compile(r"\{\{\s*(\d+)\s*\}\}")
 
 
 class TemplateLike(Protocol):
-    """What the check needs of a provider template (``adapters.onemsg_templates.TemplateInfo``)."""
+    """What the check needs of a provider template (``onemsg.templates.TemplateInfo``)."""
 
     name: str
     language: str

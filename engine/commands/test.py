@@ -10,13 +10,13 @@ from typing import Any
 
 import click
 
-from engine.commands import EXIT_INVALID, config_option, load
-from engine.commands.render import find_rule
-from engine.errors import RenderError
-from engine.ledger.base import NewNotification
-from engine.model import Event
-from engine.render import Skipped, evaluate
-from engine.rules import Example, Rule
+from nextstep.engine.commands import EXIT_INVALID, config_option, load
+from nextstep.engine.commands.render import find_rule
+from nextstep.engine.errors import RenderError
+from nextstep.engine.ledger.base import NewNotification
+from nextstep.engine.model import Event
+from nextstep.engine.rules.render import Skipped, evaluate
+from nextstep.engine.rules.rule import Example, Rule
 
 
 def check_example(rule: Rule, example: Example, *, default_country: str | None) -> list[str]:

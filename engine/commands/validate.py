@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from engine.commands import config_option, load
+from nextstep.engine.commands import config_option, load
 
 
 @click.command()

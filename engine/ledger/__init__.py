@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.errors import StoreError
-from engine.ledger.base import Store
+from nextstep.engine.errors import StoreError
+from nextstep.engine.ledger.base import Store
 
 SCHEMES = ("sqlite:///",)
 
@@ -18,7 +18,7 @@ def open_store(url: str) -> Store:
         path = url.removeprefix("sqlite:///")
         if not path:
             raise StoreError(f"store {url!r} names no file (use sqlite:///nextstep.db)")
-        from engine.ledger.sqlite import SqliteStore
+        from nextstep.engine.ledger.sqlite import SqliteStore
 
         return SqliteStore(path)
     scheme = url.split(":", 1)[0] if ":" in url else url

@@ -1,7 +1,7 @@
 """The store interface every ledger backend implements (SQLite now, PostgreSQL next).
 
 All methods are synchronous and each one is one transaction; async callers run them in the
-ledger's own worker thread (see :class:`engine.ledger.runner.LedgerRunner`). Times are Unix
+ledger's own worker thread (see :class:`nextstep.engine.ledger.runner.LedgerRunner`). Times are Unix
 seconds from the injected clock, passed in by the caller: a store never reads the time itself.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.model import Progress, State
+from nextstep.engine.model import Progress, State
 
 
 @dataclass(frozen=True, slots=True)

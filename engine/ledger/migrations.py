@@ -1,7 +1,7 @@
 """The SQLite ledger's schema, as an ordered list of named migrations.
 
 Each migration runs once, in its own transaction together with the row that records it in
-``migrations`` (see :func:`engine.ledger.sqlite.migrate`). Never edit or reorder an entry that
+``migrations`` (see :func:`ledger.sqlite.migrate`). Never edit or reorder an entry that
 has shipped: append a new ``(name, sql)`` at the end. JSON columns hold UTF-8 JSON text.
 """
 

@@ -2,8 +2,8 @@
 
 Every public method is one explicit transaction (``BEGIN IMMEDIATE`` for writes, so two
 processes never deadlock upgrading a read lock). The SQL lives in small modules of functions
-that take the connection (:mod:`engine.ledger.sqlite_write`, :mod:`engine.ledger.sqlite_send`,
-:mod:`engine.ledger.sqlite_read`); a feature that needs more (acks, settling) adds its own
+that take the connection (:mod:`ledger.sqlite_write`, :mod:`ledger.sqlite_send`,
+:mod:`nextstep.engine.ledger.sqlite_read`); a feature that needs more (acks, settling) adds its own
 module the same way and runs it inside :meth:`SqliteStore.transaction`.
 """
 
@@ -16,11 +16,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engine.errors import StoreError
-from engine.ledger import sqlite_read, sqlite_send, sqlite_write
-from engine.ledger.base import AttemptResult, Enqueued, HistoryEntry, NewNotification, Notification
-from engine.ledger.migrations import MIGRATIONS
-from engine.model import Progress, State
+from nextstep.engine.errors import StoreError
+from nextstep.engine.ledger import sqlite_read, sqlite_send, sqlite_write
+from nextstep.engine.ledger.base import (
+    AttemptResult,
+    Enqueued,
+    HistoryEntry,
+    NewNotification,
+    Notification,
+)
+from nextstep.engine.ledger.migrations import MIGRATIONS
+from nextstep.engine.model import Progress, State
 
 BUSY_TIMEOUT_MS = 10_000
 

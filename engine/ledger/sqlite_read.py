@@ -9,9 +9,9 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from engine.ledger.base import HistoryEntry, Notification
-from engine.ledger.sqlite_rows import COLUMNS, placeholders, to_history, to_notification
-from engine.model import State
+from nextstep.engine.ledger.base import HistoryEntry, Notification
+from nextstep.engine.ledger.sqlite_rows import COLUMNS, placeholders, to_history, to_notification
+from nextstep.engine.model import State
 
 
 def get(conn: sqlite3.Connection, notification_id: int) -> Notification | None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
-from engine.ledger.base import HistoryEntry, Notification
-from engine.model import State
+from nextstep.engine.ledger.base import HistoryEntry, Notification
+from nextstep.engine.model import State
 
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 

@@ -9,8 +9,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from engine.ledger.base import AttemptResult, Notification
-from engine.ledger.sqlite_rows import COLUMNS, add_history, placeholders, to_notification
+from nextstep.engine.ledger.base import AttemptResult, Notification
+from nextstep.engine.ledger.sqlite_rows import COLUMNS, add_history, placeholders, to_notification
 
 EXPIRED_REASON = "not sent before valid_for ran out"
 INTERRUPTED_REASON = "interrupted while sending: the provider may have accepted it"

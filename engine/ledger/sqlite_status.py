@@ -1,7 +1,7 @@
 """Status tracking against the SQLite ledger: acks, pending acks, expiry, settling, polling.
 
 Functions take the connection of an open transaction (:meth:`SqliteStore.transaction`); the
-decisions they carry out are made by :mod:`engine.status` and :mod:`engine.policy`.
+decisions they carry out are made by :mod:`delivery.statemachine` and :mod:`delivery.policy`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.ledger.base import Notification
-from engine.ledger.sqlite_rows import COLUMNS, dumps, loads, placeholders, to_notification
-from engine.model import State
+from nextstep.engine.ledger.base import Notification
+from nextstep.engine.ledger.sqlite_rows import COLUMNS, dumps, loads, placeholders, to_notification
+from nextstep.engine.model import State
 
 # SQLite allows 32766 bound parameters; stay well below for IN (…) lists.
 _CHUNK = 500

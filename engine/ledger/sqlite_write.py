@@ -12,9 +12,9 @@ from itertools import compress
 from operator import is_not
 from typing import Any
 
-from engine.ledger.base import Enqueued, NewNotification
-from engine.ledger.sqlite_rows import dumps, loads, placeholders
-from engine.model import Progress, State
+from nextstep.engine.ledger.base import Enqueued, NewNotification
+from nextstep.engine.ledger.sqlite_rows import dumps, loads, placeholders
+from nextstep.engine.model import Progress, State
 
 _INSERT = (
     "INSERT INTO notifications (id, rule_id, rule_version, channel, recipient, fields, event, "

@@ -14,7 +14,7 @@ import aiohttp
 import httpx
 import pytest
 
-from adapters.http_client import (
+from nextstep.adapters.channels.http_client import (
     SessionTransport,
     as_httpx_error,
     exchange,
@@ -22,7 +22,7 @@ from adapters.http_client import (
     make_transport,
     transport_outcome,
 )
-from engine.model import OutcomeKind
+from nextstep.engine.model import OutcomeKind
 
 TIMEOUT = {"connect": 2.0, "read": 2.0, "write": 2.0, "pool": 2.0}
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

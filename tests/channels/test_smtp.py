@@ -17,10 +17,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from adapters.smtp import SmtpChannel, smtp_outcome
-from engine.clock import FakeClock
-from engine.errors import ConfigError
-from engine.model import Message, OutcomeKind
+from nextstep.adapters.channels.smtp import SmtpChannel, smtp_outcome
+from nextstep.engine.clock import FakeClock
+from nextstep.engine.errors import ConfigError
+from nextstep.engine.model import Message, OutcomeKind
 
 SENDER = "notifications@example.com"
 

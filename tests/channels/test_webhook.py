@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from adapters.webhook import WebhookChannel, classify_webhook
-from engine.clock import FakeClock
-from engine.errors import ConfigError
-from engine.model import Message, OutcomeKind
+from nextstep.adapters.channels.webhook import WebhookChannel, classify_webhook
+from nextstep.engine.clock import FakeClock
+from nextstep.engine.errors import ConfigError
+from nextstep.engine.model import Message, OutcomeKind
 from tests.support.sandbox import running_receiver
 
 NOW = 1_780_000_000.0

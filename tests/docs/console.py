@@ -26,7 +26,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from engine.cli import main
+from nextstep.engine.commands.cli import main
 from tests.docs.markdown import ROOT, Block, blocks, documents, named_files
 
 WILDCARD = "<...>"

@@ -35,17 +35,17 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from adapters.onemsg_sandbox.scenarios import scenario_from
-from engine.circuit import CircuitStatus
-from engine.cli import main
-from engine.commands.sandbox import DEMO_TOKEN
-from engine.commands.test import check_example
-from engine.config import load_config
-from engine.errors import ConfigError
-from engine.metrics import REGISTRY
-from engine.reload import ReloadState
-from engine.server import health_document
-from engine.supervisor import TaskHealth
+from nextstep.adapters.channels.onemsg.sandbox.scenarios import scenario_from
+from nextstep.engine.commands.cli import main
+from nextstep.engine.commands.sandbox import DEMO_TOKEN
+from nextstep.engine.commands.test import check_example
+from nextstep.engine.errors import ConfigError
+from nextstep.engine.metrics import REGISTRY
+from nextstep.engine.rules.config import load_config
+from nextstep.engine.runtime.reload import ReloadState
+from nextstep.engine.runtime.server import health_document
+from nextstep.engine.runtime.supervisor import TaskHealth
+from nextstep.engine.sending.circuit import CircuitStatus
 from tests.docs.console import Session, difference, environment, invoke, sessions, workspace
 from tests.docs.markdown import DOCS, OWNED, ROOT, Block, blocks, marked
 from tests.support.sandbox import running_sandbox
@@ -254,7 +254,7 @@ def _schema_keys(node: Any) -> set[str]:
 
 
 def test_rule_reference_names_every_schema_key() -> None:
-    schema = json.loads((ROOT / "engine" / "schema.json").read_text(encoding="utf-8"))
+    schema = json.loads((ROOT / "engine" / "rules" / "schema.json").read_text(encoding="utf-8"))
     text = _text("rules.md")
     words = {w for span in _CODE_SPAN.findall(text) for w in re.findall(r"[\w$]+", span)}
     missing = sorted(_schema_keys(schema["$defs"]) - words)

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.ledger import open_store
-from engine.ledger.base import NewNotification, Store
-from engine.model import State
+from nextstep.engine.ledger import open_store
+from nextstep.engine.ledger.base import NewNotification, Store
+from nextstep.engine.model import State
 from tests.support.notifications import T0, new_notification
 
 

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.ledger import open_store
-from engine.ledger.base import Store
-from engine.ledger.runner import LedgerRunner
-from engine.ledger.sqlite_rows import dumps, loads
+from nextstep.engine.ledger import open_store
+from nextstep.engine.ledger.base import Store
+from nextstep.engine.ledger.runner import LedgerRunner
+from nextstep.engine.ledger.sqlite_rows import dumps, loads
 from tests.support.notifications import new_notification
 
 _json = st.recursive(

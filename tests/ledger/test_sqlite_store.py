@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import StoreError
-from engine.ledger import open_store
-from engine.ledger.base import AttemptResult, Store
-from engine.ledger.migrations import MIGRATIONS
-from engine.ledger.sqlite import SqliteStore, migrate
-from engine.model import Progress, State
+from nextstep.engine.errors import StoreError
+from nextstep.engine.ledger import open_store
+from nextstep.engine.ledger.base import AttemptResult, Store
+from nextstep.engine.ledger.migrations import MIGRATIONS
+from nextstep.engine.ledger.sqlite import SqliteStore, migrate
+from nextstep.engine.model import Progress, State
 from tests.support.notifications import T0, new_notification
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from engine.config import Config, load_config
-from engine.rules import Rule
+from nextstep.engine.rules.config import Config, load_config
+from nextstep.engine.rules.rule import Rule
 
 CONFIG = """\
 store: sqlite:///test.db

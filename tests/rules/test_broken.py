@@ -11,7 +11,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from engine.cli import main
+from nextstep.engine.commands.cli import main
 
 BROKEN = Path(__file__).parent / "fixtures" / "broken"
 PROBLEM = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<rest>.*)$")

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 from jsonschema import Draft202012Validator
 
-from engine.cli import main
-from engine.yamlload import load_text
+from nextstep.engine.commands.cli import main
+from nextstep.engine.rules.yamlload import load_text
 from tests.rules.helpers import WHATSAPP_SEND, write_config
 
 ROOT = Path(__file__).resolve().parents[2]

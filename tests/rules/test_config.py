@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import load_config, resolve_store, rule_from_definition
-from engine.errors import ConfigError
-from engine.rules import RetryPolicy, version_of
+from nextstep.engine.errors import ConfigError
+from nextstep.engine.rules.config import load_config, resolve_store, rule_from_definition
+from nextstep.engine.rules.rule import RetryPolicy, version_of
 from tests.rules.helpers import CONFIG, WHATSAPP_SEND, load, write_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.errors import RenderError
-from engine.expressions import (
+from nextstep.engine.errors import RenderError
+from nextstep.engine.rules.expressions import (
     CompiledExpression,
     CompiledTemplate,
     compile_expression,

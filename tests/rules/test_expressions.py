@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import RenderError
-from engine.expressions import (
+from nextstep.engine.errors import RenderError
+from nextstep.engine.rules.expressions import (
     TemplateProblem,
     compile_expression,
     compile_template,
@@ -73,7 +73,7 @@ def test_refused_when_compiled(source: str, message: str) -> None:
 
 
 def test_failure_is_allowed_in_fallbacks() -> None:
-    from engine.expressions import FALLBACK_NAMES
+    from nextstep.engine.rules.expressions import FALLBACK_NAMES
 
     template = compile_template(
         "{{ failure.reason }}", rule_id="r", field="f", names=FALLBACK_NAMES

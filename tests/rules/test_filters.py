@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.errors import RenderError
-from engine.expressions import compile_template
-from engine.filters import COUNTRY_VARIABLE, format_date, parse_date
-from engine.whatsapp import WhatsAppRuleError, _normalise, normalise_phone
+from nextstep.engine.errors import RenderError
+from nextstep.engine.rules.expressions import compile_template
+from nextstep.engine.rules.filters import COUNTRY_VARIABLE, format_date, parse_date
+from nextstep.engine.rules.whatsapp import WhatsAppRuleError, _normalise, normalise_phone
 
 D = datetime.date
 DT = datetime.datetime

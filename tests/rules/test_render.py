@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from adapters.onemsg_payload import send_template_body
-from engine.errors import RenderError
-from engine.ledger.base import NewNotification
-from engine.model import Event, Message
-from engine.render import Skipped, evaluate, render_send
+from nextstep.adapters.channels.onemsg.payload import send_template_body
+from nextstep.engine.errors import RenderError
+from nextstep.engine.ledger.base import NewNotification
+from nextstep.engine.model import Event, Message
+from nextstep.engine.rules.render import Skipped, evaluate, render_send
 from tests.rules.helpers import WHATSAPP_SEND, one_rule
 
 NOW = datetime.datetime(2026, 6, 17, 10, 0, tzinfo=datetime.UTC).timestamp()  # a Wednesday

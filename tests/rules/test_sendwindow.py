@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.sendwindow import END_OF_DAY, next_open, parse_days, parse_hours
+from nextstep.engine.rules.sendwindow import END_OF_DAY, next_open, parse_days, parse_hours
 
 MADRID = "Europe/Madrid"
 

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.whatsapp import _BAD, WhatsAppRuleError, _normalise, clean_param, fill, normalise_phone
+from nextstep.engine.rules.whatsapp import (
+    _BAD,
+    WhatsAppRuleError,
+    _normalise,
+    clean_param,
+    fill,
+    normalise_phone,
+)
 
 _WHITE_RUN = re.compile(r"\s+")
 _OLD_NOISE = re.compile(r"[\s\-().\u00a0/]")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.yamlload import Mark, format_path, interpolate, load_file, load_text
+from nextstep.engine.rules.yamlload import Mark, format_path, interpolate, load_file, load_text
 
 
 def test_positions_of_values_and_keys() -> None:

@@ -9,8 +9,8 @@ from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from engine.clock import Clock
-from engine.model import Message, Outcome, OutcomeKind
+from nextstep.engine.clock import Clock
+from nextstep.engine.model import Message, Outcome, OutcomeKind
 
 ACCEPTED = Outcome(OutcomeKind.ACCEPTED)
 

@@ -12,10 +12,10 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from engine.clock import Clock, FakeClock
-from engine.ledger.base import Store
-from engine.model import Event, Progress
-from engine.plugins import EventResult, RuleResult, TriggerContext
+from nextstep.engine.clock import Clock, FakeClock
+from nextstep.engine.ledger.base import Store
+from nextstep.engine.model import Event, Progress
+from nextstep.engine.plugins import EventResult, RuleResult, TriggerContext
 
 Decide = Callable[[Event], RuleResult | None]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.ledger.base import NewNotification
+from nextstep.engine.ledger.base import NewNotification
 
 T0 = 1_780_000_000.0  # FakeClock's default start
 

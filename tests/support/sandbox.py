@@ -26,9 +26,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.onemsg_sandbox.config import SandboxConfig
-from adapters.onemsg_sandbox.server import serve_asgi, serving
-from adapters.onemsg_sandbox.state import Received, SandboxState
+from nextstep.adapters.channels.onemsg.sandbox.config import SandboxConfig
+from nextstep.adapters.channels.onemsg.sandbox.server import serve_asgi, serving
+from nextstep.adapters.channels.onemsg.sandbox.state import Received, SandboxState
 
 
 @dataclass

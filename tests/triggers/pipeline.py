@@ -1,5 +1,5 @@
 """The real pipeline for trigger tests: a config folder with rules, the SQLite ledger, and the
-Emit of engine.ingest, as the daemon wires them."""
+Emit of nextstep.engine.intake.emit, as the daemon wires them."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.clock import Clock
-from engine.config import Config, load_config
-from engine.ingest import make_emit
-from engine.ledger import open_store
-from engine.ledger.runner import LedgerRunner
-from engine.plugins import Emit, TriggerContext
+from nextstep.engine.clock import Clock
+from nextstep.engine.intake.emit import make_emit
+from nextstep.engine.ledger import open_store
+from nextstep.engine.ledger.runner import LedgerRunner
+from nextstep.engine.plugins import Emit, TriggerContext
+from nextstep.engine.rules.config import Config, load_config
 
-# The sandbox's built-in approved template (adapters/onemsg_sandbox/templates.py).
+# The sandbox's built-in approved template (adapters/channels/onemsg/sandbox/templates.py).
 SEND = """
     send:
       channel: whatsapp

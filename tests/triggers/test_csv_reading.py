@@ -11,10 +11,15 @@ from typing import Any
 
 import pytest
 
-from adapters.csv_detect import detect_delimiter, field_names, header_aliases, normalise_header
-from adapters.csv_trigger import CsvTrigger
-from engine.errors import ConfigError
-from engine.model import Event, Progress
+from nextstep.adapters.triggers.csv.detect import (
+    detect_delimiter,
+    field_names,
+    header_aliases,
+    normalise_header,
+)
+from nextstep.adapters.triggers.csv.trigger import CsvTrigger
+from nextstep.engine.errors import ConfigError
+from nextstep.engine.model import Event, Progress
 from tests.support.fake_emit import FakeEmit, errors_when, fake_context
 from tests.triggers.waiting import until
 

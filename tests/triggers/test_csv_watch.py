@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.csv_trigger import CsvTrigger
-from engine.clock import FakeClock
-from engine.errors import NextstepError
+from nextstep.adapters.triggers.csv.trigger import CsvTrigger
+from nextstep.engine.clock import FakeClock
+from nextstep.engine.errors import NextstepError
 from tests.support.fake_emit import FakeEmit, errors_when, fake_context
 from tests.triggers.waiting import running, until
 

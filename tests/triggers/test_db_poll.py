@@ -12,7 +12,7 @@ from uuid import UUID
 import pytest
 import sqlalchemy as sa
 
-from adapters.db_poll import (
+from nextstep.adapters.triggers.db_poll import (
     DbPollTrigger,
     dump_value,
     jsonable,
@@ -20,8 +20,8 @@ from adapters.db_poll import (
     retry_delay,
     sqlite_in_folder,
 )
-from engine.clock import FakeClock
-from engine.errors import ConfigError
+from nextstep.engine.clock import FakeClock
+from nextstep.engine.errors import ConfigError
 from tests.support.fake_emit import FakeEmit, fake_context
 from tests.triggers.databases import Table, TcpProxy
 from tests.triggers.waiting import running, until

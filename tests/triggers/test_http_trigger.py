@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.http_trigger import HttpTrigger, events_app
-from engine.errors import ConfigError, StoreError
-from engine.model import Event
-from engine.plugins import RuleResult
+from nextstep.adapters.triggers.http import HttpTrigger, events_app
+from nextstep.engine.errors import ConfigError, StoreError
+from nextstep.engine.model import Event
+from nextstep.engine.plugins import RuleResult
 from tests.support.fake_emit import FakeEmit, fake_context
 from tests.triggers.loopback import serve
 from tests.triggers.waiting import running

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine.cli import main
-from engine.clock import SystemClock
-from engine.commands.ingest import run_ingest
+from nextstep.engine.clock import SystemClock
+from nextstep.engine.commands.cli import main
+from nextstep.engine.commands.ingest import run_ingest
 from tests.support.sandbox import running_sandbox
 from tests.triggers.pipeline import rule, write_config
 

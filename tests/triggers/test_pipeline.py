@@ -1,4 +1,4 @@
-"""Each trigger with the real rules, engine.ingest and the SQLite ledger, as the daemon runs it."""
+"""Each trigger with the real rules, intake.emit and the SQLite ledger, as the daemon runs it."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.clock import FakeClock
-from engine.model import State
-from engine.plugins import triggers
-from engine.server import create_app
+from nextstep.engine.clock import FakeClock
+from nextstep.engine.model import State
+from nextstep.engine.plugins import triggers
+from nextstep.engine.runtime.server import create_app
 from tests.triggers.databases import Table
 from tests.triggers.loopback import serve
 from tests.triggers.pipeline import pipeline, rule, write_config

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
-from engine.plugins import Emit, Trigger
+from nextstep.engine.plugins import Emit, Trigger
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -1,0 +1,1 @@
+"""Channels: ways to reach someone (entry-point group ``nextstep.channels``)."""

@@ -1,0 +1,261 @@
+"""The 1MSG WhatsApp channel (``type: 1msg``): send approved templates, list them, manage the
+channel's webhooks and settings, ask ``hookInfo`` for a message's statuses.
+
+Every request goes to ``{base_url}/{instance_id}/{method}`` with ``Authorization: Bearer``; the
+token is never logged and is cut out of any answer kept in an Outcome. ``send`` never raises
+for a provider answer: it classifies it once (:mod:`onemsg.classify`), and a network
+failure once (:func:`nextstep.adapters.channels.http_client.transport_outcome`).
+
+Config: ``base_url``, ``instance_id``, ``token`` (required); ``timeout`` (10 s, or
+``{connect, read, write, pool}``); ``max_connections`` (512). ``rate`` is the dispatcher's.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import httpx
+import orjson
+
+from nextstep.adapters.channels.http_client import (
+    DEFAULT_CONNECTIONS,
+    SEND_ERRORS,
+    exchange,
+    make_client,
+    make_transport,
+    timeout_from,
+    transport_outcome,
+)
+from nextstep.adapters.channels.onemsg.classify import classify, classify_failed_ack
+from nextstep.adapters.channels.onemsg.payload import send_template_body
+from nextstep.adapters.channels.onemsg.templates import TemplateInfo, parse_templates
+from nextstep.engine.clock import Clock
+from nextstep.engine.errors import ConfigError, DeliveryError, Problem
+from nextstep.engine.metrics import PROVIDER_ANSWERS, SEND_LATENCY
+from nextstep.engine.model import Message, Outcome, OutcomeKind
+from nextstep.engine.redact import mask_phone
+
+log = logging.getLogger(__name__)
+
+MAX_WEBHOOKS = 5
+_BAD_WHITESPACE = re.compile(r"[\n\r\t]| {5,}")
+MAX_BODY = 1024
+
+
+def preflight(message: Message) -> str | None:
+    """Why WhatsApp would refuse this message's parameters (DESIGN §4), or None."""
+    params = [str(p) for p in message.fields.get("params") or ()]
+    for position, text in enumerate(params, start=1):
+        if not text.strip():
+            return f"parameter {position} is empty"
+        if _BAD_WHITESPACE.search(text):
+            return f"parameter {position} has a newline, a tab or more than 4 spaces in a row"
+    body = message.fields.get("text")
+    if isinstance(body, str) and len(body) > MAX_BODY:
+        return f"the filled body has {len(body)} characters, more than {MAX_BODY}"
+    return None
+
+
+class OneMsgChannel:
+    """A 1MSG channel: one long-lived HTTP client, explicit timeouts."""
+
+    kind: ClassVar[str] = "1msg"
+    preview = staticmethod(send_template_body)
+    # How the daemon reads a failed ack's error text (PolicyContext.classify_ack).
+    classify_ack = staticmethod(classify_failed_ack)
+
+    def __init__(
+        self,
+        name: str,
+        config: Mapping[str, Any],
+        *,
+        clock: Clock,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self._clock = clock
+        missing = [key for key in ("base_url", "instance_id", "token") if not config.get(key)]
+        if missing:
+            raise ConfigError(
+                [
+                    Problem("", 0, 0, None, f"channels.{name}.{key}", "is required")
+                    for key in missing
+                ]
+            )
+        self._token = str(config["token"])
+        self._url = f"{str(config['base_url']).rstrip('/')}/{config['instance_id']}/"
+        self._send_url = self._url + "sendTemplate"
+        timeout = timeout_from(config)
+        self._transport = transport or make_transport(
+            int(config.get("max_connections", DEFAULT_CONNECTIONS))
+        )
+        self._client = make_client(timeout, transport=self._transport)
+        self._timeout = timeout.as_dict()
+        self._auth = {"Authorization": f"Bearer {self._token}"}
+        self._send_headers = {**self._auth, "Content-Type": "application/json"}
+        self._latency = SEND_LATENCY.labels(name)
+        self._answers = {kind: PROVIDER_ANSWERS.labels(name, kind.value) for kind in OutcomeKind}
+
+    async def send(self, message: Message) -> Outcome:
+        """Send one template; the classified answer (never raises for a provider answer)."""
+        refusal = preflight(message)
+        if refusal is not None:
+            outcome = Outcome(OutcomeKind.TEMPLATE, f"not sent: {refusal}")
+        else:
+            outcome = await self._post_template(send_template_body(message))
+        self._answers[outcome.kind].inc()
+        if not outcome.ok:
+            log.info(
+                "1msg %s: %s to %s: %s",
+                self.name,
+                outcome.kind.value,
+                mask_phone(message.to),
+                outcome.reason,
+            )
+        return outcome
+
+    async def _post_template(self, body: dict[str, Any]) -> Outcome:
+        started = time.perf_counter()
+        try:
+            status, headers, content = await exchange(
+                self._transport,
+                "POST",
+                self._send_url,
+                orjson.dumps(body),
+                self._send_headers,
+                self._timeout,
+            )
+        except SEND_ERRORS as exc:
+            return self._redact(transport_outcome(exc))
+        finally:
+            self._latency.observe(time.perf_counter() - started)
+        return self._redact(classify(status, headers, content, now=self._clock.now()))
+
+    def _redact(self, outcome: Outcome) -> Outcome:
+        if self._token not in outcome.reason and self._token not in outcome.answer:
+            return outcome
+        return replace(
+            outcome,
+            reason=outcome.reason.replace(self._token, "***"),
+            answer=outcome.answer.replace(self._token, "***"),
+        )
+
+    async def probe(self) -> bool:
+        """True when ``GET status`` answers ``connected``."""
+        try:
+            data = await self._get("status")
+        except DeliveryError:
+            return False
+        return isinstance(data, Mapping) and data.get("status") == "connected"
+
+    async def list_templates(self, page: int = 100) -> list[TemplateInfo]:
+        """Every template of the channel (all statuses), paging through ``GET templates``."""
+        records: list[Any] = []
+        while True:
+            data = await self._get("templates", {"limit": page, "offset": len(records)})
+            batch = data.get("templates") if isinstance(data, Mapping) else None
+            if not isinstance(batch, list):
+                raise self._unexpected("templates", data)
+            records.extend(batch)
+            total = data.get("total")
+            if not batch or not isinstance(total, int) or len(records) >= total:
+                return parse_templates(records)
+
+    async def get_hook_info(self, message_id: str) -> list[dict[str, Any]]:
+        """The Meta-format statuses 1MSG holds for one message (``GET hookInfo``)."""
+        data = await self._get("hookInfo", {"messageId": message_id})
+        hooks = data.get("hooks") if isinstance(data, Mapping) else data
+        if not isinstance(hooks, list):
+            raise self._unexpected("hookInfo", data)
+        return [hook for hook in hooks if isinstance(hook, dict)]
+
+    async def get_webhooks(self) -> list[str]:
+        """The channel's webhook URLs (a list, a string or a comma-separated string)."""
+        data = await self._get("webhook")
+        value = data.get("webhookUrl") if isinstance(data, Mapping) else data
+        return _url_list(value)
+
+    async def set_webhooks(self, urls: Sequence[str]) -> list[str]:
+        """Replace the channel's webhook URLs (1MSG keeps at most 5)."""
+        if len(urls) > MAX_WEBHOOKS:
+            raise ValueError(f"1MSG keeps at most {MAX_WEBHOOKS} webhook URLs, not {len(urls)}")
+        data = await self._post("webhook", {"webhookUrl": list(urls)})
+        value = data.get("webhookUrl") if isinstance(data, Mapping) else None
+        return _url_list(value) if value is not None else list(urls)
+
+    async def register_webhook(self, url: str) -> list[str]:
+        """Add ``url`` to the channel's webhooks, keeping the others (the 1MSG inbox is one)."""
+        current = await self.get_webhooks()
+        if url in current:
+            return current
+        if len(current) >= MAX_WEBHOOKS:
+            raise ValueError(f"the channel already has {MAX_WEBHOOKS} webhook URLs")
+        return await self.set_webhooks([*current, url])
+
+    async def update_settings(self, **settings: Any) -> dict[str, Any]:
+        """``POST settings`` with a partial update (e.g. ``ackNotificationsOn=True``)."""
+        data = await self._post("settings", settings)
+        if not isinstance(data, dict):
+            raise self._unexpected("settings", data)
+        return data
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()
+
+    async def _get(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        return await self._call("GET", method, params=params)
+
+    async def _post(self, method: str, body: Mapping[str, Any]) -> Any:
+        return await self._call("POST", method, body=body)
+
+    async def _call(
+        self,
+        verb: str,
+        method: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """One API call other than a send; raises DeliveryError carrying the classified failure."""
+        headers = dict(self._auth)
+        content = None
+        if body is not None:
+            content = orjson.dumps(body)
+            headers["Content-Type"] = "application/json"
+        try:
+            response = await self._client.request(
+                verb,
+                self._url + method,
+                params=dict(params or {}),
+                content=content,
+                headers=headers,
+            )
+        except SEND_ERRORS as exc:
+            raise DeliveryError(self._redact(transport_outcome(exc))) from None
+        if response.status_code >= 300:
+            outcome = classify(
+                response.status_code, response.headers, response.content, now=self._clock.now()
+            )
+            raise DeliveryError(self._redact(outcome))
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise self._unexpected(method, response.text[:200]) from None
+
+    def _unexpected(self, method: str, data: Any) -> DeliveryError:
+        reason = f"{method}: unexpected answer {str(data)[:200]}"
+        return DeliveryError(self._redact(Outcome(OutcomeKind.TRANSIENT, reason)))
+
+
+def _url_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list):
+        return [str(item) for item in value if item]
+    return []

@@ -1,0 +1,163 @@
+"""The webhook channel (``type: webhook``): POST a rule's rendered JSON ``body`` to a URL (a CRM
+task, an SMS gateway, Slack…).
+
+Config: ``url`` (required), ``headers`` (sent with every call; secrets, never logged),
+``method`` (POST or PUT), ``timeout`` (10 s, or ``{connect, read, write, pool}``),
+``probe_url`` (optional: a GET answering 2xx closes an open circuit; without it the next send
+decides).
+
+Answers: 2xx accepted (``id`` of a JSON answer kept as the provider id); 408, 425, 429 (with
+``Retry-After``) and 5xx transient; 401 and 403 an account failure (the channel's credentials
+are wrong: every send would fail, so the circuit opens and notifications stay queued); any other
+status permanent for this notification (recipient class). Network failures as in
+:mod:`adapters.channels.http_client`: refused or unreachable is transient, a read timeout in doubt.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import httpx
+import orjson
+
+from nextstep.adapters.channels.http_client import (
+    DEFAULT_CONNECTIONS,
+    SEND_ERRORS,
+    make_client,
+    timeout_from,
+    transport_outcome,
+)
+from nextstep.adapters.channels.onemsg.classify import parse_retry_after
+from nextstep.engine.clock import Clock
+from nextstep.engine.errors import ConfigError, Problem
+from nextstep.engine.metrics import PROVIDER_ANSWERS
+from nextstep.engine.model import Message, Outcome, OutcomeKind
+
+log = logging.getLogger(__name__)
+
+_ANSWER_LIMIT = 2000
+
+
+def classify_webhook(status: int, headers: Mapping[str, str], body: bytes, now: float) -> Outcome:
+    """Map a webhook receiver's HTTP answer to an Outcome (pure)."""
+    answer = body[:_ANSWER_LIMIT].decode("utf-8", "replace")
+    if 200 <= status < 300:
+        provider_id = None
+        try:
+            data = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("id"), str | int):
+            provider_id = str(data["id"])
+        return Outcome(
+            OutcomeKind.ACCEPTED, "accepted", provider_id, http_status=status, answer=answer
+        )
+    retry_after = parse_retry_after(headers.get("retry-after"), now)
+    if status in (408, 425, 429) or status >= 500:
+        kind = OutcomeKind.TRANSIENT
+    elif status in (401, 403):
+        kind = OutcomeKind.ACCOUNT
+    else:
+        kind = OutcomeKind.RECIPIENT
+    reason = f"HTTP {status}: {answer.strip()[:200] or 'no message'}"
+    return Outcome(kind, reason, http_status=status, retry_after=retry_after, answer=answer)
+
+
+def webhook_body(message: Message) -> dict[str, Any]:
+    """The JSON body ``send`` posts: the rule's rendered ``body`` (a mapping)."""
+    body = message.fields.get("body")
+    if not isinstance(body, Mapping):
+        raise TypeError(f"a webhook body must be a mapping, not {type(body).__name__}")
+    return dict(body)
+
+
+class WebhookChannel:
+    """POST JSON to one URL with configured headers; one long-lived client."""
+
+    kind: ClassVar[str] = "webhook"
+    preview = staticmethod(webhook_body)
+
+    def __init__(
+        self,
+        name: str,
+        config: Mapping[str, Any],
+        *,
+        clock: Clock,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self._clock = clock
+        problems = []
+        if not config.get("url"):
+            problems.append(Problem("", 0, 0, None, f"channels.{name}.url", "is required"))
+        method = str(config.get("method", "POST")).upper()
+        if method not in ("POST", "PUT"):
+            problems.append(
+                Problem(
+                    "", 0, 0, None, f"channels.{name}.method", f"must be POST or PUT, not {method}"
+                )
+            )
+        headers = config.get("headers") or {}
+        if not isinstance(headers, Mapping):
+            problems.append(
+                Problem(
+                    "",
+                    0,
+                    0,
+                    None,
+                    f"channels.{name}.headers",
+                    "must be a mapping of header names to values",
+                )
+            )
+            headers = {}
+        if problems:
+            raise ConfigError(problems)
+        self._url = str(config["url"])
+        self._method = method
+        self._probe_url = config.get("probe_url")
+        self._headers = {str(k): str(v) for k, v in headers.items()}
+        self._headers.setdefault("Content-Type", "application/json")
+        self._client = make_client(
+            timeout_from(config),
+            transport=transport,
+            max_connections=int(config.get("max_connections", DEFAULT_CONNECTIONS)),
+        )
+        self._answers = {kind: PROVIDER_ANSWERS.labels(name, kind.value) for kind in OutcomeKind}
+
+    async def send(self, message: Message) -> Outcome:
+        """Post the rendered body; the classified answer (never raises for an answer)."""
+        try:
+            content = orjson.dumps(webhook_body(message))
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            outcome = Outcome(OutcomeKind.TEMPLATE, f"not sent: {exc}")
+        else:
+            try:
+                response = await self._client.request(
+                    self._method, self._url, content=content, headers=self._headers
+                )
+            except SEND_ERRORS as exc:
+                outcome = transport_outcome(exc)
+            else:
+                outcome = classify_webhook(
+                    response.status_code, response.headers, response.content, self._clock.now()
+                )
+        self._answers[outcome.kind].inc()
+        if not outcome.ok:
+            log.info("webhook %s: %s: %s", self.name, outcome.kind.value, outcome.reason)
+        return outcome
+
+    async def probe(self) -> bool:
+        """True when ``probe_url`` answers 2xx (always True without one)."""
+        if not self._probe_url:
+            return True
+        try:
+            response = await self._client.get(str(self._probe_url), headers=self._headers)
+        except SEND_ERRORS:
+            return False
+        return 200 <= response.status_code < 300
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()

@@ -1,0 +1,1 @@
+"""Triggers: sources of events (entry-point group ``nextstep.triggers``)."""

@@ -1,0 +1,405 @@
+"""The ``csv`` trigger: CSV files dropped into a folder become events, one per row.
+
+::
+
+    trigger:
+      csv:
+        path: "inbox/loans/*.csv"   # a glob, relative to the config file's folder
+        settle: 2s                  # a file is complete once its size has not changed this long
+        delimiter: ";"              # default: detected among , ; TAB |
+        encoding: cp1252            # default: BOM, else UTF-8 if the whole file is, else cp1252
+        header_map: {phone: Mobile}  # event field <- column (or a list of alternative columns)
+        batch: 1000                 # rows per ledger transaction
+        done_dir: done              # where finished files go (relative to the file's folder)
+        failed_dir: failed          # where unreadable files go
+
+A file is read once it is complete: renamed into the folder after it was written (its change
+time is later than its modification time, which is what renaming a finished temp file leaves),
+or unchanged in size and modification time for ``settle``. Its content hash and the last
+committed row are the trigger's progress, committed with the notifications of each batch: the
+same content dropped again is not read twice, and after a crash a file resumes after its last
+committed row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import glob
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+
+import watchfiles
+
+from nextstep.adapters.triggers.config import ConfigReader, read_progress
+from nextstep.adapters.triggers.csv.detect import DELIMITERS, header_aliases, inspect_file
+from nextstep.adapters.triggers.csv.reader import (
+    ERRORS_SUFFIX,
+    BadRow,
+    Batch,
+    CsvFile,
+    CsvOptions,
+    CsvUnreadable,
+    ErrorSink,
+    FileSummary,
+    errors_path,
+    failed_rows,
+    move_with_errors,
+    quarantine_file,
+    tally,
+)
+from nextstep.engine.errors import NextstepError
+from nextstep.engine.model import Event, Progress
+from nextstep.engine.plugins import Emit, EventResult, TriggerContext
+
+log = logging.getLogger(__name__)
+
+_KEYS = ("path", "settle", "delimiter", "encoding", "header_map", "batch", "done_dir", "failed_dir")
+_GLOB_CHARS = frozenset("*?[")
+_RESCAN = 60.0  # seconds: a safety net for filesystems whose change notifications get lost
+
+
+@dataclass(frozen=True, slots=True)
+class CsvSettings:
+    """The trigger's config, checked and converted."""
+
+    pattern: str
+    settle: float
+    options: CsvOptions
+    done: str
+    failed: str
+
+
+def parse_settings(config: Mapping[str, Any]) -> CsvSettings:
+    """Check the ``csv:`` block; raises ConfigError listing every problem."""
+    read = ConfigReader("csv", config, _KEYS)
+    pattern = read.text("path", required=True)
+    settle = read.duration("settle", 2.0)
+    delimiter = read.choice("delimiter", DELIMITERS)
+    encoding = read.text("encoding") or None
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            read.fail("encoding", f"unknown encoding {encoding!r} (e.g. utf-8, cp1252, utf-16)")
+    headers: dict[str, list[str]] = {}
+    for name, columns in read.mapping("header_map").items():
+        listed = [columns] if isinstance(columns, str) else columns
+        if not isinstance(listed, list) or not all(isinstance(c, str) for c in listed):
+            read.fail(f"header_map.{name}", "is not a column name or a list of column names")
+            continue
+        headers[str(name)] = listed
+    batch = read.positive_int("batch", 1000)
+    done = read.text("done_dir", "done")
+    failed = read.text("failed_dir", "failed")
+    read.finish()
+    options = CsvOptions(delimiter, encoding, header_aliases(headers), batch)
+    return CsvSettings(pattern, settle, options, done, failed)
+
+
+@dataclass(slots=True)
+class _Seen:
+    """A file's size and mtime, and since when (trigger clock) they have not changed."""
+
+    signature: tuple[int, int]
+    since: float
+
+
+class CsvTrigger:
+    """Watches a glob and turns each complete CSV file's rows into events."""
+
+    kind: ClassVar[str] = "csv"
+
+    @staticmethod
+    def source_key(config: Mapping[str, Any]) -> str:
+        """Rules with the same ``path`` glob share one trigger."""
+        return str(config.get("path", ""))
+
+    def __init__(self, config: Mapping[str, Any], context: TriggerContext) -> None:
+        self.settings = parse_settings(config)
+        self.context = context
+        self.source = self.source_key(config)
+        base = Path(context.base_dir)
+        self.pattern = str(base / self.settings.pattern)
+        self.root = self._watch_root()
+        # Subfolders matter when a wildcard stands for a folder (``in/*/x.csv``, ``in/**/x``).
+        self._recursive = len(Path(self.pattern).parts) - 1 > len(self.root.parts)
+        self._seen: dict[Path, _Seen] = {}
+        self._handled: dict[Path, tuple[int, int]] = {}
+        self._stats: dict[str, Any] = {
+            "files": 0,
+            "rows": 0,
+            "scans": 0,
+            "last_file": None,
+            "last_error": None,
+        }
+
+    # -- the daemon's side ---------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Files waiting to settle, files and rows done, the last problem (for health)."""
+        return {**self._stats, "pending": sorted(str(p) for p in self._seen)}
+
+    async def run(self, emit: Emit) -> None:
+        """Read the files already there, then every complete new file, until cancelled."""
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        woken = asyncio.Event()
+        watcher = asyncio.create_task(self._watch(self.root, woken))
+        # One turn of the loop lets the watcher register its inotify watch (synchronously, in
+        # its first step), so a file arriving during the first scan still wakes us.
+        await asyncio.sleep(0)
+        try:
+            while True:
+                woken.clear()
+                wait = await self._scan_once(emit)
+                sleeper = asyncio.create_task(self.context.clock.sleep(wait))
+                waker = asyncio.create_task(woken.wait())
+                try:
+                    await asyncio.wait(
+                        {sleeper, waker, watcher}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    sleeper.cancel()
+                    waker.cancel()
+                if watcher.done():  # the folder went away: let the daemon restart us
+                    watcher.result()
+                    raise NextstepError(f"csv: stopped watching {self.root}")
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    def _watch_root(self) -> Path:
+        """The deepest folder of the glob without wildcards: what to watch."""
+        fixed: list[str] = []
+        for part in Path(self.pattern).parts[:-1]:
+            if _GLOB_CHARS & set(part):
+                break
+            fixed.append(part)
+        return Path(*fixed) if fixed else Path(".")
+
+    async def _watch(self, root: Path, woken: asyncio.Event) -> None:
+        stop = asyncio.Event()
+        try:
+            async for _ in watchfiles.awatch(
+                root, watch_filter=None, stop_event=stop, recursive=self._recursive
+            ):
+                woken.set()
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+
+    async def _scan_once(self, emit: Emit) -> float:
+        """Process every complete file; return how long to wait before looking again."""
+        self._stats["scans"] += 1
+        if not await asyncio.to_thread(self.root.is_dir):
+            # Its watch went with it: the daemon restarts this trigger, which recreates both.
+            raise NextstepError(f"csv: the folder {self.root} disappeared")
+        candidates = await asyncio.to_thread(self._candidates)
+        now = self.context.clock.now()
+        wait = _RESCAN
+        for path, (signature, renamed) in candidates.items():
+            if self._handled.get(path) == signature:
+                continue
+            seen = self._seen.get(path)
+            if seen is None or seen.signature != signature:
+                seen = self._seen[path] = _Seen(signature, now)
+            remaining = self.settings.settle - (now - seen.since)
+            if renamed or remaining <= 0:
+                del self._seen[path]
+                await self._handle(path, emit)
+                self._handled[path] = signature
+            else:
+                wait = min(wait, remaining)
+        for gone in set(self._seen) - set(candidates):
+            del self._seen[gone]
+        for gone in set(self._handled) - set(candidates):
+            del self._handled[gone]
+        return wait
+
+    def _candidates(self) -> dict[Path, tuple[tuple[int, int], bool]]:
+        """Matching files with their (size, mtime) and whether they were renamed in."""
+        found: dict[Path, tuple[tuple[int, int], bool]] = {}
+        for name in sorted(glob.glob(self.pattern, recursive=True)):
+            path = Path(name)
+            if name.endswith(ERRORS_SUFFIX) or self._is_archived(path):
+                continue
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if not path.is_file():
+                continue
+            found[path] = ((st.st_size, st.st_mtime_ns), st.st_ctime_ns > st.st_mtime_ns)
+        return found
+
+    def _is_archived(self, path: Path) -> bool:
+        """Whether ``path`` lies in a ``done``/``failed`` folder (a recursive glob sees them)."""
+        for folder in (self.settings.done, self.settings.failed):
+            if os.path.isabs(folder):
+                if path.is_relative_to(folder):
+                    return True
+            elif folder in path.relative_to(self.root).parent.parts:
+                return True
+        return False
+
+    async def _handle(self, path: Path, emit: Emit) -> None:
+        """Ingest one complete file, then move it to ``done/`` (or ``failed/``)."""
+        try:
+            summary = await self.ingest(path, emit)
+        except FileNotFoundError:
+            log.warning("csv %s: the file disappeared while it was read", path)
+            return
+        except OSError as exc:
+            summary = FileSummary(str(path), failed=f"{type(exc).__name__}: {exc}")
+        folder = self.settings.failed if summary.failed else self.settings.done
+        try:
+            moved = await asyncio.to_thread(move_with_errors, path, folder)
+        except OSError as exc:
+            # Left in place, it is not read again (its progress says done) until it changes.
+            self._stats["last_error"] = f"{path.name}: cannot move it to {folder}/: {exc}"
+            log.error("csv %s: read, but cannot move it to %s/: %s", path, folder, exc)
+            return
+        self._stats["files"] += 1
+        self._stats["rows"] += summary.rows
+        self._stats["last_file"] = str(moved)
+        if summary.failed:
+            self._stats["last_error"] = f"{path.name}: {summary.failed}"
+            log.error("csv %s: unreadable, moved to %s: %s", path, moved, summary.failed)
+        elif summary.already_done:
+            log.info("csv %s: same content as a file already read; moved to %s", path, moved)
+        else:
+            log.info(
+                "csv %s: %d rows, %d queued, %d skipped, %d duplicates, %d errors; moved to %s",
+                path,
+                summary.rows,
+                summary.queued,
+                summary.skipped,
+                summary.duplicates,
+                summary.errors,
+                moved,
+            )
+
+    # -- one file (the daemon and ``nextstep ingest``) -------------------------------------
+    async def ingest(
+        self,
+        path: Path,
+        emit: Emit,
+        *,
+        progress_prefix: str | None = None,
+        on_batch: Callable[[FileSummary, int, int], None] | None = None,
+    ) -> FileSummary:
+        """Run every row of ``path`` through ``emit`` in batches, each committed with the
+        file's progress; bad rows go to ``<file>.errors.csv``. The file is not moved.
+
+        ``on_batch(summary, bytes_read, size)`` is called after every committed batch.
+        Raises only what ``emit`` raises and OSError; an unreadable file is reported in
+        ``summary.failed``.
+        """
+        summary = FileSummary(str(path))
+        options = self.settings.options
+        try:
+            facts = await asyncio.to_thread(inspect_file, path, options.encoding)
+        except LookupError as exc:
+            summary.failed = f"unknown encoding: {exc}"
+            return summary
+        key = f"{progress_prefix or 'csv:' + self.source}:{facts.sha256}"
+        state = json.loads(await read_progress(self.context, key) or "{}")
+        if state.get("done"):
+            summary.already_done = True
+            return summary
+        summary.resumed_after = skip = int(state.get("row", 0))
+        try:
+            csv_file = await asyncio.to_thread(CsvFile, path, facts, options)
+        except CsvUnreadable as exc:
+            summary.failed = str(exc)
+            await asyncio.to_thread(quarantine_file, path, str(exc))
+            summary.errors_file = str(errors_path(path))
+            return summary
+        sink = ErrorSink(errors_path(path), csv_file.header, csv_file.delimiter)
+        try:
+            await self._rows(csv_file, skip, key, emit, sink, summary, on_batch)
+        except CsvUnreadable as exc:
+            summary.failed = str(exc)
+            await asyncio.to_thread(sink.write, [BadRow(0, 0, f"file unreadable: {exc}", [])])
+        finally:
+            await asyncio.to_thread(sink.close)
+            await asyncio.to_thread(csv_file.close)
+        if sink.count:
+            summary.errors_file = str(sink.path)
+        if not summary.failed:
+            done = json.dumps({"row": summary.resumed_after + summary.rows, "done": True})
+            await emit([], [Progress(key, done)])
+        return summary
+
+    async def _rows(
+        self,
+        csv_file: CsvFile,
+        skip: int,
+        key: str,
+        emit: Emit,
+        sink: ErrorSink,
+        summary: FileSummary,
+        on_batch: Callable[[FileSummary, int, int], None] | None,
+    ) -> None:
+        read_next = partial(self._next_batch, csv_file.batches(skip), csv_file.path.name)
+        pending = asyncio.ensure_future(asyncio.to_thread(read_next))
+        # Three stages overlap: the next batch is parsed (a thread) while this one is rendered
+        # and the one before it is committed (the ledger's thread). The engine commits the
+        # batches of one progress key in order, each only if the one before it was committed.
+        writing: tuple[Batch, asyncio.Future[list[EventResult]]] | None = None
+        try:
+            while (ready := await pending) is not None:
+                batch, events = ready
+                pending = asyncio.ensure_future(asyncio.to_thread(read_next))
+                value = json.dumps({"row": batch.last_row, "done": False})
+                emitted = asyncio.ensure_future(emit(events, [Progress(key, value)]))
+                previous, writing = writing, (batch, emitted)
+                if previous is not None:
+                    await self._settle(*previous, csv_file, sink, summary, on_batch)
+            if writing is not None:
+                await self._settle(*writing, csv_file, sink, summary, on_batch)
+                writing = None
+        finally:
+            # Never leave the reader thread running on a file about to be closed, nor a batch
+            # handed over still running (it commits only if the one before it did).
+            await asyncio.gather(pending, return_exceptions=True)
+            if writing is not None:
+                await asyncio.gather(writing[1], return_exceptions=True)
+
+    @staticmethod
+    async def _settle(
+        batch: Batch,
+        emitted: asyncio.Future[list[EventResult]],
+        csv_file: CsvFile,
+        sink: ErrorSink,
+        summary: FileSummary,
+        on_batch: Callable[[FileSummary, int, int], None] | None,
+    ) -> None:
+        """Wait for a batch's commit, then count it and file its bad rows."""
+        results = await emitted
+        bad = batch.bad + failed_rows(batch, results)
+        tally(summary, batch, results)
+        if bad:
+            bad.sort(key=lambda b: b.row)
+            await asyncio.to_thread(sink.write, bad)
+        if on_batch is not None:
+            on_batch(summary, batch.bytes_read, csv_file.facts.size)
+
+    def _next_batch(self, batches: Iterator[Batch], name: str) -> tuple[Batch, list[Event]] | None:
+        """The next batch of rows and their events (runs in a worker thread)."""
+        batch = next(batches, None)
+        if batch is None:
+            return None
+        source = self.source
+        events = [
+            Event(
+                data, {"kind": "csv", "source": source, "file": name, "row": number, "line": line}
+            )
+            for number, line, data in batch.rows
+        ]
+        return batch, events

@@ -1,0 +1,115 @@
+"""Ask 1MSG about messages no ack has moved: ``GET hookInfo?messageId=`` (Meta-format hooks).
+
+A message accepted ``poll_after`` seconds ago and still only ``sent`` is asked about, then
+again every ``poll_every`` seconds, until an ack (or an answer) moves it, it expires, or it is
+older than ``max_age``. The answers go through the same ledger function as webhook acks
+(:func:`nextstep.engine.delivery.acks.record_acks`), so duplicates and old statuses are harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from nextstep.engine.clock import Clock
+from nextstep.engine.delivery.acks import Ack, AckReport, acks_from_hook_info, apply_acks
+from nextstep.engine.delivery.fallbacks import PolicyContext
+from nextstep.engine.errors import DeliveryError, StoreError
+from nextstep.engine.ledger import sqlite_status as sql
+from nextstep.engine.ledger.runner import LedgerRunner
+from nextstep.engine.ledger.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+class HookInfoSource(Protocol):
+    """What polling needs of a 1MSG channel (``onemsg.OneMsgChannel`` has it)."""
+
+    async def get_hook_info(self, message_id: str) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PollSettings:
+    """``status.poll_after`` / ``status.poll_every`` of ``nextstep.yaml`` and the loop's own
+    bounds (how old a message may be, how many per round, how many requests at once)."""
+
+    poll_after: float = 300.0
+    poll_every: float = 60.0
+    max_age: float = 7 * 86400.0
+    batch: int = 100
+    concurrency: int = 8
+    tick: float = 5.0
+
+
+def _candidates(
+    store: SqliteStore, now: float, channels: Sequence[str], settings: PollSettings
+) -> list[tuple[int, str, str]]:
+    with store.reading() as conn:
+        return sql.poll_candidates(
+            conn,
+            channels=channels,
+            silent_since=now - settings.poll_after,
+            polled_before=now - settings.poll_every,
+            oldest=now - settings.max_age,
+            limit=settings.batch,
+        )
+
+
+def _record(
+    store: SqliteStore, acks: Sequence[Ack], ids: Sequence[int], now: float, ctx: PolicyContext
+) -> AckReport:
+    with store.transaction() as conn:
+        report = apply_acks(conn, acks, now, ctx, keep_unknown=False)
+        sql.mark_polled(conn, ids, now)
+        return report
+
+
+async def _ask(channel: HookInfoSource, message_id: str, gate: asyncio.Semaphore) -> list[Ack]:
+    async with gate:
+        try:
+            hooks = await channel.get_hook_info(message_id)
+        except DeliveryError as exc:
+            log.info("hookInfo for a message failed: %s", exc)
+            return []
+    return acks_from_hook_info(hooks, message_id)
+
+
+async def poll_once(
+    runner: LedgerRunner,
+    channels: Mapping[str, HookInfoSource],
+    clock: Clock,
+    ctx: PolicyContext,
+    settings: PollSettings = PollSettings(),
+) -> int:
+    """One round: ask about every due message (at most ``batch``); returns how many."""
+    store = runner.store
+    if not isinstance(store, SqliteStore):
+        raise TypeError("hookInfo polling needs the SQLite ledger")
+    due = await runner.call(_candidates, store, clock.now(), list(channels), settings)
+    if not due:
+        return 0
+    gate = asyncio.Semaphore(settings.concurrency)
+    answers = await asyncio.gather(*(_ask(channels[ch], pid, gate) for _, ch, pid in due))
+    acks = [ack for answer in answers for ack in answer]
+    await runner.call(_record, store, acks, [nid for nid, _, _ in due], clock.now(), ctx)
+    return len(due)
+
+
+async def run_poller(
+    runner: LedgerRunner,
+    channels: Mapping[str, HookInfoSource],
+    clock: Clock,
+    ctx: PolicyContext,
+    settings: PollSettings = PollSettings(),
+) -> None:
+    """Poll every ``settings.tick`` seconds until cancelled (at once again after a full round)."""
+    while True:
+        try:
+            asked = await poll_once(runner, channels, clock, ctx, settings)
+        except StoreError as exc:
+            log.error("hookInfo poller: %s", exc)
+            asked = 0
+        await clock.sleep(0.0 if asked >= settings.batch else settings.tick)

@@ -1,0 +1,385 @@
+"""From a rule's definition to a compiled :class:`Rule`, with every problem the schema cannot see.
+
+The JSON Schema checks shapes; this module checks meaning: the trigger and channels exist, the
+``<<n>>`` variables of ``text`` and the keys of ``params`` match in both directions, durations,
+windows and time zones parse, every template and expression compiles and uses only known names.
+Problems are returned as :class:`Issue` (a path inside the rule and a message); the caller
+locates them in the YAML file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from nextstep.engine.durations import parse_duration
+from nextstep.engine.rules.expressions import (
+    FALLBACK_NAMES,
+    NAMES,
+    CompiledExpression,
+    CompiledTemplate,
+    TemplateProblem,
+    compile_expression,
+    compile_template,
+)
+from nextstep.engine.rules.rule import (
+    ONEMSG,
+    FallbackStep,
+    Policy,
+    RetryPolicy,
+    Rule,
+    SendSpec,
+    SendWindow,
+    parse_examples,
+    source_key,
+    trigger_kinds,
+    version_of,
+)
+from nextstep.engine.rules.schema import did_you_mean
+from nextstep.engine.rules.sendwindow import parse_days, parse_hours, zone
+from nextstep.engine.rules.whatsapp import Whitespace, variable_problems
+from nextstep.engine.rules.yamlload import PathKey, format_path
+
+_ONEMSG_KEYS = ("template", "namespace", "language", "text")
+_CHANNEL_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # type: (required keys, optional keys) besides `channel`
+    ONEMSG: (_ONEMSG_KEYS, ("params",)),
+    "webhook": (("body",), ()),
+    "smtp": (("to", "subject", "body"), ()),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """A problem inside one rule; ``missing_key`` marks "key X is missing here" problems."""
+
+    path: PathKey
+    message: str
+    missing_key: bool = False
+
+
+class _Builder:
+    """Compiles the parts of one rule, collecting issues instead of stopping at the first."""
+
+    def __init__(self, rule_id: str, channels: Mapping[str, str]) -> None:
+        self.rule_id = rule_id
+        self.channels = channels
+        self.issues: list[Issue] = []
+        self.sends: list[tuple[PathKey, SendSpec]] = []
+
+    def add(self, path: PathKey, message: str, *, missing_key: bool = False) -> None:
+        self.issues.append(Issue(path, message, missing_key))
+
+    def template(
+        self, source: Any, path: PathKey, names: frozenset[str] = NAMES
+    ) -> CompiledTemplate | None:
+        if isinstance(source, int | float) and not isinstance(source, bool):
+            source = str(source)
+        if not isinstance(source, str):
+            return None
+        try:
+            return compile_template(
+                source, rule_id=self.rule_id, field=format_path(path), names=names
+            )
+        except TemplateProblem as exc:
+            self.add(path, str(exc))
+            return None
+
+    def expression(self, source: Any, path: PathKey) -> CompiledExpression | None:
+        if not isinstance(source, str):
+            return None
+        try:
+            return compile_expression(source, rule_id=self.rule_id, field=format_path(path))
+        except TemplateProblem as exc:
+            self.add(path, str(exc))
+            return None
+
+    def duration(self, value: Any, path: PathKey) -> float | None:
+        if value is None or isinstance(value, bool) or not isinstance(value, str | int | float):
+            return None
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.add(path, str(exc))
+            return None
+
+    # -- trigger -------------------------------------------------------------------------
+    def trigger(self, trigger: Any) -> tuple[str, Mapping[str, Any]] | None:
+        if not isinstance(trigger, Mapping) or len(trigger) != 1:
+            return None
+        ((kind, config),) = trigger.items()
+        known = trigger_kinds()
+        if kind not in known:
+            hint = did_you_mean(kind, known)
+            self.add(
+                ("trigger", kind), f"unknown trigger '{kind}'{hint} (known: {', '.join(known)})"
+            )
+            return None
+        if not isinstance(config, Mapping):
+            return None
+        for key in ("settle", "every", "delay"):
+            self.duration(config.get(key), ("trigger", kind, key))
+        body_schema = config.get("schema")
+        if kind == "http" and isinstance(body_schema, Mapping):
+            try:
+                Draft202012Validator.check_schema(body_schema)
+            except SchemaError as exc:
+                self.add(("trigger", kind, "schema"), f"not a valid JSON Schema: {exc.message}")
+        return kind, config
+
+    # -- send ----------------------------------------------------------------------------
+    def send(
+        self, spec: Any, path: PathKey, whitespace: Whitespace, names: frozenset[str]
+    ) -> SendSpec | None:
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("channel"), str):
+            return None
+        channel = spec["channel"]
+        kind = self.channels.get(channel)
+        if kind is None:
+            hint = did_you_mean(channel, self.channels)
+            listed = ", ".join(sorted(self.channels)) or "none"
+            self.add(
+                (*path, "channel"),
+                f"unknown channel '{channel}'{hint} (nextstep.yaml has: {listed})",
+            )
+            return None
+        self._check_keys(spec, path, kind)
+        built = self._build_send(spec, path, kind, whitespace, names)
+        if built is not None:
+            self.sends.append((path, built))
+        return built
+
+    def _build_send(
+        self,
+        spec: Mapping[str, Any],
+        path: PathKey,
+        kind: str,
+        whitespace: Whitespace,
+        names: frozenset[str],
+    ) -> SendSpec | None:
+        channel = str(spec["channel"])
+        if kind == ONEMSG:
+            return self._onemsg(spec, path, whitespace, names)
+        content = {
+            key: self._structure(value, (*path, key), names)
+            for key, value in spec.items()
+            if key != "channel"
+        }
+        if kind == "smtp" and "body" in spec and not isinstance(spec["body"], str):
+            self.add((*path, "body"), "an smtp body is text (a template string)")
+        return SendSpec(channel, kind, whitespace, content=content, path=format_path(path))
+
+    def _check_keys(self, spec: Mapping[str, Any], path: PathKey, kind: str) -> None:
+        shape = _CHANNEL_KEYS.get(kind)
+        if shape is None:  # a plug-in channel: its own adapter knows its keys
+            return
+        required, optional = shape
+        takes = ", ".join((*required, *optional))
+        for key in spec:
+            if key != "channel" and key not in required and key not in optional:
+                self.add(
+                    (*path, key), f"'{key}' is not used by {kind} channels (they take: {takes})"
+                )
+        for key in required:
+            if key not in spec:
+                self.add(
+                    path, f"missing required key '{key}' for a {kind} channel", missing_key=True
+                )
+
+    def _onemsg(
+        self, spec: Mapping[str, Any], path: PathKey, whitespace: Whitespace, names: frozenset[str]
+    ) -> SendSpec | None:
+        fields = {}
+        for key in ("template", "namespace", "language"):
+            field_template = self.template(spec.get(key), (*path, key), names)
+            if field_template is not None:
+                fields[key] = field_template
+        text = spec.get("text")
+        raw_params = spec.get("params", {})
+        if not isinstance(text, str) or not isinstance(raw_params, Mapping):
+            return None
+        self._check_variables(text, raw_params, path)
+        numbers = sorted(int(k) for k in raw_params if str(k).isdigit())
+        params = tuple(
+            self.template(raw_params[str(n)], (*path, "params", str(n)), names) for n in numbers
+        )
+        if any(p is None for p in params):
+            return None
+        compiled = tuple(p for p in params if p is not None)
+        return SendSpec(
+            str(spec["channel"]), ONEMSG, whitespace, fields, text, compiled, path=format_path(path)
+        )
+
+    def _check_variables(self, text: str, params: Mapping[str, Any], path: PathKey) -> None:
+        numbers = {int(k) for k in params if str(k).isdigit()}
+        for param, message in variable_problems(text, numbers):
+            where = (*path, "text") if param is None else (*path, "params", str(param))
+            self.add(where, message)
+
+    def _structure(self, value: Any, path: PathKey, names: frozenset[str]) -> Any:
+        if isinstance(value, str):
+            return self.template(value, path, names)
+        if isinstance(value, Mapping):
+            return {k: self._structure(v, (*path, k), names) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._structure(v, (*path, i), names) for i, v in enumerate(value)]
+        return value
+
+    # -- policy --------------------------------------------------------------------------
+    def policy(self, policy: Any, whitespace: Whitespace) -> Policy:
+        if not isinstance(policy, Mapping):
+            return Policy()
+        steps = []
+        for i, step in enumerate(policy.get("fallback") or ()):
+            if not isinstance(step, Mapping):
+                continue
+            path: PathKey = ("policy", "fallback", i, "send")
+            send = self.send(step.get("send"), path, whitespace, FALLBACK_NAMES)
+            if send is not None:
+                steps.append(FallbackStep(_names(step.get("on")), send))
+        return Policy(
+            retry=self.retry(policy.get("retry")),
+            expect=str(policy.get("expect", "sent")),
+            within=self.duration(policy.get("within"), ("policy", "within")),
+            fallback=tuple(steps),
+            send_window=self.window(policy.get("send_window")),
+            valid_for=self.duration(policy.get("valid_for"), ("policy", "valid_for")),
+        )
+
+    def retry(self, retry: Any) -> RetryPolicy:
+        if not isinstance(retry, Mapping):
+            return RetryPolicy()
+        default = RetryPolicy()
+        backoff = self.duration(retry.get("backoff"), ("policy", "retry", "backoff"))
+        cap = self.duration(retry.get("max_backoff"), ("policy", "retry", "max_backoff"))
+        backoff = default.backoff if backoff is None else backoff
+        cap = default.max_backoff if cap is None else cap
+        if cap < backoff:
+            self.add(("policy", "retry", "max_backoff"), "is shorter than backoff")
+        attempts = retry.get("attempts", default.attempts)
+        return RetryPolicy(
+            attempts=attempts if isinstance(attempts, int) else default.attempts,
+            backoff=backoff,
+            max_backoff=cap,
+            on=_names(retry.get("on")) if "on" in retry else default.on,
+            in_doubt=str(retry.get("in_doubt", default.in_doubt)),
+        )
+
+    def window(self, window: Any) -> SendWindow | None:
+        if not isinstance(window, Mapping) or not isinstance(window.get("hours"), str):
+            return None
+        base: PathKey = ("policy", "send_window")
+        try:
+            days = parse_days(window.get("days"))
+        except (ValueError, TypeError, AttributeError) as exc:
+            self.add((*base, "days"), str(exc))
+            return None
+        try:
+            start, end = parse_hours(window["hours"])
+        except ValueError as exc:
+            self.add((*base, "hours"), str(exc))
+            return None
+        tz = window.get("timezone", "UTC")
+        if not isinstance(tz, str):
+            return None
+        compiled = self.template(tz, (*base, "timezone"))
+        if compiled is not None and compiled.template is None:
+            try:
+                zone(tz)
+            except ValueError as exc:
+                self.add((*base, "timezone"), str(exc))
+                return None
+        return SendWindow(
+            days, start, end, tz, compiled if compiled and compiled.template else None
+        )
+
+
+def _names(value: Any) -> frozenset[str]:
+    if isinstance(value, str):
+        return frozenset({value})
+    if isinstance(value, list):
+        return frozenset(str(v) for v in value)
+    return frozenset()
+
+
+def build_rule(
+    definition: Mapping[str, Any],
+    *,
+    file: str,
+    line: int,
+    channels: Mapping[str, str],
+    lines: Callable[[PathKey], int] | None = None,
+) -> tuple[Rule | None, list[Issue]]:
+    """Compile one rule definition. ``channels`` maps channel names to their ``type``.
+
+    Returns the rule, or None and every issue found (paths relative to the rule).
+    """
+    rule_id = definition.get("id")
+    b = _Builder(rule_id if isinstance(rule_id, str) else "?", channels)
+    trigger = b.trigger(definition.get("trigger"))
+    when = _when(b, definition.get("when"))
+    whitespace: Whitespace = "reject" if definition.get("whitespace") == "reject" else "normalise"
+    send = b.send(definition.get("send"), ("send",), whitespace, NAMES)
+    keys = {key: b.template(definition.get(key), (key,)) for key in ("to", "dedupe", "supersedes")}
+    policy = b.policy(definition.get("policy"), whitespace)
+    _check_recipient(b, definition)
+    examples, problems = parse_examples(definition.get("examples"), lines or (lambda _path: line))
+    for path, message in problems:
+        b.add(path, message)
+    if b.issues or trigger is None or send is None or when is None or not isinstance(rule_id, str):
+        return None, b.issues
+    description = definition.get("description", "")
+    return (
+        Rule(
+            id=rule_id,
+            version=version_of(definition),
+            description=description if isinstance(description, str) else "",
+            file=file,
+            line=line,
+            trigger_kind=trigger[0],
+            trigger_config=trigger[1],
+            source_key=source_key(*trigger),
+            send=send,
+            policy=policy,
+            definition=definition,
+            examples=examples,
+            when=when,
+            to=keys["to"],
+            dedupe=keys["dedupe"],
+            supersedes=keys["supersedes"],
+            whitespace=whitespace,
+        ),
+        [],
+    )
+
+
+def _when(b: _Builder, when: Any) -> tuple[CompiledExpression, ...] | None:
+    if when is None:
+        return ()
+    sources: Sequence[Any] = [when] if isinstance(when, str) else when
+    if not isinstance(sources, list):
+        return None
+    paths: list[PathKey] = (
+        [("when",)] if isinstance(when, str) else [("when", i) for i in range(len(sources))]
+    )
+    compiled = [b.expression(source, path) for source, path in zip(sources, paths, strict=True)]
+    if any(c is None for c in compiled):
+        return None
+    return tuple(c for c in compiled if c is not None)
+
+
+def _check_recipient(b: _Builder, definition: Mapping[str, Any]) -> None:
+    """A WhatsApp send needs the rule's ``to``; say so once, at the first send that needs it."""
+    if "to" in definition:
+        return
+    for path, spec in b.sends:
+        if spec.channel_type == ONEMSG:
+            b.add(
+                (*path, "channel"),
+                f"channel '{spec.channel}' sends WhatsApp messages: the rule needs to: (the phone)",
+            )
+            return

@@ -1,0 +1,204 @@
+"""What a loaded rule is: frozen values with every template and expression compiled.
+
+Built from a rule's definition by :mod:`rules.compiler` (which reports problems) and loaded
+for a whole configuration by :mod:`rules.config`. A rule's ``version`` is a hash of its
+definition, so the ledger can keep each version and render retries and fallbacks with the
+version that created them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any, Literal
+
+from nextstep.engine.rules.expressions import CompiledExpression, CompiledTemplate
+from nextstep.engine.rules.whatsapp import Whitespace
+
+FailureClass = Literal["transient", "in_doubt", "recipient", "template", "account"]
+ONEMSG = "1msg"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently a failed send is tried again."""
+
+    attempts: int = 4  # total send attempts, the first included
+    backoff: float = 30.0  # seconds before the first retry; doubles, jitter, capped
+    max_backoff: float = 900.0
+    on: frozenset[str] = frozenset({"transient"})  # OutcomeKind values that retry
+    in_doubt: str = "hold"  # hold | resend
+
+
+@dataclass(frozen=True, slots=True)
+class SendWindow:
+    """When a notification may go out; outside it, it waits for the next opening."""
+
+    days: frozenset[int]  # 0 = Monday
+    start: datetime.time
+    end: datetime.time  # END_OF_DAY for 24:00; end < start spans midnight
+    timezone: str  # an IANA name, or a template rendered per event
+    timezone_template: CompiledTemplate | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class SendSpec:
+    """A compiled ``send:`` block.
+
+    For a 1MSG channel ``fields`` holds ``template``, ``namespace`` and ``language``, ``text``
+    the approved body and ``params`` the templates of ``<<1>>``..``<<n>>``. For other channels
+    ``content`` is the compiled structure of every other key (``body``, ``to``, ``subject``…),
+    strings as CompiledTemplate leaves.
+    """
+
+    channel: str
+    channel_type: str
+    whitespace: Whitespace = "normalise"
+    fields: Mapping[str, CompiledTemplate] = field(default_factory=dict)
+    text: str | None = None
+    params: tuple[CompiledTemplate, ...] = ()
+    content: Mapping[str, Any] = field(default_factory=dict)
+    path: str = "send"  # where it was written, for messages
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackStep:
+    """A send made when the notification before it ends in one of ``on``."""
+
+    on: frozenset[str]  # failed, expired, or OutcomeKind values (recipient, template…)
+    send: SendSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What a rule expects of a notification and what happens when it does not get it."""
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    expect: str = "sent"  # sent | delivered | read
+    within: float | None = None
+    fallback: tuple[FallbackStep, ...] = ()
+    send_window: SendWindow | None = None
+    valid_for: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One offline check of a rule, run by ``nextstep test``."""
+
+    index: int
+    line: int
+    event: Mapping[str, Any]
+    trigger: Mapping[str, Any]
+    now: float | None
+    expect: Literal["skip"] | Mapping[str, Any]
+    description: str = ""
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Rule:
+    """A loaded rule: when (trigger + ``when``), to whom, what, and the policy."""
+
+    id: str
+    version: str
+    description: str
+    file: str
+    line: int
+    trigger_kind: str
+    trigger_config: Mapping[str, Any]
+    source_key: str
+    send: SendSpec
+    policy: Policy
+    definition: Mapping[str, Any]
+    examples: tuple[Example, ...] = ()
+    when: tuple[CompiledExpression, ...] = ()
+    to: CompiledTemplate | None = None
+    dedupe: CompiledTemplate | None = None
+    supersedes: CompiledTemplate | None = None
+    whitespace: Whitespace = "normalise"
+
+
+def parse_examples(
+    raw: Any, lines: Callable[[tuple[str | int, ...]], int]
+) -> tuple[tuple[Example, ...], list[tuple[tuple[str | int, ...], str]]]:
+    """The ``examples:`` of a rule (shapes already checked by the schema) and the problems of
+    their ``now`` values; ``lines`` gives the line of a path inside the rule."""
+    if not isinstance(raw, list):
+        return (), []
+    found: list[Example] = []
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for i, example in enumerate(raw):
+        if not isinstance(example, Mapping) or not isinstance(example.get("event"), Mapping):
+            continue
+        expect, now, trigger = example.get("expect"), example.get("now"), example.get("trigger")
+        if expect != "skip" and not isinstance(expect, Mapping):
+            continue
+        moment = None
+        if isinstance(now, str):
+            try:
+                parsed = datetime.datetime.fromisoformat(now)
+            except ValueError:
+                problems.append((("examples", i, "now"), f"{now!r} is not an ISO date-time"))
+                continue
+            moment = (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)).timestamp()
+        found.append(
+            Example(
+                index=i,
+                line=lines(("examples", i)),
+                event=example["event"],
+                trigger=trigger if isinstance(trigger, Mapping) else {},
+                now=moment,
+                expect="skip" if expect == "skip" else expect,
+                description=str(example.get("description", "")),
+            )
+        )
+    return tuple(found), problems
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, UTF-8: the same data always gives the same text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def version_of(definition: Mapping[str, Any]) -> str:
+    """First 12 hex digits of the SHA-256 of the definition's canonical JSON."""
+    return hashlib.sha256(canonical_json(definition).encode()).hexdigest()[:12]
+
+
+@cache
+def trigger_kinds() -> tuple[str, ...]:
+    """Trigger keys installed as ``nextstep.triggers`` entry points (without importing them)."""
+    return tuple(sorted(entry_points(group="nextstep.triggers").names))
+
+
+@cache
+def channel_types() -> tuple[str, ...]:
+    """Channel ``type:`` names installed as ``nextstep.channels`` entry points."""
+    return tuple(sorted(entry_points(group="nextstep.channels").names))
+
+
+@cache
+def _trigger_class(kind: str) -> Any:
+    for ep in entry_points(group="nextstep.triggers"):
+        if ep.name == kind:
+            try:
+                return ep.load()
+            except Exception:  # a broken plug-in only loses its own source_key
+                return None
+    return None
+
+
+def source_key(kind: str, config: Mapping[str, Any]) -> str:
+    """The trigger class's identity of this source, else ``kind:`` + its canonical config."""
+    factory = _trigger_class(kind)
+    key_of = getattr(factory, "source_key", None)
+    if callable(key_of):
+        try:
+            return str(key_of(config))
+        except Exception:  # fall back to the config's own identity
+            pass
+    return f"{kind}:{canonical_json(config)}"

@@ -1,0 +1,168 @@
+"""Logging for the daemon and the CLI: text or JSON lines, with personal data and secrets removed.
+
+Every handler gets one :class:`RedactingFilter`. It renders the message once, masks phone
+numbers (last 4 digits kept), replaces every known secret value (tokens and passwords from the
+config, refreshed on reload) and bearer/query tokens with ``***``, and does the same to the
+exception text, so neither formatter can leak what the filter removed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TextIO
+
+from nextstep.engine.redact import mask_phones_in
+
+if TYPE_CHECKING:
+    from nextstep.engine.rules.config import Config
+
+LogFormat = Literal["text", "json"]
+
+_SECRET_KEY = re.compile(r"token|secret|password|passwd|api[_-]?key|authorization", re.I)
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+_QUERY_TOKEN = re.compile(r"(?i)([?&](?:token|access_token|api_key)=)[^&\s\"']+")
+_REDACTED = "***"
+# Left alone by phone masking: IPv4 addresses (with a port) and ISO dates/times, which are
+# digit runs too but never personal data.
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_NOT_PHONES = re.compile(
+    rf"\b{_OCTET}(?:\.{_OCTET}){{3}}(?::\d{{1,5}})?\b"
+    r"|\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?"
+)
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+
+
+def secrets_in(value: Any, key: str = "") -> set[str]:
+    """Every string under a secret-looking key (token, secret, password…) inside ``value``."""
+    found: set[str] = set()
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            found |= secrets_in(v, str(k))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            found |= secrets_in(item, key)
+    elif isinstance(value, str) and _SECRET_KEY.search(key) and len(value) >= 4:
+        found.add(value)
+        # "Bearer abc" headers: the bare token may be logged without its scheme too.
+        scheme, _, rest = value.partition(" ")
+        if rest and scheme.lower() in {"bearer", "basic", "token"} and len(rest) >= 4:
+            found.add(rest)
+    return found
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with known secrets, bearer tokens, ``?token=`` values and phone numbers hidden."""
+    # Longest first, so a secret that contains another is replaced whole.
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, _REDACTED)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {_REDACTED}", text)
+    text = _QUERY_TOKEN.sub(lambda m: f"{m.group(1)}{_REDACTED}", text)
+    parts, last = [], 0
+    for kept in _NOT_PHONES.finditer(text):
+        parts += [mask_phones_in(text[last : kept.start()]), kept.group(0)]
+        last = kept.end()
+    parts.append(mask_phones_in(text[last:]))
+    return "".join(parts)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message and exception text through :func:`redact`."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets: frozenset[str] = frozenset(secrets)
+
+    def set_secrets(self, secrets: Iterable[str]) -> None:
+        """Replace the known secret values (called when the config is loaded or reloaded)."""
+        self._secrets = frozenset(s for s in secrets if s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place; never drops one."""
+        if getattr(record, "_nextstep_redacted", False):
+            return True
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            # A bad format string must not take logging down; keep the raw text instead.
+            message = f"{record.msg} {record.args!r}"
+        record.msg = redact(message, self._secrets)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self._secrets)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self._secrets)
+        for name, value in _extras(record).items():
+            if isinstance(value, str):
+                setattr(record, name, redact(value, self._secrets))
+        setattr(record, "_nextstep_redacted", True)  # noqa: B010 (not a LogRecord field)
+        return True
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, exc (when any) and ``extra`` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON line."""
+        doc: dict[str, Any] = {
+            "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            doc["exc"] = record.exc_text
+        for key, value in _extras(record).items():
+            doc.setdefault(key, value)
+        return json.dumps(doc, default=str, ensure_ascii=False)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def configure_logging(
+    fmt: LogFormat = "text",
+    level: str | int = "INFO",
+    *,
+    stream: TextIO | None = None,
+    secrets: Iterable[str] = (),
+) -> RedactingFilter:
+    """Install one redacting handler on the root logger; returns its filter (for new secrets)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    redacting = RedactingFilter(secrets)
+    handler.addFilter(redacting)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    # Chatty libraries: a line per file change or per HTTP request is noise at 200 events/s.
+    for name in ("watchfiles", "uvicorn.access", "httpx", "httpcore", "aiohttp.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return redacting
+
+
+def config_secrets(config: Config) -> set[str]:
+    """Every secret value the config holds (for the log filter)."""
+    found = secrets_in({name: dict(c.settings) for name, c in config.channels.items()})
+    found.update(s for s in (config.server.event_token, config.server.webhook_secret) if s)
+    return found

@@ -1,0 +1,213 @@
+"""The daemon's HTTP side: one Starlette app with ``/healthz``, ``/metrics`` and the routes the
+triggers and the status tracker contribute (``/events/…``, ``/webhooks/1msg/…``), served by
+uvicorn inside the daemon's task group.
+
+``/healthz`` answers JSON ``{"status": "ok" | "degraded", "triggers": […], "circuits": {…},
+"reload": {…}}`` (HTTP 200 while the process serves, 503 while it shuts down). The same document
+is what the daemon writes to the ledger for ``nextstep status`` (see :func:`health_document`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from nextstep import __version__
+from nextstep.engine.clock import Clock
+from nextstep.engine.delivery.registration import WebhookAdmin, register_webhook, webhook_url
+from nextstep.engine.errors import NextstepError
+from nextstep.engine.ledger.runner import LedgerRunner
+from nextstep.engine.metrics import QUEUE_DEPTH, REGISTRY
+from nextstep.engine.model import Progress
+
+if TYPE_CHECKING:
+    from nextstep.engine.rules.config import Config
+
+log = logging.getLogger(__name__)
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+HealthSource = Callable[[], Mapping[str, Any]]
+HEALTH_KEY = "daemon:health"  # progress-table key of the snapshot the daemon keeps fresh
+HEALTH_EVERY = 2.0  # seconds between snapshots
+HEALTH_STALE_AFTER = 10.0  # an older snapshot means the daemon is not running
+
+
+def health_document(
+    *,
+    triggers: Iterable[Mapping[str, Any]],
+    circuits: Mapping[str, Any],
+    reload: Mapping[str, Any],
+    now: float,
+    started_at: float,
+    listen: str = "",
+    stopping: bool = False,
+) -> dict[str, Any]:
+    """The health JSON: degraded when a trigger is waiting to restart or reports an error, or
+    a channel's circuit is open."""
+    trigger_list = [dict(t) for t in triggers]
+    open_circuits = [name for name, c in circuits.items() if _circuit_open(c)]
+    # A trigger may be up yet failing inside (a database it retries): its own status says so.
+    failing = [
+        t["name"]
+        for t in trigger_list
+        if t.get("state") != "running" or (t.get("detail") or {}).get("state") == "error"
+    ]
+    status = "stopping" if stopping else ("degraded" if failing or open_circuits else "ok")
+    return {
+        "status": status,
+        "version": __version__,
+        "pid": os.getpid(),
+        "listen": listen,
+        "started_at": started_at,
+        "updated_at": now,
+        "triggers": trigger_list,
+        "circuits": dict(circuits),
+        "reload": dict(reload),
+    }
+
+
+def _circuit_open(circuit: Any) -> bool:
+    if isinstance(circuit, Mapping):
+        return str(circuit.get("state", "closed")) != "closed"
+    return str(circuit) != "closed"
+
+
+def create_app(health: HealthSource, routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The app: ``routes`` (events, webhooks) plus ``/healthz`` and ``/metrics``."""
+
+    async def healthz(request: Request) -> Response:
+        doc = health()
+        return JSONResponse(doc, status_code=503 if doc.get("status") == "stopping" else 200)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            *routes,
+        ]
+    )
+
+
+class Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT and stops the
+    server by setting ``should_exit``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """Leave SIGTERM/SIGINT to the daemon."""
+        yield
+
+    @property
+    def bound(self) -> str:
+        """``host:port`` actually listened on (the port is chosen by the OS for port 0)."""
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                return f"{host}:{port}"
+        return ""
+
+
+def make_server(app: Starlette, host: str, port: int, *, graceful: int = 5) -> Server:
+    """A uvicorn server for ``app`` on ``host:port`` with the daemon's logging left alone."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=graceful,
+        # Longer than clients' idle pools (a server closing first races the next request);
+        # shutdown closes idle connections at once, so this does not delay stopping.
+        timeout_keep_alive=30,
+        backlog=2048,
+    )
+    return Server(config)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening socket (port 0: the system picks one); NextstepError if taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it; without, keep-alive answers wait ~40 ms (Nagle
+        # on the answer's second write meets the client's delayed ACK).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise NextstepError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; change server.listen"
+        ) from exc
+    sock.setblocking(False)
+    return sock
+
+
+async def write_snapshot(runner: LedgerRunner, now: float, doc: dict[str, Any]) -> None:
+    """Put the health document (with the queue depth) where ``nextstep status`` reads it."""
+    store = runner.store
+    depth = await runner.call(store.queue_depth, now)
+    QUEUE_DEPTH.set(depth)
+    doc["queue_depth"] = depth
+    await runner.call(store.enqueue, [], [Progress(HEALTH_KEY, json.dumps(doc, default=str))])
+
+
+async def keep_snapshot(
+    runner: LedgerRunner, clock: Clock, health: HealthSource, every: float = HEALTH_EVERY
+) -> None:
+    """Refresh the snapshot every ``every`` seconds until cancelled."""
+    while True:
+        try:
+            await write_snapshot(runner, clock.now(), dict(health()))
+        except NextstepError as exc:
+            log.warning("health snapshot not written: %s", exc)
+        await clock.sleep(every)
+
+
+def public_base(config: Config, channel: str, listen: str) -> str | None:
+    """Where 1MSG can reach this server: ``server.public_url`` when set, else this address
+    when the channel's API is on loopback too (the sandbox), else unknown (None)."""
+    server = config.settings.get("server")
+    if isinstance(server, Mapping) and server.get("public_url"):
+        return str(server["public_url"])
+    base_url = str(config.channels[channel].settings.get("base_url", ""))
+    return f"http://{listen}" if (urlsplit(base_url).hostname or "") in LOOPBACK else None
+
+
+async def register_acks(config: Config, channels: Mapping[str, object], listen: str) -> None:
+    """Register the ack webhook with every channel that takes one (1MSG); failures are
+    logged, statuses then come from hookInfo polling."""
+    secret = config.server.webhook_secret
+    for name, channel in channels.items():
+        if not secret or not hasattr(channel, "set_webhooks"):
+            continue
+        base = public_base(config, name, listen)
+        if base is None:
+            log.info(
+                "channel %s: set server.public_url (or register /webhooks/1msg/<secret> "
+                "with 1MSG) to receive acks; until then statuses come from hookInfo",
+                name,
+            )
+            continue
+        try:
+            await register_webhook(cast(WebhookAdmin, channel), webhook_url(base, secret))
+        except NextstepError as exc:
+            log.error("channel %s: ack webhook not registered: %s", name, exc)

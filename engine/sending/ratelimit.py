@@ -1,0 +1,148 @@
+"""Sending limits of a channel: throughput, requests in flight, spacing per recipient.
+
+Time is always passed in (or read from the injected clock), so tests move it by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nextstep.engine.clock import Clock
+from nextstep.engine.durations import parse_duration, parse_rate
+
+# A spent token comes back this much after a full window, so float rounding of clock values
+# can never let a window hold one send too many.
+_EPSILON = 1e-6
+DEFAULT_RATE = 80.0  # Meta's default throughput per business number
+DEFAULT_MAX_IN_FLIGHT = 100
+PAIR_SPACING = 6.0  # Meta's pair rate limit: one message per recipient every 6 s
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelLimits:
+    """How fast one channel may send."""
+
+    rate: float = DEFAULT_RATE  # sends per second
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  # requests awaiting an answer
+    recipient_spacing: float = PAIR_SPACING  # seconds between two sends to one recipient
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> ChannelLimits:
+        """Read ``rate`` (``80/s``), ``max_in_flight`` and ``recipient_spacing`` (``6s``) from
+        a channel's settings; absent keys keep their defaults. Raises ValueError."""
+        rate = parse_rate(settings["rate"]) if "rate" in settings else DEFAULT_RATE
+        in_flight = settings.get("max_in_flight", DEFAULT_MAX_IN_FLIGHT)
+        if isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1:
+            raise ValueError(f"max_in_flight must be a whole number >= 1, not {in_flight!r}")
+        spacing = settings.get("recipient_spacing", PAIR_SPACING)
+        return cls(rate, in_flight, parse_duration(spacing))
+
+
+class RateLimiter:
+    """A bucket of ``rate × window`` tokens where a token spent at ``t`` returns at
+    ``t + window``: no window of that length ever carries more sends than the bucket holds.
+
+    (A bucket refilled continuously would let a full bucket plus a window's refill through
+    after a quiet spell, up to twice the rate within one second.) ``pause_until`` stops every
+    send until a time, for a provider's ``Retry-After``.
+
+    A sender waits with :meth:`ready`, holds a token with :meth:`reserve`, and spends it with
+    :meth:`take` at the very moment it sends (or gives it back with :meth:`unreserve`): a
+    reserved token counts as spent, so what was promised can never exceed the bucket.
+    """
+
+    def __init__(self, rate: float, clock: Clock) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be more than zero")
+        self.capacity = max(1, math.floor(rate))
+        self.window = self.capacity / rate
+        self._clock = clock
+        self._spent: deque[float] = deque()
+        self._paused_until = -math.inf
+        self._reserved = 0
+        self._lock = asyncio.Lock()
+
+    def delay(self, now: float) -> float:
+        """Seconds from ``now`` until a token is free (0 when one is free now)."""
+        spent = self._spent
+        horizon = now - self.window - _EPSILON
+        while spent and spent[0] <= horizon:
+            spent.popleft()
+        wait = self._paused_until - now
+        if len(spent) + self._reserved >= self.capacity:
+            # Every token is spent or promised: wait for the oldest spent one to come back
+            # (with all of them promised, for a promise to be spent or given back).
+            oldest = spent[0] if spent else now
+            wait = max(wait, oldest + self.window + _EPSILON - now)
+        return max(0.0, wait)
+
+    def reserve(self) -> None:
+        """Hold a token for a send about to start (call right after :meth:`ready`)."""
+        self._reserved += 1
+
+    def take(self, now: float) -> None:
+        """Spend a held token: the send starts at ``now``."""
+        self._reserved = max(0, self._reserved - 1)
+        self._spent.append(now)
+
+    def unreserve(self) -> None:
+        """Give a held token back unspent (the send did not happen)."""
+        self._reserved = max(0, self._reserved - 1)
+
+    def pause_until(self, until: float) -> None:
+        """Send nothing before ``until`` (a 429's ``Retry-After``)."""
+        self._paused_until = max(self._paused_until, until)
+
+    @property
+    def paused_until(self) -> float | None:
+        """When an active pause ends (None when there never was one)."""
+        return None if self._paused_until == -math.inf else self._paused_until
+
+    async def ready(self) -> None:
+        """Return once a token is free; waiters are served in order."""
+        async with self._lock:
+            while (wait := self.delay(self._clock.now())) > 0:
+                await self._clock.sleep(wait)
+
+
+class RecipientSpacing:
+    """At least ``spacing`` seconds between two sends to one recipient (Meta's pair limit).
+
+    A message that must wait is given the next free slot for its recipient, so several
+    waiting for one person come back one per slot instead of all at once.
+    """
+
+    def __init__(self, spacing: float) -> None:
+        self.spacing = spacing
+        self._last: dict[str, float] = {}
+        self._booked: dict[str, float] = {}
+
+    def claim(self, key: str, now: float) -> float | None:
+        """None: the message to ``key`` may go now (its send is recorded at ``now``).
+        Otherwise the time from which to try again."""
+        if self.spacing <= 0:
+            return None
+        last = self._last.get(key)
+        if last is None or now >= last + self.spacing:
+            self._last[key] = now
+            return None
+        slot = last + self.spacing
+        booked = self._booked.get(key)
+        if booked is not None and booked + self.spacing > slot:
+            slot = booked + self.spacing
+        self._booked[key] = slot
+        return slot
+
+    def prune(self, now: float) -> None:
+        """Forget recipients whose spacing and bookings are over (bounds memory)."""
+        horizon = now - self.spacing
+        self._last = {k: t for k, t in self._last.items() if t > horizon}
+        self._booked = {k: t for k, t in self._booked.items() if t > now}
+
+    def __len__(self) -> int:
+        return len(self._last)

@@ -1,0 +1,95 @@
+"""The rate limiter and the per-recipient spacing, on their own."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from nextstep.engine.clock import FakeClock
+from nextstep.engine.sending.ratelimit import ChannelLimits, RateLimiter, RecipientSpacing
+
+
+def test_a_full_window_makes_the_next_wait_for_the_oldest_token(clock: FakeClock) -> None:
+    limiter = RateLimiter(3, clock)
+    t0 = clock.now()
+    for i in range(3):
+        assert limiter.delay(t0 + i * 0.1) == 0
+        limiter.reserve()
+        limiter.take(t0 + i * 0.1)
+    assert limiter.delay(t0 + 0.5) == pytest.approx(0.5, abs=1e-5)
+    assert limiter.delay(t0 + 1.001) == 0
+
+
+def test_reserved_tokens_count_as_spent(clock: FakeClock) -> None:
+    limiter = RateLimiter(2, clock)
+    limiter.reserve()
+    limiter.reserve()
+    assert limiter.delay(clock.now()) > 0
+    limiter.unreserve()
+    assert limiter.delay(clock.now()) == 0
+
+
+def test_slow_rates_spread_one_token(clock: FakeClock) -> None:
+    limiter = RateLimiter(0.5, clock)  # 30/m
+    assert (limiter.capacity, limiter.window) == (1, 2.0)
+
+
+def test_pause_holds_every_send(clock: FakeClock) -> None:
+    limiter = RateLimiter(80, clock)
+    limiter.pause_until(clock.now() + 30)
+    limiter.pause_until(clock.now() + 10)  # a shorter pause does not shorten it
+    assert limiter.delay(clock.now()) == 30
+    assert limiter.paused_until == clock.now() + 30
+
+
+async def test_ready_waits_on_the_clock(clock: FakeClock) -> None:
+    limiter = RateLimiter(1, clock)
+    limiter.reserve()
+    limiter.take(clock.now())
+    waiter = asyncio.create_task(limiter.ready())
+    await asyncio.sleep(0)
+    assert clock.sleepers == 1 and not waiter.done()
+    clock.advance(1.01)
+    await waiter
+
+
+def test_spacing_gives_each_waiting_message_its_own_slot() -> None:
+    spacing = RecipientSpacing(6)
+    assert spacing.claim("a", 100.0) is None
+    assert spacing.claim("b", 100.0) is None
+    assert spacing.claim("a", 101.0) == 106.0
+    assert spacing.claim("a", 101.0) == 112.0
+    assert spacing.claim("a", 106.0) is None  # the first one's slot came
+    assert spacing.claim("a", 112.0) is None
+    spacing.prune(200.0)
+    assert len(spacing) == 0
+
+
+def test_no_spacing_when_it_is_zero() -> None:
+    spacing = RecipientSpacing(0)
+    assert spacing.claim("a", 1.0) is None and spacing.claim("a", 1.0) is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        pytest.param({}, ChannelLimits(80.0, 100, 6.0), id="defaults"),
+        pytest.param(
+            {"rate": "600/m", "max_in_flight": 8, "recipient_spacing": "0s"},
+            ChannelLimits(10.0, 8, 0.0),
+            id="all",
+        ),
+    ],
+)
+def test_limits_from_channel_settings(settings: dict[str, object], expected: ChannelLimits) -> None:
+    assert ChannelLimits.from_settings(settings) == expected
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"rate": "fast"}, {"max_in_flight": 0}, {"max_in_flight": True}, {"recipient_spacing": "x"}],
+)
+def test_bad_limits_are_value_errors(settings: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        ChannelLimits.from_settings(settings)
