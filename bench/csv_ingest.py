@@ -34,7 +34,7 @@ from nextstep.engine.intake.emit import make_emit
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.model import Event
-from nextstep.engine.plugins import TriggerContext, triggers
+from nextstep.engine.plugins import TriggerContext, trigger_class
 from nextstep.engine.rules.config import load_config
 from nextstep.engine.rules.render import Skipped, evaluate
 from nextstep.engine.runtime.gctune import tune_gc
@@ -121,7 +121,7 @@ async def ingest(folder: Path, path: Path) -> tuple[Any, float, float]:
     try:
         emit = make_emit(runner, [rule], clock, config.default_country)
         context = TriggerContext(runner.store, clock, str(folder), (rule.id,))
-        trigger: Any = triggers()["csv"](rule.trigger_config, context)
+        trigger: Any = trigger_class("csv")(rule.trigger_config, context)
         started, cpu = time.perf_counter(), time.process_time()
         summary = await trigger.ingest(path, emit)
         return summary, time.perf_counter() - started, time.process_time() - cpu

@@ -28,7 +28,7 @@ from nextstep.engine.delivery.timers import after_attempts
 from nextstep.engine.intake.emit import make_emit
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.runner import LedgerRunner
-from nextstep.engine.plugins import Channel, Emit, TriggerContext, channels, triggers
+from nextstep.engine.plugins import Channel, Emit, TriggerContext, channel_class, trigger_class
 from nextstep.engine.rules.config import Config
 from nextstep.engine.rules.rule import Rule
 from nextstep.engine.runtime.gctune import tune_gc
@@ -114,7 +114,7 @@ async def _ingest_file(
     settings = rule.trigger_config if rule.trigger_kind == "csv" else {"path": file.name}
     tune_gc()  # start-up is over: keep the collector off the per-row path
     context = TriggerContext(runner.store, clock, str(config.base_dir), (rule.id,))
-    trigger = cast(FileIngester, triggers()["csv"](settings, context))
+    trigger = cast(FileIngester, trigger_class("csv")(settings, context))
     started = time.monotonic()
     columns = (
         TextColumn("{task.description}"),
@@ -181,7 +181,7 @@ def _chunks(ids: Sequence[int], size: int) -> Iterator[Sequence[int]]:
 def _channels_of(config: Config, rule: Rule, clock: Clock) -> dict[str, Channel]:
     names = {rule.send.channel} | {step.send.channel for step in rule.policy.fallback}
     return {
-        name: channels()[config.channels[name].type](
+        name: channel_class(config.channels[name].type)(
             name, config.channels[name].settings, clock=clock
         )
         for name in sorted(names)

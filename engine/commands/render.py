@@ -16,7 +16,7 @@ from nextstep.engine.commands import config_option, load, read_mapping
 from nextstep.engine.errors import UsageError
 from nextstep.engine.ledger.base import NewNotification
 from nextstep.engine.model import Event, Message
-from nextstep.engine.plugins import channels
+from nextstep.engine.plugins import channel_class
 from nextstep.engine.rules.config import Config
 from nextstep.engine.rules.render import Skipped, evaluate
 from nextstep.engine.rules.rule import ONEMSG, Rule
@@ -46,7 +46,7 @@ def parse_now(text: str | None) -> float:
 def payload(config: Config, message: Message) -> tuple[str, Any]:
     """(what the request is, its exact body, from the channel's own preview): never a secret."""
     channel = config.channels[message.channel]
-    body = channels()[channel.type].preview(message)
+    body = channel_class(channel.type).preview(message)
     if channel.type == ONEMSG:
         base = _without_credentials(str(channel.settings.get("base_url", ""))).rstrip("/")
         target = f"POST {base}/{channel.settings.get('instance_id', '')}/sendTemplate"

@@ -21,7 +21,7 @@ import click
 from nextstep.engine.clock import SystemClock
 from nextstep.engine.commands import EXIT_INVALID, config_option, load
 from nextstep.engine.errors import UsageError
-from nextstep.engine.plugins import channels as channel_registry
+from nextstep.engine.plugins import channel_class
 from nextstep.engine.rules.config import Config
 from nextstep.engine.rules.rule import ONEMSG, Rule, SendSpec
 
@@ -183,11 +183,10 @@ def check_rules(
 
 
 async def _fetch(config: Config, names: Sequence[str]) -> dict[str, list[TemplateLike]]:
-    registry = channel_registry()
     listings: dict[str, list[TemplateLike]] = {}
     for name in names:
         settings = config.channels[name]
-        channel = registry[settings.type](name, settings.settings, clock=SystemClock())
+        channel = channel_class(settings.type)(name, settings.settings, clock=SystemClock())
         try:
             lister = getattr(channel, "list_templates", None)
             if lister is None:

@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from nextstep.engine.durations import parse_duration
+from nextstep.engine.plugins import PluginUnavailable, trigger_class, trigger_kinds
 from nextstep.engine.rules.expressions import (
     FALLBACK_NAMES,
     NAMES,
@@ -35,8 +36,6 @@ from nextstep.engine.rules.rule import (
     SendSpec,
     SendWindow,
     parse_examples,
-    source_key,
-    trigger_kinds,
     version_of,
 )
 from nextstep.engine.rules.schema import did_you_mean
@@ -108,7 +107,8 @@ class _Builder:
             return None
 
     # -- trigger -------------------------------------------------------------------------
-    def trigger(self, trigger: Any) -> tuple[str, Mapping[str, Any]] | None:
+    def trigger(self, trigger: Any) -> tuple[str, Mapping[str, Any], str] | None:
+        """(kind, config, source key) of the rule's trigger, or None (the issue is noted)."""
         if not isinstance(trigger, Mapping) or len(trigger) != 1:
             return None
         ((kind, config),) = trigger.items()
@@ -118,6 +118,11 @@ class _Builder:
             self.add(
                 ("trigger", kind), f"unknown trigger '{kind}'{hint} (known: {', '.join(known)})"
             )
+            return None
+        try:
+            plugin = trigger_class(kind)
+        except PluginUnavailable as exc:
+            self.add(("trigger", kind), str(exc))
             return None
         if not isinstance(config, Mapping):
             return None
@@ -129,7 +134,12 @@ class _Builder:
                 Draft202012Validator.check_schema(body_schema)
             except SchemaError as exc:
                 self.add(("trigger", kind, "schema"), f"not a valid JSON Schema: {exc.message}")
-        return kind, config
+        try:
+            source = str(plugin.source_key(config))
+        except Exception as exc:  # a plug-in's bug must not stop the others' rules
+            self.add(("trigger", kind), f"the {kind} plug-in cannot name this source: {exc!r}")
+            return None
+        return kind, config, source
 
     # -- send ----------------------------------------------------------------------------
     def send(
@@ -342,7 +352,7 @@ def build_rule(
             line=line,
             trigger_kind=trigger[0],
             trigger_config=trigger[1],
-            source_key=source_key(*trigger),
+            source_key=trigger[2],
             send=send,
             policy=policy,
             definition=definition,

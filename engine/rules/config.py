@@ -17,8 +17,9 @@ import phonenumbers
 
 from nextstep.engine.durations import parse_duration
 from nextstep.engine.errors import ConfigError, Problem
+from nextstep.engine.plugins import PluginUnavailable, channel_class, channel_types
 from nextstep.engine.rules.compiler import Issue, build_rule
-from nextstep.engine.rules.rule import Rule, channel_types
+from nextstep.engine.rules.rule import Rule
 from nextstep.engine.rules.schema import Kind, SchemaIssue, did_you_mean, issues
 from nextstep.engine.rules.yamlload import Loaded, PathKey, format_path, load_file
 
@@ -194,6 +195,11 @@ def _channels(raw: Any, loaded: Loaded, collector: _Collector) -> dict[str, Chan
             collector.located(
                 loaded, ("channels", name, "type"), f"unknown channel type '{kind}'{hint}"
             )
+        else:
+            try:
+                channel_class(kind)
+            except PluginUnavailable as exc:
+                collector.located(loaded, ("channels", name, "type"), str(exc))
         settings = {
             k: str(v) if k in _TEXT_SETTINGS and v is not None else v for k, v in spec.items()
         }

@@ -13,8 +13,6 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
-from importlib.metadata import entry_points
 from typing import Any, Literal
 
 from nextstep.engine.rules.expressions import CompiledExpression, CompiledTemplate
@@ -167,38 +165,3 @@ def canonical_json(value: Any) -> str:
 def version_of(definition: Mapping[str, Any]) -> str:
     """First 12 hex digits of the SHA-256 of the definition's canonical JSON."""
     return hashlib.sha256(canonical_json(definition).encode()).hexdigest()[:12]
-
-
-@cache
-def trigger_kinds() -> tuple[str, ...]:
-    """Trigger keys installed as ``nextstep.triggers`` entry points (without importing them)."""
-    return tuple(sorted(entry_points(group="nextstep.triggers").names))
-
-
-@cache
-def channel_types() -> tuple[str, ...]:
-    """Channel ``type:`` names installed as ``nextstep.channels`` entry points."""
-    return tuple(sorted(entry_points(group="nextstep.channels").names))
-
-
-@cache
-def _trigger_class(kind: str) -> Any:
-    for ep in entry_points(group="nextstep.triggers"):
-        if ep.name == kind:
-            try:
-                return ep.load()
-            except Exception:  # a broken plug-in only loses its own source_key
-                return None
-    return None
-
-
-def source_key(kind: str, config: Mapping[str, Any]) -> str:
-    """The trigger class's identity of this source, else ``kind:`` + its canonical config."""
-    factory = _trigger_class(kind)
-    key_of = getattr(factory, "source_key", None)
-    if callable(key_of):
-        try:
-            return str(key_of(config))
-        except Exception:  # fall back to the config's own identity
-            pass
-    return f"{kind}:{canonical_json(config)}"

@@ -29,7 +29,18 @@ from nextstep.engine.intake.emit import make_emit
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.base import Notification
 from nextstep.engine.ledger.runner import LedgerRunner
-from nextstep.engine.plugins import Channel, Emit, Trigger, TriggerContext, channel_class, triggers
+from nextstep.engine.plugins import (
+    Channel,
+    Emit,
+    ReportsStatus,
+    ServesRoutes,
+    Trigger,
+    TriggerContext,
+    channel_class,
+    installed,
+    trigger_class,
+)
+from nextstep.engine.plugins.registry import TRIGGERS
 from nextstep.engine.rules.config import Config, load_config, rule_from_definition
 from nextstep.engine.rules.rule import Rule
 from nextstep.engine.runtime.gctune import tune_gc
@@ -185,7 +196,7 @@ class Daemon:
         for name, c in self.config.channels.items():
             try:
                 opened[name] = channel_class(c.type)(name, c.settings, clock=self.clock)
-            except (ImportError, NextstepError) as exc:
+            except NextstepError as exc:
                 # One channel that cannot start must not stop the others.
                 log.error(
                     "channel %s (type %s) is not available: %s; its notifications stay "
@@ -205,7 +216,7 @@ class Daemon:
             spec.rule_ids,
             extra={"max_body": self.config.server.max_body},
         )
-        return triggers()[spec.kind](spec.config, context)
+        return trigger_class(spec.kind)(spec.config, context)
 
     def _build_emit(self, config: Config, spec: TriggerSpec) -> Emit:
         # on_queued: send at once rather than at the dispatcher's next poll.
@@ -241,10 +252,10 @@ class Daemon:
     def _routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = []
         server = self.config.server
-        for kind, factory in sorted(triggers().items()):
-            make_routes = getattr(factory, "routes", None)
-            if make_routes is not None:
-                routes.extend(make_routes(self.live.of_kind(kind), server.event_token or ""))
+        plugins, _ = installed(TRIGGERS)  # an unavailable one is logged by the registry
+        for kind, plugin in sorted(plugins.items()):
+            if isinstance(plugin, ServesRoutes):
+                routes.extend(plugin.routes(self.live.of_kind(kind), server.event_token or ""))
         if server.webhook_secret:
             from nextstep.engine.delivery.webhooks import webhook_routes
 
@@ -264,9 +275,9 @@ class Daemon:
         trigger_docs = []
         for h in self.supervisor.health():
             doc = h.as_dict()
-            status = getattr(self.live.instances.get(h.name), "status", None)
-            if callable(status):
-                doc["detail"] = {**doc["detail"], **status()}
+            trigger = self.live.instances.get(h.name)
+            if isinstance(trigger, ReportsStatus):
+                doc["detail"] = {**doc["detail"], **trigger.status()}
             trigger_docs.append(doc)
         circuits = {
             name: {

@@ -27,7 +27,7 @@ from nextstep.engine.delivery.registration import register_webhook, webhook_url
 from nextstep.engine.delivery.timers import after_attempts
 from nextstep.engine.delivery.webhooks import webhook_routes
 from nextstep.engine.ledger.runner import LedgerRunner
-from nextstep.engine.plugins import Channel, channels
+from nextstep.engine.plugins import Channel, channel_class
 from nextstep.engine.runtime.server import create_app
 from nextstep.engine.sending.dispatcher import Dispatcher
 from tests.delivery.kit import Ledger
@@ -184,7 +184,7 @@ async def _engine(
     clock = ledger.clock
     runner = LedgerRunner(ledger.store)
     built: dict[str, Channel] = {
-        c.name: channels()[c.type](c.name, c.settings, clock=clock)
+        c.name: channel_class(c.type)(c.name, c.settings, clock=clock)
         for c in ledger.config.channels.values()
     }
     routes = webhook_routes(runner, SECRET, clock=clock, context=ledger.ctx)

@@ -14,7 +14,7 @@ import pytest
 
 from nextstep.engine.clock import FakeClock
 from nextstep.engine.model import State
-from nextstep.engine.plugins import triggers
+from nextstep.engine.plugins import trigger_class
 from nextstep.engine.runtime.server import create_app
 from tests.triggers.databases import Table
 from tests.triggers.loopback import serve
@@ -38,7 +38,7 @@ async def test_csv_rows_become_notifications(tmp_path: Path, clock: FakeClock) -
     docs = config.rules["docs"]
     with pipeline(config, clock) as line:
         emit = line.emit("docs")
-        trigger = triggers()["csv"](docs.trigger_config, line.context("docs"))
+        trigger = trigger_class("csv")(docs.trigger_config, line.context("docs"))
         inbox = tmp_path / "inbox"
         async with running(trigger, emit):
             await until(lambda: clock.sleepers == 1)
@@ -77,7 +77,7 @@ async def test_http_events_through_the_daemon_app(tmp_path: Path, clock: FakeClo
     )
     with pipeline(config, clock) as line:
         emit = line.emit("docs", "welcome")
-        factory = triggers()["http"]
+        factory = trigger_class("http")
         trigger = factory(config.rules["docs"].trigger_config, line.context("docs", "welcome"))
         routes = factory.routes({"/events/loans": trigger}, "tok")  # type: ignore[attr-defined]
         app = create_app(lambda: {"status": "ok"}, routes)
@@ -156,7 +156,7 @@ async def test_db_rows_become_notifications_and_the_cursor_is_kept(
         )
         with pipeline(config, clock) as line:
             for new_rows in (3, 1):  # the second run is a restart: it reads only the new row
-                trigger = triggers()["db_poll"](docs.trigger_config, line.context("docs"))
+                trigger = trigger_class("db_poll")(docs.trigger_config, line.context("docs"))
                 async with running(trigger, line.emit("docs")):
                     await until(partial(read_all, trigger, clock, new_rows))
                 if new_rows == 3:

@@ -1,24 +1,27 @@
-"""The two plug-in points, triggers and channels, and their registry.
+"""The plug-in contract: what a trigger or a channel plug-in is, and the values the engine and
+the plug-ins exchange.
 
-The engine never imports a concrete adapter: adapters are declared as entry points in
-``pyproject.toml`` (groups ``nextstep.triggers`` and ``nextstep.channels``) and looked up here
-by their ``type:`` / trigger key. An unknown name fails validation naming the known ones.
+An entry point of group ``nextstep.triggers`` names a class satisfying :class:`TriggerClass`;
+one of ``nextstep.channels`` a class satisfying :class:`ChannelClass`. The engine knows a
+plug-in only through these Protocols (and the optional abilities of :mod:`.abilities`), never
+by its name. Attributes a Protocol lists are class attributes of the plug-in class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from nextstep.engine.clock import Clock
-from nextstep.engine.errors import NextstepError
 from nextstep.engine.model import Event, Message, Outcome, Progress
 
 if TYPE_CHECKING:
     from nextstep.engine.ledger.base import Store
+
+ConfigProblem = tuple[tuple[str | int, ...], str]
+"""A problem inside a config block: the path of the key concerned (relative to the block) and
+what is wrong with it. The engine locates it in the user's file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +52,9 @@ Emit = Callable[[Sequence[Event], Sequence[Progress]], Awaitable[list[EventResul
 
 @dataclass(frozen=True, slots=True)
 class TriggerContext:
-    """What a trigger is given besides its config."""
+    """What a trigger is given besides its config: the ledger (for its progress), the clock,
+    the config's folder (relative paths), the rules sharing it, and ``extra`` settings
+    (``max_body``: the server's HTTP body limit)."""
 
     store: Store
     clock: Clock
@@ -61,15 +66,13 @@ class TriggerContext:
 class Trigger(Protocol):
     """A source of events. ``run`` produces events through ``emit`` until cancelled."""
 
-    kind: ClassVar[str]
-
     async def run(self, emit: Emit) -> None: ...
 
 
-class TriggerFactory(Protocol):
-    """A trigger class: its key in a rule's ``trigger:`` block and how to build one."""
-
-    kind: ClassVar[str]
+@runtime_checkable
+class TriggerClass(Protocol):
+    """A trigger plug-in: the class an entry point of ``nextstep.triggers`` names. Its key in
+    a rule's ``trigger:`` block is the entry point's name."""
 
     @staticmethod
     def source_key(config: Mapping[str, Any]) -> str:
@@ -93,10 +96,10 @@ class Channel(Protocol):
     async def aclose(self) -> None: ...
 
 
-class ChannelFactory(Protocol):
-    """A channel class: its ``type:`` name, a side-effect-free preview, and how to build one."""
-
-    kind: ClassVar[str]
+@runtime_checkable
+class ChannelClass(Protocol):
+    """A channel plug-in: the class an entry point of ``nextstep.channels`` names. Its
+    ``type:`` in ``nextstep.yaml`` is the entry point's name."""
 
     @staticmethod
     def preview(message: Message) -> dict[str, Any]:
@@ -104,25 +107,3 @@ class ChannelFactory(Protocol):
         ...
 
     def __call__(self, name: str, config: Mapping[str, Any], *, clock: Clock) -> Channel: ...
-
-
-@cache
-def triggers() -> dict[str, TriggerFactory]:
-    """Every installed trigger class by its key (``csv``, ``http``, ``db_poll``…)."""
-    return {ep.name: ep.load() for ep in entry_points(group="nextstep.triggers")}
-
-
-def channel_class(kind: str) -> ChannelFactory:
-    """The channel class of ``type: kind``, loading only that plug-in (a channel type no
-    config uses must not stop the daemon, e.g. when its optional dependency is missing)."""
-    found = entry_points(group="nextstep.channels", name=kind)
-    if not found:
-        raise NextstepError(f"no channel type {kind!r} is installed")
-    factory: ChannelFactory = next(iter(found)).load()
-    return factory
-
-
-@cache
-def channels() -> dict[str, ChannelFactory]:
-    """Every installed channel class by its ``type:`` (``1msg``, ``webhook``, ``smtp``…)."""
-    return {ep.name: ep.load() for ep in entry_points(group="nextstep.channels")}
