@@ -56,6 +56,36 @@ def smtp_outcome(exc: Exception, phase: Phase) -> Outcome:
     return Outcome(OutcomeKind.TRANSIENT, f"not sent: {name}: {exc}")
 
 
+CONFIG_SCHEMA: Mapping[str, Any] = {
+    "description": "Send an e-mail through an SMTP server.",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["host", "from"],
+    "properties": {
+        "host": {"type": "string", "minLength": 1},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "from": {"type": "string", "minLength": 3},
+        "username": {"$ref": "#/$defs/secret"},
+        "password": {"$ref": "#/$defs/secret"},
+        "starttls": {"type": "boolean"},
+        "timeout": {"$ref": "#/$defs/duration"},
+        "tls": {"type": "boolean", "description": "Implicit TLS (port 465)."},
+        "validate_certs": {"type": "boolean", "default": True},
+    },
+}
+
+SEND_SCHEMA: Mapping[str, Any] = {
+    "description": "A plain-text e-mail.",
+    "type": "object",
+    "required": ["to", "subject", "body"],
+    "properties": {
+        "to": {"$ref": "#/$defs/template", "description": "smtp: the e-mail address."},
+        "subject": {"$ref": "#/$defs/template"},
+        "body": {"description": "smtp: the mail text."},
+    },
+}
+
+
 def email_fields(message: Message) -> dict[str, str]:
     """``to``, ``subject`` and ``body`` of the mail (the channel's preview)."""
     fields = message.fields
@@ -76,6 +106,8 @@ class SmtpChannel:
     """Send notification e-mail through one SMTP server."""
 
     kind: ClassVar[str] = "smtp"
+    config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
+    send_schema: ClassVar[Mapping[str, Any]] = SEND_SCHEMA
     preview = staticmethod(email_fields)
 
     def __init__(self, name: str, config: Mapping[str, Any], *, clock: Clock) -> None:

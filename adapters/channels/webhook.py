@@ -65,6 +65,38 @@ def classify_webhook(status: int, headers: Mapping[str, str], body: bytes, now: 
     return Outcome(kind, reason, http_status=status, retry_after=retry_after, answer=answer)
 
 
+CONFIG_SCHEMA: Mapping[str, Any] = {
+    "description": "POST the rendered JSON body to a URL.",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["url"],
+    "properties": {
+        "url": {"type": "string", "pattern": "^https?://"},
+        "headers": {"type": "object", "additionalProperties": {"$ref": "#/$defs/secret"}},
+        "timeout": {"$ref": "#/$defs/timeout"},
+        "method": {"enum": ["POST", "PUT"], "default": "POST"},
+        "probe_url": {
+            "type": "string",
+            "pattern": "^https?://",
+            "description": "A GET answering 2xx closes an open circuit (without it the next send "
+            "is the probe).",
+        },
+        "max_connections": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Connections kept open to the URL.",
+        },
+    },
+}
+
+SEND_SCHEMA: Mapping[str, Any] = {
+    "description": "The JSON body to post, strings as Jinja2 templates.",
+    "type": "object",
+    "required": ["body"],
+    "properties": {"body": {"description": "webhook: JSON with templated strings."}},
+}
+
+
 def webhook_body(message: Message) -> dict[str, Any]:
     """The JSON body ``send`` posts: the rule's rendered ``body`` (a mapping)."""
     body = message.fields.get("body")
@@ -77,6 +109,8 @@ class WebhookChannel:
     """POST JSON to one URL with configured headers; one long-lived client."""
 
     kind: ClassVar[str] = "webhook"
+    config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
+    send_schema: ClassVar[Mapping[str, Any]] = SEND_SCHEMA
     preview = staticmethod(webhook_body)
 
     def __init__(

@@ -1,8 +1,9 @@
-"""What the three triggers share: reading their config block, and their progress in the ledger.
+"""What the bundled triggers share: reading their config block, and their progress in the ledger.
 
-The rules' JSON Schema (engine/rules/schema.json) already checks a trigger block when the rules are
-loaded; this reader checks it again for triggers built directly (tests, ``nextstep ingest``) and
-converts the values, reporting every problem at once as a :class:`ConfigError`.
+Each trigger's ``config_schema`` already checks its block when the rules are loaded; this reader
+reads it again for triggers built directly (tests, ``nextstep ingest``) and converts the values.
+The same reading serves the trigger's ``check`` (the problems as a list, for ``nextstep
+validate``) and its constructor (every problem at once as a :class:`ConfigError`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from nextstep.engine.durations import parse_duration
 from nextstep.engine.errors import ConfigError, Problem
-from nextstep.engine.plugins import TriggerContext
+from nextstep.engine.plugins import ConfigProblem, TriggerContext
 
 
 async def read_progress(context: TriggerContext, key: str) -> str | None:
@@ -27,19 +28,30 @@ class ConfigReader:
     def __init__(self, kind: str, config: Mapping[str, Any], known: Collection[str]) -> None:
         self.kind = kind
         self.config = config
-        self.problems: list[Problem] = []
+        self.problems: list[ConfigProblem] = []
         for key in config:
             if key not in known:
                 self.fail(str(key), f"unknown key (allowed: {', '.join(sorted(known))})")
 
-    def fail(self, key: str, message: str) -> None:
-        """Record a problem with ``key``."""
-        self.problems.append(Problem("", 0, 0, None, f"trigger.{self.kind}.{key}", message))
+    def fail(self, key: str | tuple[str | int, ...], message: str) -> None:
+        """Record a problem with ``key`` (a key of the block, or a path inside it)."""
+        self.problems.append(((key,) if isinstance(key, str) else key, message))
 
     def finish(self) -> None:
-        """Raise every problem found so far."""
-        if self.problems:
-            raise ConfigError(self.problems)
+        """Raise every problem found so far (see :meth:`raise_problems`)."""
+        self.raise_problems(self.kind, self.problems)
+
+    @staticmethod
+    def raise_problems(kind: str, problems: Sequence[ConfigProblem]) -> None:
+        """Raise ``problems`` of a ``kind`` block as one ConfigError, each at
+        ``trigger.<kind>.<path>``; nothing when there are none."""
+        if problems:
+            raise ConfigError(
+                [
+                    Problem("", 0, 0, None, ".".join(map(str, ("trigger", kind, *path))), text)
+                    for path, text in problems
+                ]
+            )
 
     def text(self, key: str, default: str = "", *, required: bool = False) -> str:
         """A non-empty string."""

@@ -27,7 +27,9 @@ import json
 import logging
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, cast
 
 import orjson
 from jsonschema import Draft202012Validator, SchemaError
@@ -39,7 +41,7 @@ from starlette.routing import BaseRoute, Route
 from nextstep.adapters.triggers.config import ConfigReader, read_progress
 from nextstep.engine.errors import StoreError
 from nextstep.engine.model import Event, Progress
-from nextstep.engine.plugins import Emit, EventResult, TriggerContext
+from nextstep.engine.plugins import ConfigProblem, Emit, EventResult, Trigger, TriggerContext
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +72,62 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
+CONFIG_SCHEMA: Mapping[str, Any] = {
+    "description": "POST /events/… with a Bearer token.",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["path"],
+    "properties": {
+        "path": {
+            "type": "string",
+            "pattern": "^/events/[A-Za-z0-9._~/-]+$",
+            "x-messages": {"pattern": "{value} is not an event path (use /events/<name>)"},
+        },
+        "schema": {"type": "object", "description": "A JSON Schema every event body must satisfy."},
+        "max_body": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Largest accepted body in bytes.",
+        },
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The ``http:`` block read: the event path, the body limit, the body's validator."""
+
+    path: str
+    max_body: int
+    validator: Draft202012Validator | None
+
+
+def read_settings(
+    config: Mapping[str, Any], default_max: int = DEFAULT_MAX_BODY
+) -> tuple[HttpSettings, list[ConfigProblem]]:
+    """The ``http:`` block read, and every problem found in it."""
+    read = ConfigReader("http", config, tuple(CONFIG_SCHEMA["properties"]))
+    path = event_path(read.text("path", required=True))
+    max_body = read.positive_int("max_body", default_max)
+    schema = read.mapping("schema")
+    validator = None
+    if schema:
+        try:
+            Draft202012Validator.check_schema(schema)
+            validator = Draft202012Validator(
+                schema, format_checker=Draft202012Validator.FORMAT_CHECKER
+            )
+        except SchemaError as exc:
+            read.fail("schema", f"is not a valid JSON Schema: {exc.message}")
+    return HttpSettings(path, max_body, validator), read.problems
+
+
 class HttpTrigger:
     """One event endpoint; the daemon's server routes ``POST /events/<name>`` to
     :meth:`handle` (see :func:`events_app`)."""
 
     kind: ClassVar[str] = "http"
+    config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
 
     @staticmethod
     def source_key(config: Mapping[str, Any]) -> str:
@@ -82,28 +135,24 @@ class HttpTrigger:
         return event_path(str(config.get("path", "")))
 
     @staticmethod
-    def routes(triggers_by_path: Mapping[str, HttpTrigger], token: str) -> list[BaseRoute]:
+    def check(config: Mapping[str, Any], base_dir: Path) -> list[ConfigProblem]:
+        """What the constructor would refuse (an event schema that is not a JSON Schema…)."""
+        return read_settings(config)[1]
+
+    @staticmethod
+    def routes(triggers_by_path: Mapping[str, Trigger], token: str) -> list[BaseRoute]:
         """The routes the daemon's server mounts for every http trigger (see
         :func:`events_routes`)."""
-        return events_routes(triggers_by_path, token)
+        return events_routes(cast(Mapping[str, HttpTrigger], triggers_by_path), token)
 
     def __init__(self, config: Mapping[str, Any], context: TriggerContext) -> None:
-        read = ConfigReader("http", config, ("path", "schema", "max_body"))
-        self.path = event_path(read.text("path", required=True))
         # The server-wide limit (``server.max_body``, passed in ``context.extra``) is the default.
-        default_max = context.extra.get("max_body", DEFAULT_MAX_BODY)
-        self.max_body = read.positive_int("max_body", int(default_max))
-        schema = read.mapping("schema")
-        self._validator: Draft202012Validator | None = None
-        if schema:
-            try:
-                Draft202012Validator.check_schema(schema)
-                self._validator = Draft202012Validator(
-                    schema, format_checker=Draft202012Validator.FORMAT_CHECKER
-                )
-            except SchemaError as exc:
-                read.fail("schema", f"is not a valid JSON Schema: {exc.message}")
-        read.finish()
+        default_max = int(context.extra.get("max_body", DEFAULT_MAX_BODY))
+        settings, problems = read_settings(config, default_max)
+        ConfigReader.raise_problems("http", problems)
+        self.path = settings.path
+        self.max_body = settings.max_body
+        self._validator = settings.validator
         self.context = context
         self._emit: Emit | None = None
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()

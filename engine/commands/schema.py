@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from nextstep.engine.rules.schema import Kind, document
+from nextstep.engine.rules.editor import document
+from nextstep.engine.rules.schema import Kind
 
 
 @click.command()

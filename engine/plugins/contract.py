@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from nextstep.engine.clock import Clock
@@ -74,9 +75,20 @@ class TriggerClass(Protocol):
     """A trigger plug-in: the class an entry point of ``nextstep.triggers`` names. Its key in
     a rule's ``trigger:`` block is the entry point's name."""
 
+    config_schema: Mapping[str, Any]
+    """JSON Schema (Draft 2020-12) of the block under ``trigger: {kind: …}``; it may ``$ref``
+    the core schema's ``$defs`` (``#/$defs/duration``…)."""
+
     @staticmethod
     def source_key(config: Mapping[str, Any]) -> str:
         """Identity of the source; rules whose trigger has the same key share one trigger."""
+        ...
+
+    @staticmethod
+    def check(config: Mapping[str, Any], base_dir: Path) -> list[ConfigProblem]:
+        """What ``nextstep validate`` reports about a block that passed ``config_schema``:
+        everything the constructor would refuse, and deeper checks (no network). ``base_dir``
+        is the config's folder."""
         ...
 
     def __call__(self, config: Mapping[str, Any], context: TriggerContext) -> Trigger: ...
@@ -100,6 +112,14 @@ class Channel(Protocol):
 class ChannelClass(Protocol):
     """A channel plug-in: the class an entry point of ``nextstep.channels`` names. Its
     ``type:`` in ``nextstep.yaml`` is the entry point's name."""
+
+    config_schema: Mapping[str, Any]
+    """JSON Schema of the channel's own settings in ``nextstep.yaml`` (besides ``type`` and the
+    dispatcher's ``rate``, ``max_in_flight`` and ``recipient_spacing``, which the engine merges
+    in); unknown keys are refused unless it sets ``additionalProperties``."""
+
+    send_schema: Mapping[str, Any]
+    """JSON Schema of a ``send:`` block's keys besides ``channel`` (``required`` included)."""
 
     @staticmethod
     def preview(message: Message) -> dict[str, Any]:

@@ -114,17 +114,23 @@ def resolve(point: EntryPoint, protocol: type | None) -> tuple[Any, str | None]:
     except ModuleNotFoundError as exc:
         return None, _missing_module(point, exc)
     except Exception as exc:  # any error while importing a plug-in makes it unavailable
-        return None, f"importing {point.value} failed: {type(exc).__name__}: {exc}"
+        return None, f"importing {_target(point)} failed: {type(exc).__name__}: {exc}"
     if protocol is None or isinstance(loaded, protocol):
         return loaded, None
     missing = [member for member in protocol_members(protocol) if not hasattr(loaded, member)]
-    return None, f"{point.value} does not provide {', '.join(missing) or 'what its group needs'}"
+    return None, f"{_target(point)} does not provide {', '.join(missing) or 'what its group needs'}"
+
+
+def _target(point: EntryPoint) -> str:
+    """``module:attr`` of an entry point, without its extras."""
+    return f"{point.module}:{point.attr}" if point.attr else point.module
 
 
 def _missing_module(point: EntryPoint, exc: ModuleNotFoundError) -> str:
     module = exc.name or str(exc)
-    if not point.extras:
-        return f"importing {point.value} failed: no module named {module!r}"
+    own = point.module == module or point.module.startswith(module + ".")
+    if own or not point.extras:
+        return f"importing {_target(point)} failed: no module named {module!r}"
     extra = point.extras[0]
     dist = point.dist.name if point.dist is not None else None
     if dist is None:

@@ -13,9 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
 from nextstep.engine.durations import parse_duration
 from nextstep.engine.plugins import PluginUnavailable, trigger_class, trigger_kinds
 from nextstep.engine.rules.expressions import (
@@ -42,14 +39,6 @@ from nextstep.engine.rules.schema import did_you_mean
 from nextstep.engine.rules.sendwindow import parse_days, parse_hours, zone
 from nextstep.engine.rules.whatsapp import Whitespace, variable_problems
 from nextstep.engine.rules.yamlload import PathKey, format_path
-
-_ONEMSG_KEYS = ("template", "namespace", "language", "text")
-_CHANNEL_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # type: (required keys, optional keys) besides `channel`
-    ONEMSG: (_ONEMSG_KEYS, ("params",)),
-    "webhook": (("body",), ()),
-    "smtp": (("to", "subject", "body"), ()),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,14 +115,6 @@ class _Builder:
             return None
         if not isinstance(config, Mapping):
             return None
-        for key in ("settle", "every", "delay"):
-            self.duration(config.get(key), ("trigger", kind, key))
-        body_schema = config.get("schema")
-        if kind == "http" and isinstance(body_schema, Mapping):
-            try:
-                Draft202012Validator.check_schema(body_schema)
-            except SchemaError as exc:
-                self.add(("trigger", kind, "schema"), f"not a valid JSON Schema: {exc.message}")
         try:
             source = str(plugin.source_key(config))
         except Exception as exc:  # a plug-in's bug must not stop the others' rules
@@ -157,7 +138,6 @@ class _Builder:
                 f"unknown channel '{channel}'{hint} (nextstep.yaml has: {listed})",
             )
             return None
-        self._check_keys(spec, path, kind)
         built = self._build_send(spec, path, kind, whitespace, names)
         if built is not None:
             self.sends.append((path, built))
@@ -182,23 +162,6 @@ class _Builder:
         if kind == "smtp" and "body" in spec and not isinstance(spec["body"], str):
             self.add((*path, "body"), "an smtp body is text (a template string)")
         return SendSpec(channel, kind, whitespace, content=content, path=format_path(path))
-
-    def _check_keys(self, spec: Mapping[str, Any], path: PathKey, kind: str) -> None:
-        shape = _CHANNEL_KEYS.get(kind)
-        if shape is None:  # a plug-in channel: its own adapter knows its keys
-            return
-        required, optional = shape
-        takes = ", ".join((*required, *optional))
-        for key in spec:
-            if key != "channel" and key not in required and key not in optional:
-                self.add(
-                    (*path, key), f"'{key}' is not used by {kind} channels (they take: {takes})"
-                )
-        for key in required:
-            if key not in spec:
-                self.add(
-                    path, f"missing required key '{key}' for a {kind} channel", missing_key=True
-                )
 
     def _onemsg(
         self, spec: Mapping[str, Any], path: PathKey, whitespace: Whitespace, names: frozenset[str]

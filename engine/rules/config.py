@@ -18,6 +18,7 @@ import phonenumbers
 from nextstep.engine.durations import parse_duration
 from nextstep.engine.errors import ConfigError, Problem
 from nextstep.engine.plugins import PluginUnavailable, channel_class, channel_types
+from nextstep.engine.rules.blocks import as_text, channel_issues, rule_issues
 from nextstep.engine.rules.compiler import Issue, build_rule
 from nextstep.engine.rules.rule import Rule
 from nextstep.engine.rules.schema import Kind, SchemaIssue, did_you_mean, issues
@@ -26,7 +27,6 @@ from nextstep.engine.rules.yamlload import Loaded, PathKey, format_path, load_fi
 DEFAULT_STORE = "sqlite:///nextstep.db"
 DEFAULT_LISTEN = "127.0.0.1:8787"
 DEFAULT_MAX_BODY = 1_048_576
-_TEXT_SETTINGS = frozenset({"instance_id", "token", "username", "password"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +104,15 @@ class _Collector:
         self.problems.append(Problem(loaded.file, mark.line, mark.col, rule_id, where, message))
 
     def schema(self, loaded: Loaded, kind: Kind) -> list[SchemaIssue]:
-        found = issues(loaded.data, kind)
+        """Report the core schema's problems of a file; returns them."""
+        return self.report(loaded, issues(loaded.data, kind), rules=kind == "rules")
+
+    def report(
+        self, loaded: Loaded, found: list[SchemaIssue], *, rules: bool = False
+    ) -> list[SchemaIssue]:
+        """Report schema issues of a file (of a rule file: named by their rule)."""
         for issue in found:
-            rule_id, shown = (
-                _rule_scope(loaded.data, issue.path) if kind == "rules" else (None, None)
-            )
+            rule_id, shown = _rule_scope(loaded.data, issue.path) if rules else (None, None)
             self.located(
                 loaded, issue.path, issue.message, at_key=issue.at_key, rule_id=rule_id, shown=shown
             )
@@ -153,7 +157,8 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
     server = _server(settings.get("server"), loaded, collector)
     status = _status(settings.get("status"), loaded, collector)
     files = _rule_files(settings.get("rules", "rules/"), base_dir, loaded, collector)
-    rules = _load_rules(files, {c.name: c.type for c in channels.values()}, environ, collector)
+    types = {c.name: c.type for c in channels.values()}
+    rules = _load_rules(files, types, environ, collector, base_dir)
     if collector.problems:
         raise ConfigError(collector.problems)
     store = settings.get("store", DEFAULT_STORE)
@@ -190,6 +195,7 @@ def _channels(raw: Any, loaded: Loaded, collector: _Collector) -> dict[str, Chan
         if not isinstance(spec, Mapping) or not isinstance(spec.get("type"), str):
             continue
         kind = spec["type"]
+        settings = dict(spec)
         if kind not in known:
             hint = did_you_mean(kind, known) or f" (known: {', '.join(known)})"
             collector.located(
@@ -197,15 +203,12 @@ def _channels(raw: Any, loaded: Loaded, collector: _Collector) -> dict[str, Chan
             )
         else:
             try:
-                channel_class(kind)
+                plugin = channel_class(kind)
             except PluginUnavailable as exc:
                 collector.located(loaded, ("channels", name, "type"), str(exc))
-        settings = {
-            k: str(v) if k in _TEXT_SETTINGS and v is not None else v for k, v in spec.items()
-        }
-        headers = spec.get("headers")
-        if isinstance(headers, Mapping):
-            settings["headers"] = {str(k): str(v) for k, v in headers.items()}
+            else:
+                collector.report(loaded, channel_issues(str(name), kind, plugin, spec))
+                settings = as_text(plugin, spec)
         out[str(name)] = ChannelConfig(str(name), kind, settings)
     return out
 
@@ -281,7 +284,11 @@ def _rule_files(raw: Any, base_dir: Path, loaded: Loaded, collector: _Collector)
 
 
 def _load_rules(
-    files: list[Path], channels: Mapping[str, str], env: Mapping[str, str], collector: _Collector
+    files: list[Path],
+    channels: Mapping[str, str],
+    env: Mapping[str, str],
+    collector: _Collector,
+    base_dir: Path,
 ) -> dict[str, Rule]:
     rules: dict[str, Rule] = {}
     first_seen: dict[str, str] = {}
@@ -291,6 +298,9 @@ def _load_rules(
         if loaded.data is None:
             continue
         schema_issues = collector.schema(loaded, "rules")
+        schema_issues += collector.report(
+            loaded, rule_issues(loaded.data, channels, base_dir), rules=True
+        )
         definitions = loaded.data.get("rules") if isinstance(loaded.data, Mapping) else None
         for i, definition in enumerate(definitions if isinstance(definitions, list) else []):
             if not isinstance(definition, Mapping):
@@ -366,7 +376,9 @@ def rule_from_definition(definition: Mapping[str, Any], config: Config) -> Rule:
     channels = {c.name: c.type for c in config.channels.values()}
     rule_id = definition.get("id")
     shown_id = rule_id if isinstance(rule_id, str) else None
-    found = [Issue(i.path[2:], i.message) for i in issues({"rules": [definition]}, "rules")]
+    data = {"rules": [definition]}
+    checked = issues(data, "rules") + rule_issues(data, channels, None)
+    found = [Issue(i.path[2:], i.message) for i in checked]
     rule, built = build_rule(definition, file="<stored>", line=0, channels=channels)
     found.extend(built)
     if rule is None or found:

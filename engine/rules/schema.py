@@ -1,10 +1,12 @@
-"""The shipped JSON Schema (Draft 2020-12) and its errors as located, readable problems.
+"""The core JSON Schema (Draft 2020-12) and its errors as located, readable problems.
 
-``schema.json`` (beside this module) holds one ``$defs`` per shape; :func:`document` cuts the
-schema an editor needs for one kind of file (the rule files or ``nextstep.yaml``) so that
-yaml-language-server can complete and check it. Errors are reworded for integrators
-("unknown key 'tempalte'; did you mean 'template'?") and located at the YAML position of the
-value or key concerned.
+``schema.json`` (beside this module) holds one ``$defs`` per core shape: the config, a rule,
+policies, examples, durations, templates, secrets, the dispatcher's channel keys. A trigger
+block, a channel's settings and a ``send:`` block are only required to be mappings here; the
+plug-in that owns each one checks it with its own schema (:mod:`rules.blocks`), and
+:mod:`rules.editor` assembles both into the document ``nextstep schema`` prints. Errors are
+reworded for integrators ("unknown key 'tempalte'; did you mean 'template'?") and located at
+the YAML position of the value or key concerned.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Literal
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from nextstep.engine.plugins import trigger_kinds
 from nextstep.engine.rules.yamlload import PathKey
 
 Kind = Literal["rules", "config"]
@@ -46,8 +49,15 @@ def _schema() -> dict[str, Any]:
     return loaded
 
 
-def document(kind: Kind = "rules") -> dict[str, Any]:
-    """A standalone schema for one kind of file: the root shape plus every ``$defs``."""
+def core_defs() -> Mapping[str, Any]:
+    """The core schema's ``$defs``: shapes a plug-in's schema may ``$ref`` (``#/$defs/duration``,
+    ``rate``, ``template``, ``secret``, ``timeout``…)."""
+    defs: Mapping[str, Any] = _schema()["$defs"]
+    return defs
+
+
+def core_document(kind: Kind = "rules") -> dict[str, Any]:
+    """The core schema of one kind of file: the root shape plus every core ``$defs``."""
     full = _schema()
     root = dict(full["$defs"][_ROOTS[kind]])
     return {"$schema": full["$schema"], **root, "$defs": full["$defs"]}
@@ -55,7 +65,7 @@ def document(kind: Kind = "rules") -> dict[str, Any]:
 
 @cache
 def _validator(kind: Kind) -> Draft202012Validator:
-    return Draft202012Validator(document(kind))
+    return Draft202012Validator(core_document(kind))
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
@@ -83,16 +93,20 @@ class SchemaIssue:
 
 
 def issues(data: Any, kind: Kind) -> list[SchemaIssue]:
-    """Every schema violation of ``data``, each explained once, in document order."""
-    found: list[SchemaIssue] = []
-    for error in _validator(kind).iter_errors(data):
-        found.extend(
-            SchemaIssue(path, at_key, message) for path, at_key, message in _explain(error)
-        )
-    return found
+    """Every core schema violation of ``data``, each explained once, in document order."""
+    return explained(_validator(kind).iter_errors(data))
 
 
-def _explain(error: ValidationError) -> Iterator[tuple[PathKey, bool, str]]:
+def explained(errors: Iterable[ValidationError], base: PathKey = ()) -> list[SchemaIssue]:
+    """Schema errors as issues, each explained once, their paths below ``base``."""
+    return [
+        SchemaIssue((*base, *path), at_key, message)
+        for error in errors
+        for path, at_key, message in explain(error)
+    ]
+
+
+def explain(error: ValidationError) -> Iterator[tuple[PathKey, bool, str]]:
     """(path, point at the key rather than the value, message) for one schema error."""
     path: PathKey = tuple(error.absolute_path)
     instance: Any = error.instance
@@ -101,7 +115,7 @@ def _explain(error: ValidationError) -> Iterator[tuple[PathKey, bool, str]]:
     if error.context and validator in {"anyOf", "oneOf"}:
         best = best_match(error.context)
         if best is not None:
-            yield from _explain(best)
+            yield from explain(best)
             return
     if validator == "additionalProperties" and isinstance(error.instance, Mapping):
         yield from _unknown_keys(error, path)
@@ -126,7 +140,15 @@ def _custom(error: ValidationError) -> str | None:
     schema = error.schema if isinstance(error.schema, Mapping) else {}
     messages = schema.get("x-messages", {})
     message = messages.get(str(error.validator))
-    return str(message) if message else None
+    if not message:
+        return None
+    return with_triggers(str(message), list(trigger_kinds()))
+
+
+def with_triggers(message: str, kinds: list[str]) -> str:
+    """``message`` with ``{triggers}`` replaced by the trigger kinds ("csv, db_poll or http")."""
+    listed = " or ".join([", ".join(kinds[:-1]), kinds[-1]] if len(kinds) > 1 else kinds)
+    return message.replace("{triggers}", listed or "none installed")
 
 
 def _unknown_keys(error: ValidationError, path: PathKey) -> Iterator[tuple[PathKey, bool, str]]:

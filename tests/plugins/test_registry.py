@@ -56,12 +56,17 @@ def test_protocol_members_are_what_a_plug_in_defines() -> None:
         ),
         pytest.param(
             "nextstep_no_such_module:X [db]",
-            "needs nextstep_no_such_module: install the plug-in with its [db] extra",
+            "importing nextstep_no_such_module:X failed: no module named 'nextstep_no_such_module'",
+            id="own-module-missing-despite-extras",
+        ),
+        pytest.param(
+            "tests.support.missing_dependency:X [db]",
+            "needs nextstep_no_such_dependency: install the plug-in with its [db] extra",
             id="missing-extra",
         ),
         pytest.param(
             "nextstep.engine.model:Event",
-            "nextstep.engine.model:Event does not provide source_key",
+            "nextstep.engine.model:Event does not provide check, config_schema, source_key",
             id="not-a-trigger",
         ),
     ],

@@ -33,6 +33,7 @@ from nextstep.adapters.channels.http_client import (
 )
 from nextstep.adapters.channels.onemsg.classify import classify, classify_failed_ack
 from nextstep.adapters.channels.onemsg.payload import send_template_body
+from nextstep.adapters.channels.onemsg.schema import CONFIG_SCHEMA, SEND_SCHEMA
 from nextstep.adapters.channels.onemsg.templates import TemplateInfo, parse_templates
 from nextstep.engine.clock import Clock
 from nextstep.engine.errors import ConfigError, DeliveryError, Problem
@@ -65,6 +66,8 @@ class OneMsgChannel:
     """A 1MSG channel: one long-lived HTTP client, explicit timeouts."""
 
     kind: ClassVar[str] = "1msg"
+    config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
+    send_schema: ClassVar[Mapping[str, Any]] = SEND_SCHEMA
     preview = staticmethod(send_template_body)
     # How the daemon reads a failed ack's error text (PolicyContext.classify_ack).
     classify_ack = staticmethod(classify_failed_ack)

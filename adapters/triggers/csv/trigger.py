@@ -24,7 +24,6 @@ committed row.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import glob
 import json
 import logging
@@ -37,14 +36,13 @@ from typing import Any, ClassVar
 
 import watchfiles
 
-from nextstep.adapters.triggers.config import ConfigReader, read_progress
-from nextstep.adapters.triggers.csv.detect import DELIMITERS, header_aliases, inspect_file
+from nextstep.adapters.triggers.config import read_progress
+from nextstep.adapters.triggers.csv.detect import inspect_file
 from nextstep.adapters.triggers.csv.reader import (
     ERRORS_SUFFIX,
     BadRow,
     Batch,
     CsvFile,
-    CsvOptions,
     CsvUnreadable,
     ErrorSink,
     FileSummary,
@@ -54,53 +52,15 @@ from nextstep.adapters.triggers.csv.reader import (
     quarantine_file,
     tally,
 )
+from nextstep.adapters.triggers.csv.settings import CONFIG_SCHEMA, parse_settings, read_settings
 from nextstep.engine.errors import NextstepError
 from nextstep.engine.model import Event, Progress
-from nextstep.engine.plugins import Emit, EventResult, TriggerContext
+from nextstep.engine.plugins import ConfigProblem, Emit, EventResult, TriggerContext
 
 log = logging.getLogger(__name__)
 
-_KEYS = ("path", "settle", "delimiter", "encoding", "header_map", "batch", "done_dir", "failed_dir")
 _GLOB_CHARS = frozenset("*?[")
 _RESCAN = 60.0  # seconds: a safety net for filesystems whose change notifications get lost
-
-
-@dataclass(frozen=True, slots=True)
-class CsvSettings:
-    """The trigger's config, checked and converted."""
-
-    pattern: str
-    settle: float
-    options: CsvOptions
-    done: str
-    failed: str
-
-
-def parse_settings(config: Mapping[str, Any]) -> CsvSettings:
-    """Check the ``csv:`` block; raises ConfigError listing every problem."""
-    read = ConfigReader("csv", config, _KEYS)
-    pattern = read.text("path", required=True)
-    settle = read.duration("settle", 2.0)
-    delimiter = read.choice("delimiter", DELIMITERS)
-    encoding = read.text("encoding") or None
-    if encoding is not None:
-        try:
-            codecs.lookup(encoding)
-        except LookupError:
-            read.fail("encoding", f"unknown encoding {encoding!r} (e.g. utf-8, cp1252, utf-16)")
-    headers: dict[str, list[str]] = {}
-    for name, columns in read.mapping("header_map").items():
-        listed = [columns] if isinstance(columns, str) else columns
-        if not isinstance(listed, list) or not all(isinstance(c, str) for c in listed):
-            read.fail(f"header_map.{name}", "is not a column name or a list of column names")
-            continue
-        headers[str(name)] = listed
-    batch = read.positive_int("batch", 1000)
-    done = read.text("done_dir", "done")
-    failed = read.text("failed_dir", "failed")
-    read.finish()
-    options = CsvOptions(delimiter, encoding, header_aliases(headers), batch)
-    return CsvSettings(pattern, settle, options, done, failed)
 
 
 @dataclass(slots=True)
@@ -115,11 +75,17 @@ class CsvTrigger:
     """Watches a glob and turns each complete CSV file's rows into events."""
 
     kind: ClassVar[str] = "csv"
+    config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
 
     @staticmethod
     def source_key(config: Mapping[str, Any]) -> str:
         """Rules with the same ``path`` glob share one trigger."""
         return str(config.get("path", ""))
+
+    @staticmethod
+    def check(config: Mapping[str, Any], base_dir: Path) -> list[ConfigProblem]:
+        """What the constructor would refuse (an unknown encoding, a bad header map…)."""
+        return read_settings(config)[1]
 
     def __init__(self, config: Mapping[str, Any], context: TriggerContext) -> None:
         self.settings = parse_settings(config)

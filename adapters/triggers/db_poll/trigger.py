@@ -1,37 +1,5 @@
-"""The ``db_poll`` trigger: rows of a database query become events, read with a moving cursor.
-
-::
-
-    trigger:
-      db_poll:
-        url: postgresql+psycopg://reader@db/crm    # any SQLAlchemy URL; sqlite:///crm.db
-                                                   # is relative to the config's folder
-        query: >
-          SELECT id, updated_at, first_name, phone, stage FROM applications
-          WHERE updated_at > :cursor OR (updated_at = :cursor AND id > :cursor_id)
-          ORDER BY updated_at, id
-          LIMIT :batch
-        cursor: updated_at      # the column the query orders by
-        id: id                  # the tie-break column, for rows sharing a cursor value
-        every: 10s              # how often to look
-        delay: 5s               # rows newer than now - delay are left for a later poll
-        batch: 500              # rows per poll and per ledger transaction
-        start: now              # first cursor: now | beginning | an ISO time | a number
-        timezone: UTC           # the zone of the database's naive timestamps
-        name: crm-applications  # optional: keeps the cursor when the query is edited
-
-What the query must contain: the bound parameter ``:cursor`` (and ``:cursor_id`` when ``id``
-is set) in a condition that selects rows strictly after the pair (cursor, id), e.g. the
-portable ``col > :cursor OR (col = :cursor AND id > :cursor_id)`` or the row value
-``(col, id) > (:cursor, :cursor_id)`` (PostgreSQL, MariaDB, SQLite); ``ORDER BY col, id``;
-and, to keep each poll small, ``LIMIT :batch``. Only the first ``batch`` rows are read.
-On the very first poll ``:cursor_id`` is NULL, so rows exactly at ``start`` are not read.
-
-The cursor is the last row's (cursor, id) pair, committed in the ledger with the notifications
-of its batch: it survives restarts, and no row is skipped or repeated. Values only ever reach
-the database as bound parameters. The query runs in a read-only transaction that is rolled back.
-A database that cannot be reached is retried with backoff and reported by :meth:`status`.
-"""
+"""The ``db_poll`` trigger itself: polling, the cursor, the database side (see the package's
+docstring for the block and what the query must contain)."""
 
 from __future__ import annotations
 
@@ -40,90 +8,46 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar
-from uuid import UUID
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from nextstep.adapters.triggers.config import ConfigReader, read_progress
+from nextstep.adapters.triggers.db_poll.settings import (
+    CONFIG_SCHEMA,
+    driver_problems,
+    read_settings,
+)
+from nextstep.adapters.triggers.db_poll.values import (
+    PollError,
+    dump_value,
+    jsonable,
+    load_value,
+    retry_delay,
+    sqlite_in_folder,
+)
 from nextstep.engine.model import Event, Progress
-from nextstep.engine.plugins import Emit, TriggerContext
+from nextstep.engine.plugins import ConfigProblem, Emit, TriggerContext
 
 log = logging.getLogger(__name__)
 
-_KEYS = ("url", "query", "cursor", "id", "every", "delay", "batch", "start", "timezone", "name")
-_READ_ONLY_START = re.compile(r"^\s*(\(\s*)*(select|with)\b", re.IGNORECASE)
 _CONNECT_ARGS = {
     "postgresql": {"connect_timeout": 10},
     "mysql": {"connect_timeout": 10, "read_timeout": 120},
     "mariadb": {"connect_timeout": 10, "read_timeout": 120},
 }
-EPOCH = dt.datetime(1970, 1, 1)
-MAX_RETRY_DELAY = 300.0
-
-
-class PollError(Exception):
-    """A poll's rows cannot be used (e.g. they lack the cursor column)."""
-
-
-def retry_delay(failures: int, every: float) -> float:
-    """Wait after ``failures`` failed polls in a row: ``every`` doubling, at most 5 minutes."""
-    return float(min(max(every, MAX_RETRY_DELAY), max(every, 1.0) * 2.0 ** min(failures - 1, 30)))
-
-
-def dump_value(value: Any) -> Any:
-    """A cursor value as JSON that :func:`load_value` turns back into the same type."""
-    if isinstance(value, dt.datetime):
-        return {"datetime": value.isoformat()}
-    if isinstance(value, dt.date):
-        return {"date": value.isoformat()}
-    if isinstance(value, Decimal):
-        return {"decimal": str(value)}
-    if isinstance(value, UUID):
-        return {"uuid": str(value)}
-    if value is None or isinstance(value, int | float | str):
-        return value
-    raise PollError(f"a cursor of type {type(value).__name__} is not supported")
-
-
-def load_value(value: Any) -> Any:
-    """The inverse of :func:`dump_value`."""
-    if isinstance(value, dict):
-        ((kind, text),) = value.items()
-        loaders: dict[str, Callable[[str], Any]] = {
-            "datetime": dt.datetime.fromisoformat,
-            "date": dt.date.fromisoformat,
-            "decimal": Decimal,
-            "uuid": UUID,
-        }
-        return loaders[kind](text)
-    return value
-
-
-def jsonable(value: Any) -> Any:
-    """A column value as events carry it (JSON types; times as ISO text)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    return str(value)
 
 
 class DbPollTrigger:
     """Polls one query and turns its new rows into events, in cursor order."""
 
     kind: ClassVar[str] = "db_poll"
+    config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
 
     @staticmethod
     def source_key(config: Mapping[str, Any]) -> str:
@@ -138,20 +62,28 @@ class DbPollTrigger:
         digest = hashlib.sha256(query.encode()).hexdigest()[:12]
         return f"{url}#{config.get('cursor')},{config.get('id')}:{digest}"
 
+    @staticmethod
+    def check(config: Mapping[str, Any], base_dir: Path) -> list[ConfigProblem]:
+        """What the constructor would refuse (a query without ``:cursor``, or without
+        ``:cursor_id`` when ``id`` breaks ties…), and a URL whose driver is not installed."""
+        settings, problems = read_settings(config)
+        if problems or not settings.url:
+            return problems
+        return driver_problems(settings.url)
+
     def __init__(self, config: Mapping[str, Any], context: TriggerContext) -> None:
-        read = ConfigReader("db_poll", config, _KEYS)
-        self.url = read.text("url", required=True)
-        self.query = read.text("query", required=True)
-        self.cursor_column = read.text("cursor", required=True)
-        self.id_column = read.text("id") or None
-        self.every = read.duration("every", 10.0)
-        self.delay = read.duration("delay", 0.0)
-        self.batch = read.positive_int("batch", 500)
-        self.timezone = self._zone(read, read.text("timezone", "UTC"))
-        self.start = self._start(read, config.get("start", "now"))
-        self._statement, self._params = self._check_query(read)
-        self._check_url(read)
-        read.finish()
+        settings, problems = read_settings(config)
+        ConfigReader.raise_problems("db_poll", problems)
+        self.url = settings.url
+        self.query = settings.query
+        self.cursor_column = settings.cursor_column
+        self.id_column = settings.id_column
+        self.every = settings.every
+        self.delay = settings.delay
+        self.batch = settings.batch
+        self.timezone = settings.timezone
+        self.start = settings.start
+        self._statement, self._params = settings.statement, settings.params
         self.context = context
         self.source = self.source_key(config)
         self.progress_key = f"db_poll:{self.source}"
@@ -165,49 +97,6 @@ class DbPollTrigger:
             "rows_read": 0,
             "cursor": None,
         }
-
-    @staticmethod
-    def _zone(read: ConfigReader, name: str) -> ZoneInfo:
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            read.fail("timezone", f"{name!r} is not a time zone (e.g. UTC, Europe/Madrid)")
-            return ZoneInfo("UTC")
-
-    @staticmethod
-    def _start(read: ConfigReader, start: Any) -> Any:
-        """``now`` (kept as is, resolved at the first poll), else the first cursor value."""
-        if start == "now":
-            return start
-        if start == "beginning":
-            return EPOCH
-        if isinstance(start, str):
-            try:
-                return dt.datetime.fromisoformat(start)
-            except ValueError:
-                pass
-        elif isinstance(start, dt.datetime | dt.date | int | float) and not isinstance(start, bool):
-            return start
-        read.fail("start", f"{start!r} is not now, beginning, an ISO time or a number")
-        return "now"
-
-    def _check_query(self, read: ConfigReader) -> tuple[sa.TextClause, frozenset[str]]:
-        statement = sa.text(self.query)
-        params = frozenset(statement.compile().params)
-        needed = {"cursor"} | ({"cursor_id"} if self.id_column else set())
-        for name in sorted(needed - params):
-            read.fail("query", f"must use the bound parameter :{name}")
-        if self.query and not _READ_ONLY_START.match(self.query):
-            read.fail("query", "must be a SELECT (or WITH … SELECT); the trigger only reads")
-        return statement, params
-
-    def _check_url(self, read: ConfigReader) -> None:
-        if not self.url:
-            return
-        try:
-            sa.make_url(self.url)
-        except ArgumentError as exc:
-            read.fail("url", f"is not a SQLAlchemy URL: {exc}")
 
     # -- the daemon's side ---------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -352,17 +241,6 @@ class DbPollTrigger:
         if engine.dialect.name == "sqlite" and isinstance(value, dt.datetime | dt.date):
             return value.isoformat(" ") if isinstance(value, dt.datetime) else value.isoformat()
         return value
-
-
-def sqlite_in_folder(url: sa.URL, base_dir: str) -> sa.URL:
-    """A SQLite URL with a relative file (``sqlite:///crm.db``) resolved against the config's
-    folder, as the ledger's own URL is, not against the process's working directory."""
-    database = url.database
-    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return url
-    if url.query.get("uri") or database.startswith("file:") or os.path.isabs(database):
-        return url
-    return url.set(database=os.path.join(base_dir, database))
 
 
 def _sqlite_query_only(dbapi_connection: Any, record: Any) -> None:
