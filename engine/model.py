@@ -57,7 +57,8 @@ class OutcomeKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The classified answer of a channel to one send attempt."""
+    """The classified answer of a channel to one send attempt. ``pause`` is the channel's
+    verdict that the provider wants no sends for a while (a rate limit), whoever they are for."""
 
     kind: OutcomeKind
     reason: str = ""
@@ -66,6 +67,7 @@ class Outcome:
     http_status: int | None = None
     retry_after: float | None = None
     answer: str = ""
+    pause: float | None = None  # stop sending through this channel for this many seconds
 
     @property
     def ok(self) -> bool:

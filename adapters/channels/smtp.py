@@ -29,6 +29,7 @@ from nextstep.engine.durations import parse_duration
 from nextstep.engine.errors import ConfigError, Problem
 from nextstep.engine.metrics import PROVIDER_ANSWERS
 from nextstep.engine.model import Message, Outcome, OutcomeKind
+from nextstep.engine.plugins import ChannelTraits, Preview, SendCompiler, TemplatedSend
 from nextstep.engine.redact import mask_phones_in
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,19 @@ class SmtpChannel:
     kind: ClassVar[str] = "smtp"
     config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
     send_schema: ClassVar[Mapping[str, Any]] = SEND_SCHEMA
-    preview = staticmethod(email_fields)
+    traits: ClassVar[ChannelTraits] = ChannelTraits()
+
+    @staticmethod
+    def compile_send(block: Mapping[str, Any], compiler: SendCompiler) -> TemplatedSend:
+        """Every key a template; the body must be text."""
+        if "body" in block and not isinstance(block["body"], str):
+            compiler.problem(("body",), "an smtp body is text (a template string)")
+        return TemplatedSend.compile(block, compiler)
+
+    @staticmethod
+    def preview(message: Message, settings: Mapping[str, Any]) -> Preview:
+        """The mail's ``to``, ``subject`` and ``body``."""
+        return Preview(f"smtp channel {message.channel}", email_fields(message))
 
     def __init__(self, name: str, config: Mapping[str, Any], *, clock: Clock) -> None:
         self.name = name

@@ -34,6 +34,7 @@ from nextstep.engine.clock import Clock
 from nextstep.engine.errors import ConfigError, Problem
 from nextstep.engine.metrics import PROVIDER_ANSWERS
 from nextstep.engine.model import Message, Outcome, OutcomeKind
+from nextstep.engine.plugins import ChannelTraits, Preview, TemplatedSend
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,10 @@ def classify_webhook(status: int, headers: Mapping[str, str], body: bytes, now: 
     else:
         kind = OutcomeKind.RECIPIENT
     reason = f"HTTP {status}: {answer.strip()[:200] or 'no message'}"
-    return Outcome(kind, reason, http_status=status, retry_after=retry_after, answer=answer)
+    pause = (retry_after or 1.0) if status == 429 else None  # the receiver's rate limit
+    return Outcome(
+        kind, reason, http_status=status, retry_after=retry_after, answer=answer, pause=pause
+    )
 
 
 CONFIG_SCHEMA: Mapping[str, Any] = {
@@ -111,7 +115,13 @@ class WebhookChannel:
     kind: ClassVar[str] = "webhook"
     config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
     send_schema: ClassVar[Mapping[str, Any]] = SEND_SCHEMA
-    preview = staticmethod(webhook_body)
+    traits: ClassVar[ChannelTraits] = ChannelTraits()
+    compile_send = staticmethod(TemplatedSend.compile)
+
+    @staticmethod
+    def preview(message: Message, settings: Mapping[str, Any]) -> Preview:
+        """The JSON body :meth:`send` posts (the URL and headers may hold secrets: not shown)."""
+        return Preview(f"webhook channel {message.channel}", webhook_body(message))
 
     def __init__(
         self,

@@ -33,7 +33,7 @@ from nextstep.engine.rules.config import Config
 from nextstep.engine.rules.rule import Rule
 from nextstep.engine.runtime.gctune import tune_gc
 from nextstep.engine.sending.dispatcher import Dispatcher
-from nextstep.engine.sending.ratelimit import ChannelLimits
+from nextstep.engine.sending.ratelimit import channel_limits
 
 WAIT_CHUNK = 5000  # notification ids per dispatcher (they become one SQL IN list)
 
@@ -195,7 +195,8 @@ async def wait_for_sending(
     """Send ``ids`` until each is accepted or failed for good (retries included). Returns a
     line per channel whose circuit opened (its notifications stay queued for the daemon)."""
     chans = _channels_of(config, rule, clock)
-    limits = {n: ChannelLimits.from_settings(config.channels[n].settings) for n in chans}
+    configured = config.channels
+    limits = {n: channel_limits(configured[n].type, configured[n].settings) for n in chans}
     # Failures get their fallback notification (and kept acks apply) as the daemon does; the
     # fallbacks themselves are sent by the daemon.
     settle = after_attempts(policy_context(config))

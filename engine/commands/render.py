@@ -8,7 +8,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -19,7 +18,7 @@ from nextstep.engine.model import Event, Message
 from nextstep.engine.plugins import channel_class
 from nextstep.engine.rules.config import Config
 from nextstep.engine.rules.render import Skipped, evaluate
-from nextstep.engine.rules.rule import ONEMSG, Rule
+from nextstep.engine.rules.rule import Rule
 from nextstep.engine.rules.schema import did_you_mean
 
 
@@ -44,23 +43,11 @@ def parse_now(text: str | None) -> float:
 
 
 def payload(config: Config, message: Message) -> tuple[str, Any]:
-    """(what the request is, its exact body, from the channel's own preview): never a secret."""
+    """(what the request goes to, its exact body), from the channel's own preview: never a
+    secret."""
     channel = config.channels[message.channel]
-    body = channel_class(channel.type).preview(message)
-    if channel.type == ONEMSG:
-        base = _without_credentials(str(channel.settings.get("base_url", ""))).rstrip("/")
-        target = f"POST {base}/{channel.settings.get('instance_id', '')}/sendTemplate"
-        return target, body
-    return f"{channel.type} channel {channel.name}", body
-
-
-def _without_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    preview = channel_class(channel.type).preview(message, channel.settings)
+    return preview.target, preview.body
 
 
 @click.command()
@@ -90,7 +77,7 @@ def render(
     config_path: Path,
 ) -> None:
     """Show what RULE makes of one event: whether it matches (and why not), the recipient, the
-    filled text and the exact 1MSG sendTemplate JSON. Never sends anything."""
+    filled text and the exact request the channel would make. Never sends anything."""
     config = load(config_path)
     rule = find_rule(config, rule_id)
     data = read_mapping(event_source, "event")

@@ -226,7 +226,7 @@ def _fallback_item(
         now=now,
     )
     expect, within = fallback_expectation(
-        spec.channel_type, expect=rule.policy.expect, within=rule.policy.within
+        spec.traits.reports_delivery, expect=rule.policy.expect, within=rule.policy.within
     )
     valid_for = rule.policy.valid_for
     return NewNotification(

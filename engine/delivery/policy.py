@@ -126,14 +126,12 @@ def fallback_step(
 
 
 def fallback_expectation(
-    channel_type: str, *, expect: str, within: float | None
+    reports_delivery: bool, *, expect: str, within: float | None
 ) -> tuple[str, float | None]:
-    """The ``expect``/``within`` of a fallback sent through a channel of ``channel_type``.
-
-    Only a 1MSG channel reports delivery, so a fallback there keeps the rule's expectation;
-    a webhook or an email is done once it is accepted.
-    """
-    if channel_type == "1msg":
+    """The ``expect``/``within`` of a fallback sent through a channel that does (or does not)
+    report delivery: one that does keeps the rule's expectation; for the others (a webhook,
+    an email) a fallback is done once it is accepted."""
+    if reports_delivery:
         return expect, within
     return "sent", None
 

@@ -10,13 +10,18 @@ from nextstep.engine.plugins.abilities import ReportsStatus, ServesRoutes
 from nextstep.engine.plugins.contract import (
     Channel,
     ChannelClass,
+    ChannelTraits,
+    CompiledSend,
     ConfigProblem,
     Emit,
     EventResult,
+    Preview,
     RuleResult,
+    SendCompiler,
     Trigger,
     TriggerClass,
     TriggerContext,
+    Whitespace,
 )
 from nextstep.engine.plugins.registry import (
     PluginUnavailable,
@@ -26,20 +31,27 @@ from nextstep.engine.plugins.registry import (
     trigger_class,
     trigger_kinds,
 )
+from nextstep.engine.plugins.sends import TemplatedSend
 
 __all__ = [
     "Channel",
     "ChannelClass",
+    "ChannelTraits",
+    "CompiledSend",
     "ConfigProblem",
     "Emit",
     "EventResult",
     "PluginUnavailable",
+    "Preview",
     "ReportsStatus",
     "RuleResult",
+    "SendCompiler",
     "ServesRoutes",
+    "TemplatedSend",
     "Trigger",
     "TriggerClass",
     "TriggerContext",
+    "Whitespace",
     "channel_class",
     "channel_types",
     "installed",

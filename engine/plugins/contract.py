@@ -19,10 +19,15 @@ from nextstep.engine.model import Event, Message, Outcome, Progress
 
 if TYPE_CHECKING:
     from nextstep.engine.ledger.base import Store
+    from nextstep.engine.rules.expressions import CompiledTemplate, Scope
 
 ConfigProblem = tuple[tuple[str | int, ...], str]
 """A problem inside a config block: the path of the key concerned (relative to the block) and
 what is wrong with it. The engine locates it in the user's file."""
+
+Whitespace = Literal["normalise", "reject"]
+"""A rule's ``whitespace:``: what a channel with rules for parameters does with newlines, tabs
+and long runs of spaces in one (repair them, or refuse the message)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,64 @@ class TriggerClass(Protocol):
     def __call__(self, config: Mapping[str, Any], context: TriggerContext) -> Trigger: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelTraits:
+    """What the engine needs to know of a channel type besides its schemas.
+
+    ``needs_phone``: the rule's ``to:`` is the recipient's phone and a rule sending through the
+    channel must have one (``purpose`` says why, in that problem: "sends WhatsApp messages").
+    ``reports_delivery``: delivered/read statuses arrive for its messages, so a fallback sent
+    through it keeps the rule's ``expect``/``within``. ``recipient_spacing``: least seconds
+    between two sends to one recipient when the channel's settings do not say.
+    """
+
+    needs_phone: bool = False
+    reports_delivery: bool = False
+    recipient_spacing: float = 0.0
+    purpose: str = "sends to phone numbers"
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What ``nextstep render`` shows of a message: what the request goes to (``POST
+    https://…``, or a description) and its exact body. Never a secret."""
+
+    target: str
+    body: Any
+
+
+@runtime_checkable
+class CompiledSend(Protocol):
+    """A ``send:`` block compiled once at load by its channel's ``compile_send``."""
+
+    def render(self, scope: Scope) -> dict[str, Any]:
+        """The message's fields for one event (``Message.fields``); raises RenderError naming
+        the rule and the field."""
+        ...
+
+
+class SendCompiler(Protocol):
+    """What the engine hands ``compile_send`` for one ``send:`` block. Key paths are relative to
+    the block (``("params", "1")``); the engine locates them in the rule file."""
+
+    rule_id: str
+    whitespace: Whitespace  # the rule's ``whitespace:``
+    path: str  # where the block is, for messages: ``send``, ``policy.fallback[0].send``
+
+    def template(self, source: Any, key_path: tuple[str | int, ...]) -> CompiledTemplate | None:
+        """A template compiled (numbers count as text), or None when it is not text or does
+        not compile (the problem is noted)."""
+        ...
+
+    def structure(self, value: Any, key_path: tuple[str | int, ...]) -> Any:
+        """``value`` with every string leaf compiled as a template (mappings and lists kept)."""
+        ...
+
+    def problem(self, key_path: tuple[str | int, ...], message: str) -> None:
+        """Note a problem at ``key_path``; the rule is then not loaded."""
+        ...
+
+
 class Channel(Protocol):
     """A way to reach someone. ``send`` never raises for a provider answer: it classifies it."""
 
@@ -121,9 +184,19 @@ class ChannelClass(Protocol):
     send_schema: Mapping[str, Any]
     """JSON Schema of a ``send:`` block's keys besides ``channel`` (``required`` included)."""
 
+    traits: ChannelTraits
+
     @staticmethod
-    def preview(message: Message) -> dict[str, Any]:
-        """The exact request body ``send`` would post for ``message`` (never any secret)."""
+    def compile_send(block: Mapping[str, Any], compiler: SendCompiler) -> CompiledSend | None:
+        """Compile a ``send:`` block that passed ``send_schema``; None when it cannot be (each
+        problem noted with ``compiler.problem``). :class:`TemplatedSend` suits channels whose
+        keys are all templates."""
+        ...
+
+    @staticmethod
+    def preview(message: Message, settings: Mapping[str, Any]) -> Preview:
+        """The exact request ``send`` would make for ``message`` on a channel with these
+        settings, without sending it and without any secret."""
         ...
 
     def __call__(self, name: str, config: Mapping[str, Any], *, clock: Clock) -> Channel: ...

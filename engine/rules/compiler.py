@@ -1,10 +1,10 @@
-"""From a rule's definition to a compiled :class:`Rule`, with every problem the schema cannot see.
+"""From a rule's definition to a compiled :class:`Rule`, with every problem the schemas cannot see.
 
-The JSON Schema checks shapes; this module checks meaning: the trigger and channels exist, the
-``<<n>>`` variables of ``text`` and the keys of ``params`` match in both directions, durations,
-windows and time zones parse, every template and expression compiles and uses only known names.
-Problems are returned as :class:`Issue` (a path inside the rule and a message); the caller
-locates them in the YAML file.
+The JSON Schemas check shapes; this module checks meaning: the trigger and channels exist (and
+their plug-ins load), each ``send:`` block compiles through its channel's ``compile_send``
+(with a :class:`SendCompiler` of this module), durations, windows and time zones parse, every
+template and expression compiles and uses only known names. Problems are returned as
+:class:`Issue` (a path inside the rule and a message); the caller locates them in the YAML file.
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from nextstep.engine.durations import parse_duration
-from nextstep.engine.plugins import PluginUnavailable, trigger_class, trigger_kinds
+from nextstep.engine.plugins import (
+    PluginUnavailable,
+    Whitespace,
+    channel_class,
+    trigger_class,
+    trigger_kinds,
+)
 from nextstep.engine.rules.expressions import (
     FALLBACK_NAMES,
     NAMES,
@@ -25,7 +31,6 @@ from nextstep.engine.rules.expressions import (
     compile_template,
 )
 from nextstep.engine.rules.rule import (
-    ONEMSG,
     FallbackStep,
     Policy,
     RetryPolicy,
@@ -37,7 +42,6 @@ from nextstep.engine.rules.rule import (
 )
 from nextstep.engine.rules.schema import did_you_mean
 from nextstep.engine.rules.sendwindow import parse_days, parse_hours, zone
-from nextstep.engine.rules.whatsapp import Whitespace, variable_problems
 from nextstep.engine.rules.yamlload import PathKey, format_path
 
 
@@ -138,68 +142,30 @@ class _Builder:
                 f"unknown channel '{channel}'{hint} (nextstep.yaml has: {listed})",
             )
             return None
-        built = self._build_send(spec, path, kind, whitespace, names)
-        if built is not None:
-            self.sends.append((path, built))
+        try:
+            plugin = channel_class(kind)
+        except PluginUnavailable:
+            return None  # reported at the channel's type in nextstep.yaml
+        block = _BlockCompiler(self, path, whitespace, names)
+        try:
+            compiled = plugin.compile_send(spec, block)
+        except Exception as exc:  # a plug-in's bug is reported, not raised
+            self.add(path, f"the {kind} channel cannot compile this send: {exc!r}")
+            return None
+        if compiled is None:
+            return None
+        built = SendSpec(str(channel), kind, compiled, plugin.traits, format_path(path))
+        self.sends.append((path, built))
         return built
 
-    def _build_send(
-        self,
-        spec: Mapping[str, Any],
-        path: PathKey,
-        kind: str,
-        whitespace: Whitespace,
-        names: frozenset[str],
-    ) -> SendSpec | None:
-        channel = str(spec["channel"])
-        if kind == ONEMSG:
-            return self._onemsg(spec, path, whitespace, names)
-        content = {
-            key: self._structure(value, (*path, key), names)
-            for key, value in spec.items()
-            if key != "channel"
-        }
-        if kind == "smtp" and "body" in spec and not isinstance(spec["body"], str):
-            self.add((*path, "body"), "an smtp body is text (a template string)")
-        return SendSpec(channel, kind, whitespace, content=content, path=format_path(path))
-
-    def _onemsg(
-        self, spec: Mapping[str, Any], path: PathKey, whitespace: Whitespace, names: frozenset[str]
-    ) -> SendSpec | None:
-        fields = {}
-        for key in ("template", "namespace", "language"):
-            field_template = self.template(spec.get(key), (*path, key), names)
-            if field_template is not None:
-                fields[key] = field_template
-        text = spec.get("text")
-        raw_params = spec.get("params", {})
-        if not isinstance(text, str) or not isinstance(raw_params, Mapping):
-            return None
-        self._check_variables(text, raw_params, path)
-        numbers = sorted(int(k) for k in raw_params if str(k).isdigit())
-        params = tuple(
-            self.template(raw_params[str(n)], (*path, "params", str(n)), names) for n in numbers
-        )
-        if any(p is None for p in params):
-            return None
-        compiled = tuple(p for p in params if p is not None)
-        return SendSpec(
-            str(spec["channel"]), ONEMSG, whitespace, fields, text, compiled, path=format_path(path)
-        )
-
-    def _check_variables(self, text: str, params: Mapping[str, Any], path: PathKey) -> None:
-        numbers = {int(k) for k in params if str(k).isdigit()}
-        for param, message in variable_problems(text, numbers):
-            where = (*path, "text") if param is None else (*path, "params", str(param))
-            self.add(where, message)
-
-    def _structure(self, value: Any, path: PathKey, names: frozenset[str]) -> Any:
+    def structure(self, value: Any, path: PathKey, names: frozenset[str]) -> Any:
+        """``value`` with every string compiled as a template, at any depth."""
         if isinstance(value, str):
             return self.template(value, path, names)
         if isinstance(value, Mapping):
-            return {k: self._structure(v, (*path, k), names) for k, v in value.items()}
+            return {k: self.structure(v, (*path, k), names) for k, v in value.items()}
         if isinstance(value, list):
-            return [self._structure(v, (*path, i), names) for i, v in enumerate(value)]
+            return [self.structure(v, (*path, i), names) for i, v in enumerate(value)]
         return value
 
     # -- policy --------------------------------------------------------------------------
@@ -269,6 +235,33 @@ class _Builder:
         return SendWindow(
             days, start, end, tz, compiled if compiled and compiled.template else None
         )
+
+
+class _BlockCompiler:
+    """The engine's :class:`SendCompiler` for one ``send:`` block: key paths relative to the
+    block, templates compiled with the names the block may use (``failure`` in fallbacks)."""
+
+    def __init__(
+        self, builder: _Builder, base: PathKey, whitespace: Whitespace, names: frozenset[str]
+    ) -> None:
+        self._builder = builder
+        self._base = base
+        self._names = names
+        self.rule_id = builder.rule_id
+        self.whitespace: Whitespace = whitespace
+        self.path = format_path(base)
+
+    def template(self, source: Any, key_path: PathKey) -> CompiledTemplate | None:
+        """A template compiled at ``key_path`` (numbers count as text), or None."""
+        return self._builder.template(source, (*self._base, *key_path), self._names)
+
+    def structure(self, value: Any, key_path: PathKey) -> Any:
+        """``value`` with every string leaf compiled as a template."""
+        return self._builder.structure(value, (*self._base, *key_path), self._names)
+
+    def problem(self, key_path: PathKey, message: str) -> None:
+        """Note a problem at ``key_path``."""
+        self._builder.add((*self._base, *key_path), message)
 
 
 def _names(value: Any) -> frozenset[str]:
@@ -346,13 +339,14 @@ def _when(b: _Builder, when: Any) -> tuple[CompiledExpression, ...] | None:
 
 
 def _check_recipient(b: _Builder, definition: Mapping[str, Any]) -> None:
-    """A WhatsApp send needs the rule's ``to``; say so once, at the first send that needs it."""
+    """A send through a channel that needs the phone needs the rule's ``to``; say so once, at
+    the first send that needs it."""
     if "to" in definition:
         return
     for path, spec in b.sends:
-        if spec.channel_type == ONEMSG:
+        if spec.traits.needs_phone:
             b.add(
                 (*path, "channel"),
-                f"channel '{spec.channel}' sends WhatsApp messages: the rule needs to: (the phone)",
+                f"channel '{spec.channel}' {spec.traits.purpose}: the rule needs to: (the phone)",
             )
             return

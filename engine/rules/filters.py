@@ -19,7 +19,7 @@ from jinja2 import pass_context
 from jinja2.filters import do_title
 from jinja2.runtime import Context, Undefined
 
-from nextstep.engine.rules.whatsapp import WhatsAppRuleError, normalise_phone
+from nextstep.engine.rules.phones import PhoneError, normalise_phone
 
 COUNTRY_VARIABLE = "__nextstep_default_country"
 
@@ -176,7 +176,7 @@ def phone(context: Context, value: Any, country: str | None = None) -> str:
     region = country or context.get(COUNTRY_VARIABLE)
     try:
         return normalise_phone(value, region.upper() if isinstance(region, str) else None)
-    except WhatsAppRuleError as exc:
+    except PhoneError as exc:
         raise ValueError(str(exc)) from None
 
 

@@ -19,17 +19,9 @@ from nextstep.engine.ledger.base import NewNotification
 from nextstep.engine.model import Event, Message
 from nextstep.engine.rules.expressions import CompiledTemplate, Scope
 from nextstep.engine.rules.filters import COUNTRY_VARIABLE
-from nextstep.engine.rules.rule import ONEMSG, Rule, SendSpec
-from nextstep.engine.rules.schema import show
+from nextstep.engine.rules.phones import PhoneError, normalise_phone
+from nextstep.engine.rules.rule import Rule, SendSpec
 from nextstep.engine.rules.sendwindow import next_open
-from nextstep.engine.rules.whatsapp import (
-    MAX_BODY,
-    WhatsAppRuleError,
-    check_body,
-    clean_param,
-    fill,
-    normalise_phone,
-)
 
 _UTC = datetime.UTC
 
@@ -81,20 +73,15 @@ def evaluate(
         if not condition.holds(variables):
             return _skipped(rule.id, condition.field, condition.source)
     spec = rule.send
-    fields: Mapping[str, Any]
-    if spec.channel_type == ONEMSG:
-        to, fields = _onemsg(rule, spec, variables, default_country)
-    else:
-        message = render_message(rule, spec, variables, default_country)
-        to, fields = message.to, message.fields
+    message = render_message(rule, spec, variables, default_country)
     policy = rule.policy
     # Positional, in NewNotification's field order: keywords cost a third of the whole call.
     return NewNotification(
         rule.id,
         rule.version,
         spec.channel,
-        to,
-        fields,
+        message.to,
+        message.fields,
         event.data,
         now,
         None if rule.dedupe is None else _key(rule.dedupe, variables),
@@ -131,15 +118,21 @@ def render_send(
 def render_message(
     rule: Rule, spec: SendSpec, variables: Scope, default_country: str | None
 ) -> Message:
-    """Render ``spec`` with prepared ``variables`` (see :func:`scope`) and check WhatsApp's
-    rules for a 1MSG channel."""
-    if spec.channel_type == ONEMSG:
-        return Message(spec.channel, *_onemsg(rule, spec, variables, default_country))
-    fields = {key: _structure(value, variables) for key, value in spec.content.items()}
-    if "to" in fields and isinstance(fields["to"], str):
-        to = fields["to"].strip()
+    """Render ``spec`` with prepared ``variables`` (see :func:`scope`).
+
+    The recipient: a ``to`` text among the rendered fields (a mail address) wins, else the
+    rule's ``to:`` as a phone number, else nothing. A channel that needs the phone gets it
+    rendered first, so an unreachable number is the error reported.
+    """
+    phone = recipient(rule, variables, default_country) if spec.traits.needs_phone else None
+    fields = spec.compiled.render(variables)
+    to = fields.get("to")
+    if isinstance(to, str):
+        to = to.strip()
         if not to:
             raise RenderError(rule.id, f"{spec.path}.to", "the address is empty")
+    elif phone is not None:
+        to = phone
     else:
         to = recipient(rule, variables, default_country) if rule.to is not None else ""
     return Message(spec.channel, to, fields)
@@ -147,50 +140,14 @@ def render_message(
 
 def recipient(rule: Rule, variables: Scope, default_country: str | None) -> str:
     """The rule's ``to`` rendered and normalised to international digits; RenderError if it is
-    not a phone number WhatsApp can reach."""
+    not a phone number that can be reached."""
     if rule.to is None:
         raise RenderError(rule.id, "to", "the rule has no to:")
     raw = rule.to.render(variables)
     try:
         return normalise_phone(raw, default_country)
-    except WhatsAppRuleError as exc:
+    except PhoneError as exc:
         raise RenderError(rule.id, "to", str(exc)) from None
-
-
-def _onemsg(
-    rule: Rule, spec: SendSpec, variables: Scope, default_country: str | None
-) -> tuple[str, dict[str, Any]]:
-    """The recipient and the fields of a 1MSG message."""
-    to = recipient(rule, variables, default_country)
-    params = []
-    for template in spec.params:
-        value = template.render(variables)
-        try:
-            params.append(clean_param(value, spec.whitespace))
-        except WhatsAppRuleError as exc:
-            raise RenderError(rule.id, template.field, f"{show(value)} {exc}") from None
-    text = fill(spec.text or "", params)
-    if len(text) > MAX_BODY:
-        try:
-            check_body(text)
-        except WhatsAppRuleError as exc:
-            raise RenderError(rule.id, f"{spec.path}.text", str(exc)) from None
-    fields: dict[str, Any] = {}
-    for key, t in spec.fields.items():
-        fields[key] = t.source if t.template is None else t.render(variables)
-    fields["params"] = params
-    fields["text"] = text
-    return to, fields
-
-
-def _structure(value: Any, variables: Scope) -> Any:
-    if isinstance(value, CompiledTemplate):
-        return value.render(variables)
-    if isinstance(value, Mapping):
-        return {k: _structure(v, variables) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_structure(v, variables) for v in value]
-    return value
 
 
 def _key(template: CompiledTemplate | None, variables: Scope) -> str | None:

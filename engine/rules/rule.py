@@ -15,11 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from nextstep.engine.plugins import ChannelTraits, CompiledSend, Whitespace
 from nextstep.engine.rules.expressions import CompiledExpression, CompiledTemplate
-from nextstep.engine.rules.whatsapp import Whitespace
 
 FailureClass = Literal["transient", "in_doubt", "recipient", "template", "account"]
-ONEMSG = "1msg"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,22 +45,15 @@ class SendWindow:
 
 @dataclass(frozen=True, eq=False, slots=True)
 class SendSpec:
-    """A compiled ``send:`` block.
-
-    For a 1MSG channel ``fields`` holds ``template``, ``namespace`` and ``language``, ``text``
-    the approved body and ``params`` the templates of ``<<1>>``..``<<n>>``. For other channels
-    ``content`` is the compiled structure of every other key (``body``, ``to``, ``subject``…),
-    strings as CompiledTemplate leaves.
-    """
+    """A compiled ``send:`` block: the channel's name and type, what the channel's plug-in
+    compiled (``compiled.render(scope)`` gives the message's fields), the channel type's traits
+    and where the block was written (``send``, ``policy.fallback[0].send``)."""
 
     channel: str
     channel_type: str
-    whitespace: Whitespace = "normalise"
-    fields: Mapping[str, CompiledTemplate] = field(default_factory=dict)
-    text: str | None = None
-    params: tuple[CompiledTemplate, ...] = ()
-    content: Mapping[str, Any] = field(default_factory=dict)
-    path: str = "send"  # where it was written, for messages
+    compiled: CompiledSend
+    traits: ChannelTraits = ChannelTraits()
+    path: str = "send"
 
 
 @dataclass(frozen=True, slots=True)

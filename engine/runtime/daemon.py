@@ -59,7 +59,7 @@ from nextstep.engine.runtime.server import (
 from nextstep.engine.runtime.supervisor import Backoff, Supervisor
 from nextstep.engine.sending.attempt import NO_RETRY, RetryRules
 from nextstep.engine.sending.dispatcher import Dispatcher
-from nextstep.engine.sending.ratelimit import ChannelLimits
+from nextstep.engine.sending.ratelimit import channel_limits
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +155,8 @@ class Daemon:
         self.context = PolicyContext(
             rules=book, classify_ack=self._classifier(), default_country=self.config.default_country
         )
-        limits = {
-            n: ChannelLimits.from_settings(self.config.channels[n].settings) for n in self.channels
-        }
+        channels = self.config.channels
+        limits = {n: channel_limits(channels[n].type, channels[n].settings) for n in self.channels}
         self.dispatcher = Dispatcher(
             self.runner,
             self.channels,

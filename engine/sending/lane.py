@@ -31,7 +31,6 @@ from nextstep.engine.sending.writer import BatchWriter
 log = logging.getLogger("nextstep.engine.sending.dispatcher")  # lanes log as the dispatcher
 
 LEASE_AHEAD = 0.25  # seconds of sending at the channel's rate a lane keeps leased
-RATE_LIMIT_CODES = frozenset({4, 80007, 130429})  # app, WABA and throughput limits (Meta)
 PRUNE_EVERY = 4096  # attempts between two prunings of the spacing table
 
 
@@ -255,8 +254,8 @@ class Lane:
             self._counter(n.rule_id, result.state).inc()
         if outcome.kind is OutcomeKind.ACCOUNT:
             self._open_circuit(outcome.reason or "account failure", now)
-        elif outcome.http_status == 429 or outcome.code in RATE_LIMIT_CODES:
-            self.limiter.pause_until(now + (outcome.retry_after or 1.0))
+        elif outcome.pause is not None:
+            self.limiter.pause_until(now + outcome.pause)
 
     def _counter(self, rule_id: str, state: State) -> Any:
         """The metric an attempt result of ``rule_id`` counts in (label lookups cached)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from nextstep.engine.clock import Clock
 from nextstep.engine.durations import parse_duration, parse_rate
+from nextstep.engine.plugins import channel_class
 
 # A spent token comes back this much after a full window, so float rounding of clock values
 # can never let a window hold one send too many.
@@ -32,15 +33,24 @@ class ChannelLimits:
     recipient_spacing: float = PAIR_SPACING  # seconds between two sends to one recipient
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> ChannelLimits:
+    def from_settings(
+        cls, settings: Mapping[str, Any], *, recipient_spacing: float = PAIR_SPACING
+    ) -> ChannelLimits:
         """Read ``rate`` (``80/s``), ``max_in_flight`` and ``recipient_spacing`` (``6s``) from
-        a channel's settings; absent keys keep their defaults. Raises ValueError."""
+        a channel's settings; absent keys keep their defaults (``recipient_spacing``: the
+        channel type's, from its traits). Raises ValueError."""
         rate = parse_rate(settings["rate"]) if "rate" in settings else DEFAULT_RATE
         in_flight = settings.get("max_in_flight", DEFAULT_MAX_IN_FLIGHT)
         if isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1:
             raise ValueError(f"max_in_flight must be a whole number >= 1, not {in_flight!r}")
-        spacing = settings.get("recipient_spacing", PAIR_SPACING)
+        spacing = settings.get("recipient_spacing", recipient_spacing)
         return cls(rate, in_flight, parse_duration(spacing))
+
+
+def channel_limits(kind: str, settings: Mapping[str, Any]) -> ChannelLimits:
+    """The limits of a channel of type ``kind``: its settings, else its type's traits."""
+    traits = channel_class(kind).traits
+    return ChannelLimits.from_settings(settings, recipient_spacing=traits.recipient_spacing)
 
 
 class RateLimiter:

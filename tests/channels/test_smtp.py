@@ -124,7 +124,7 @@ async def test_sends_a_mail(server: Controller, handler: Handler, clock: FakeClo
     assert mail["Subject"] == "Your next step" and mail["From"] == SENDER
     assert mail["Message-ID"] == outcome.provider_id
     assert "Upload documents by June 20." in mail.get_payload()
-    assert SmtpChannel.preview(message())["subject"] == "Your next step"
+    assert SmtpChannel.preview(message(), {}).body["subject"] == "Your next step"
 
 
 @pytest.mark.parametrize(

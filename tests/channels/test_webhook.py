@@ -42,7 +42,10 @@ async def test_posts_the_body_with_the_configured_headers(clock: FakeClock) -> N
     assert receiver.bodies == [{"case": "12345", "reason": "undeliverable"}]
     assert receiver.headers[0]["authorization"] == "Bearer crm-token"
     assert receiver.headers[0]["content-type"] == "application/json"
-    assert WebhookChannel.preview(message()) == {"case": "12345", "reason": "undeliverable"}
+    assert WebhookChannel.preview(message(), {}).body == {
+        "case": "12345",
+        "reason": "undeliverable",
+    }
 
 
 @pytest.mark.parametrize(
@@ -74,6 +77,7 @@ def test_classify_keeps_retry_after_and_id() -> None:
     ok = classify_webhook(201, {}, b'{"id": 77}', NOW)
     plain = classify_webhook(204, {}, b"", NOW)
     assert limited.retry_after == 12.0 and limited.kind is OutcomeKind.TRANSIENT
+    assert limited.pause == 12.0 and ok.pause is None
     assert (ok.kind, ok.provider_id) == (OutcomeKind.ACCEPTED, "77")
     assert (plain.kind, plain.provider_id) == (OutcomeKind.ACCEPTED, None)
 

@@ -119,8 +119,8 @@ def test_failure_scope() -> None:
 
 
 def test_fallback_expectation() -> None:
-    assert fallback_expectation("1msg", expect="read", within=60.0) == ("read", 60.0)
-    assert fallback_expectation("webhook", expect="read", within=60.0) == ("sent", None)
+    assert fallback_expectation(True, expect="read", within=60.0) == ("read", 60.0)
+    assert fallback_expectation(False, expect="read", within=60.0) == ("sent", None)
 
 
 @pytest.mark.parametrize(

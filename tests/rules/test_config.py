@@ -59,7 +59,7 @@ def test_rule_values(tmp_path: Path) -> None:
     assert (rule.file, rule.line) == (str(tmp_path / "rules" / "rules.yaml"), 2)
     assert rule.trigger_kind == "csv" and rule.trigger_config == {"path": "inbox/*.csv"}
     assert rule.source_key
-    assert rule.send.channel_type == "1msg" and len(rule.send.params) == 3
+    assert rule.send.channel_type == "1msg" and len(rule.send.compiled.params) == 3  # type: ignore[attr-defined]
     assert rule.policy.retry == RetryPolicy()
     assert rule.version == version_of(rule.definition) and len(rule.version) == 12
 

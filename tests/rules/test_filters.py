@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from nextstep.engine.errors import RenderError
 from nextstep.engine.rules.expressions import compile_template
 from nextstep.engine.rules.filters import COUNTRY_VARIABLE, format_date, parse_date
-from nextstep.engine.rules.whatsapp import WhatsAppRuleError, _normalise, normalise_phone
+from nextstep.engine.rules.phones import PhoneError, _normalise, normalise_phone
 
 D = datetime.date
 DT = datetime.datetime
@@ -176,7 +176,7 @@ def test_normalise_phone(raw: str, country: str | None, expected: str) -> None:
     ],
 )
 def test_normalise_phone_refuses_with_reason(raw: str, country: str | None, reason: str) -> None:
-    with pytest.raises(WhatsAppRuleError, match=reason):
+    with pytest.raises(PhoneError, match=reason):
         normalise_phone(raw, country)
 
 
@@ -195,7 +195,7 @@ def test_fast_path_agrees_with_phonenumbers(digits: str, prefix: str, region: st
     for fast in (True, False):
         try:
             outcomes.append(_normalise(raw, region, fast=fast))
-        except WhatsAppRuleError:
+        except PhoneError:
             outcomes.append(None)
     assert outcomes[0] == outcomes[1]
 
@@ -212,7 +212,7 @@ def test_normalised_phone_is_international_digits_and_stable(
     raw = noise.join(digits[i : i + 3] for i in range(0, len(digits), 3))
     try:
         result = normalise_phone(raw, region)
-    except WhatsAppRuleError:
+    except PhoneError:
         return
     assert result.isdigit() and 6 <= len(result) <= 15
     # the result is a possible number, and reading it again gives itself
@@ -239,7 +239,7 @@ def test_fast_path_agrees_on_every_region_example_number() -> None:
                 for fast in (True, False):
                     try:
                         results.append(_normalise(raw, region, fast=fast))
-                    except WhatsAppRuleError:
+                    except PhoneError:
                         results.append(None)
                 assert results[0] == results[1], (region, raw)
                 checked += 1

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nextstep.engine.rules.whatsapp import (
+from nextstep.adapters.channels.onemsg.whatsapp import (
     MAX_BODY,
     WhatsAppRuleError,
     check_body,

@@ -89,7 +89,10 @@ async def test_retries_stop_at_the_policy_attempts(
 async def test_a_429_waits_at_least_retry_after(
     runner: LedgerRunner, clock: FakeClock, fake: FakeChannel
 ) -> None:
-    fake.script("1", [Outcome(OutcomeKind.TRANSIENT, "HTTP 429", http_status=429, retry_after=120)])
+    fake.script(
+        "1",
+        [Outcome(OutcomeKind.TRANSIENT, "HTTP 429", http_status=429, retry_after=120, pause=120)],
+    )
     (nid,) = await enqueue(runner, new_notification("1"))
     d = dispatcher(runner, clock, fake, RetryPolicy(backoff=1))
     start = clock.now()

@@ -59,7 +59,9 @@ async def test_at_80_per_second_no_one_second_window_carries_more_than_80(
 
 async def test_a_429_pauses_the_whole_channel(runner: LedgerRunner, clock: FakeClock) -> None:
     fake = FakeChannel(clock)
-    fake.script("1", [Outcome(OutcomeKind.TRANSIENT, "429", http_status=429, retry_after=30)])
+    fake.script(
+        "1", [Outcome(OutcomeKind.TRANSIENT, "429", http_status=429, retry_after=30, pause=30)]
+    )
     await enqueue(runner, new_notification("1"), new_notification("2"))
     d = dispatcher(runner, clock, fake, limits=ChannelLimits(max_in_flight=1))
     start = clock.now()

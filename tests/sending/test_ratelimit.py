@@ -7,7 +7,12 @@ import asyncio
 import pytest
 
 from nextstep.engine.clock import FakeClock
-from nextstep.engine.sending.ratelimit import ChannelLimits, RateLimiter, RecipientSpacing
+from nextstep.engine.sending.ratelimit import (
+    ChannelLimits,
+    RateLimiter,
+    RecipientSpacing,
+    channel_limits,
+)
 
 
 def test_a_full_window_makes_the_next_wait_for_the_oldest_token(clock: FakeClock) -> None:
@@ -84,6 +89,12 @@ def test_no_spacing_when_it_is_zero() -> None:
 )
 def test_limits_from_channel_settings(settings: dict[str, object], expected: ChannelLimits) -> None:
     assert ChannelLimits.from_settings(settings) == expected
+
+
+def test_recipient_spacing_defaults_to_the_channel_type_s() -> None:
+    assert channel_limits("1msg", {}) == ChannelLimits(80.0, 100, 6.0)
+    assert channel_limits("webhook", {}) == ChannelLimits(80.0, 100, 0.0)
+    assert channel_limits("webhook", {"recipient_spacing": "2s"}).recipient_spacing == 2.0
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,6 @@ Config: ``base_url``, ``instance_id``, ``token`` (required); ``timeout`` (10 s, 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -31,30 +30,40 @@ from nextstep.adapters.channels.http_client import (
     timeout_from,
     transport_outcome,
 )
+from nextstep.adapters.channels.onemsg.checks import check_send
 from nextstep.adapters.channels.onemsg.classify import classify, classify_failed_ack
+from nextstep.adapters.channels.onemsg.payload import preview as template_preview
 from nextstep.adapters.channels.onemsg.payload import send_template_body
 from nextstep.adapters.channels.onemsg.schema import CONFIG_SCHEMA, SEND_SCHEMA
+from nextstep.adapters.channels.onemsg.send import compile_send as compile_template_send
 from nextstep.adapters.channels.onemsg.templates import TemplateInfo, parse_templates
+from nextstep.adapters.channels.onemsg.whatsapp import MAX_BODY, breaks_rule
 from nextstep.engine.clock import Clock
 from nextstep.engine.errors import ConfigError, DeliveryError, Problem
 from nextstep.engine.metrics import PROVIDER_ANSWERS, SEND_LATENCY
 from nextstep.engine.model import Message, Outcome, OutcomeKind
+from nextstep.engine.plugins import ChannelTraits
 from nextstep.engine.redact import mask_phone
 
 log = logging.getLogger(__name__)
 
 MAX_WEBHOOKS = 5
-_BAD_WHITESPACE = re.compile(r"[\n\r\t]| {5,}")
-MAX_BODY = 1024
+TRAITS = ChannelTraits(
+    needs_phone=True,
+    reports_delivery=True,
+    recipient_spacing=6.0,  # Meta's pair rate: one message to a recipient every 6 s
+    purpose="sends WhatsApp messages",
+)
 
 
 def preflight(message: Message) -> str | None:
-    """Why WhatsApp would refuse this message's parameters (DESIGN §4), or None."""
+    """Why WhatsApp would refuse this message's parameters (DESIGN §4), or None: the rules
+    :mod:`onemsg.whatsapp` applies when the message is rendered, checked again."""
     params = [str(p) for p in message.fields.get("params") or ()]
     for position, text in enumerate(params, start=1):
         if not text.strip():
             return f"parameter {position} is empty"
-        if _BAD_WHITESPACE.search(text):
+        if breaks_rule(text):
             return f"parameter {position} has a newline, a tab or more than 4 spaces in a row"
     body = message.fields.get("text")
     if isinstance(body, str) and len(body) > MAX_BODY:
@@ -68,7 +77,10 @@ class OneMsgChannel:
     kind: ClassVar[str] = "1msg"
     config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
     send_schema: ClassVar[Mapping[str, Any]] = SEND_SCHEMA
-    preview = staticmethod(send_template_body)
+    traits: ClassVar[ChannelTraits] = TRAITS
+    compile_send = staticmethod(compile_template_send)
+    preview = staticmethod(template_preview)
+    check_send = staticmethod(check_send)
     # How the daemon reads a failed ack's error text (PolicyContext.classify_ack).
     classify_ack = staticmethod(classify_failed_ack)
 

@@ -60,6 +60,9 @@ META_CODES: Mapping[int, OutcomeKind] = {
 PAIR_RATE_WAIT = 6.0
 """Seconds to wait after 131056 (same recipient too often) when no Retry-After says more."""
 
+RATE_LIMIT_CODES = frozenset({4, 80007, 130429})
+"""App, WABA and throughput limits: the whole channel pauses (``Outcome.pause``)."""
+
 # Texts 1MSG (or Meta, in failed acks) is known to use; the first match wins.
 _TEXTS: tuple[tuple[re.Pattern[str], OutcomeKind], ...] = tuple(
     (re.compile(pattern, re.IGNORECASE), kind)
@@ -92,8 +95,16 @@ def classify(
     """Map one HTTP answer of ``sendTemplate`` to an :class:`Outcome`.
 
     ``now`` (Unix seconds) converts an HTTP-date ``Retry-After`` to seconds; it defaults to the
-    system time so the function stays usable without a clock.
+    system time so the function stays usable without a clock. A rate limit of the whole channel
+    (HTTP 429, Meta 4, 80007, 130429) pauses it for ``retry_after`` (1 s when unsaid).
     """
+    outcome = _classify(status, headers, body, now)
+    if outcome.http_status == 429 or outcome.code in RATE_LIMIT_CODES:
+        return dataclasses.replace(outcome, pause=outcome.retry_after or 1.0)
+    return outcome
+
+
+def _classify(status: int, headers: Mapping[str, str], body: bytes, now: float | None) -> Outcome:
     data = _json_object(body)
     answer = body[:_ANSWER_LIMIT].decode("utf-8", "replace")
     if 200 <= status < 300 and data is not None and data.get("sent") is True:

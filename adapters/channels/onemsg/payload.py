@@ -1,14 +1,34 @@
 """The exact JSON body of 1MSG's ``POST /{instance_id}/sendTemplate`` for a rendered message.
 
-Shared by the 1MSG channel (what it sends) and ``nextstep render`` (what it shows), so the
-preview is the request byte for byte.
+Shared by the 1MSG channel (what it sends) and its preview (what ``nextstep render`` shows), so
+the preview is the request byte for byte.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from nextstep.engine.model import Message
+from nextstep.engine.plugins import Preview
+
+
+def preview(message: Message, settings: Mapping[str, Any]) -> Preview:
+    """``POST {base_url}/{instance_id}/sendTemplate`` (credentials in the URL left out) and the
+    body :func:`send_template_body` makes."""
+    base = _without_credentials(str(settings.get("base_url", ""))).rstrip("/")
+    target = f"POST {base}/{settings.get('instance_id', '')}/sendTemplate"
+    return Preview(target, send_template_body(message))
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
 
 
 def send_template_body(message: Message) -> dict[str, Any]:

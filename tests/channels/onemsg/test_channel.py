@@ -51,7 +51,7 @@ async def test_send_posts_the_preview_body(channel: OneMsgChannel, sandbox: Sand
     assert outcome.kind is OutcomeKind.ACCEPTED
     assert outcome.provider_id and outcome.provider_id.startswith("wamid.")
     assert sandbox.sends()[0].body == send_template_body(message())
-    assert OneMsgChannel.preview(message()) == send_template_body(message())
+    assert OneMsgChannel.preview(message(), {}).body == send_template_body(message())
 
 
 def test_payload_shape() -> None:
@@ -114,7 +114,13 @@ async def test_template_failures(
 
 @pytest.mark.parametrize(
     "params",
-    [["Maria", "two\nlines", "x"], ["Maria", "", "x"], ["Maria", "a     b", "x"]],
+    [
+        ["Maria", "two\nlines", "x"],
+        ["Maria", "", "x"],
+        ["Maria", "a     b", "x"],
+        ["Maria", "vertical\vtab", "x"],
+        ["Maria", "line\u2028separator", "x"],
+    ],
 )
 async def test_preflight_refuses_without_a_request(
     channel: OneMsgChannel, sandbox: SandboxHandle, params: list[str]

@@ -206,6 +206,24 @@ def test_pair_rate_limit_waits_at_least_six_seconds() -> None:
 
 
 @pytest.mark.parametrize(
+    ("raw", "pause"),
+    [
+        pytest.param((429, {"Retry-After": "7"}, b"{}"), 7.0, id="http-429"),
+        pytest.param((429, {}, b"{}"), 1.0, id="http-429-unsaid"),
+        pytest.param(meta(130429), 1.0, id="throughput"),
+        pytest.param(meta(80007), 1.0, id="waba-limit"),
+        pytest.param(meta(4), 1.0, id="app-limit"),
+        pytest.param(meta(131056), None, id="pair-rate-is-per-recipient"),
+        pytest.param(meta(131026), None, id="undeliverable"),
+    ],
+)
+def test_rate_limits_pause_the_channel(
+    raw: tuple[int, dict[str, str], bytes], pause: float | None
+) -> None:
+    assert classify(*raw, now=NOW).pause == pause
+
+
+@pytest.mark.parametrize(
     ("value", "seconds"),
     [
         pytest.param("0", 0.0, id="zero"),

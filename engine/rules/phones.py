@@ -1,37 +1,20 @@
-"""WhatsApp's rules for a template message, checked before anything is sent.
+"""Phone numbers as channels address them: international digits, 6 to 15 of them, no ``+``.
 
-* a body parameter is non-empty, has no newline or tab and no more than 4 consecutive spaces
-  (Meta rejects the whole send with 132018 otherwise); ``normalise`` repairs, ``reject`` refuses;
-* the approved body with every ``<<n>>`` filled stays within 1024 characters (132005);
-* the recipient is international digits, 6 to 15 of them, without ``+``.
-
-Everything here is pure; violations raise :class:`WhatsAppRuleError` with the reason.
+:func:`normalise_phone` reads what integrators write (``+34 600 111 222``, ``600111222`` with a
+default region, ``0034…``) for a rule's ``to:`` and the ``phone`` filter. Pure; a number that
+cannot be read raises :class:`PhoneError` with the reason.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Literal
 
 import phonenumbers
 from phonenumbers import PhoneMetadata
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
-Whitespace = Literal["normalise", "reject"]
-
-MAX_BODY = 1024
-MAX_SPACES = 4
-VARIABLE = re.compile(r"<<(\d+)>>")
-_META_VARIABLE = re.compile(r"\{\{\s*\d+\s*\}\}")
-
-# Characters Meta treats as line breaks or tabs; any run of whitespace containing one is joined.
-_BREAKS = "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\u2028\u2029"
-_WHITE_RUN = re.compile(r"\s+")
-_BAD = re.compile(rf"[{_BREAKS}]| {{{MAX_SPACES + 1}}}")
-_TOO_MANY_SPACES = " " * (MAX_SPACES + 1)
 # What may separate the digits of a phone number: every whitespace character (all of them lie
 # below U+3001) and - ( ) . / (a translate table is several times faster than a regex).
 _PHONE_NOISE = dict.fromkeys(
@@ -47,109 +30,8 @@ _REASONS = {
 }
 
 
-class WhatsAppRuleError(ValueError):
-    """A rendered message breaks one of WhatsApp's rules; the message says which and why."""
-
-
-def variables(text: str) -> list[int]:
-    """The variable numbers ``<<n>>`` used in an approved body, in order of appearance."""
-    return [int(m) for m in VARIABLE.findall(text)]
-
-
-def variable_problems(text: str, params: set[int]) -> list[tuple[int | None, str]]:
-    """What is wrong between an approved body's ``<<n>>`` and the variable numbers that
-    ``params`` supplies, both ways: ``(param number, or None for the text, message)``."""
-    used = set(variables(text))
-    shown = ", ".join(f"<<{n}>>" for n in sorted(used)) or "no variables"
-    found: list[tuple[int | None, str]] = []
-    if _META_VARIABLE.search(text):
-        found.append((None, "write the template's variables as <<1>>, <<2>>…, not {{1}}"))
-    have = ", ".join(str(k) for k in sorted(params)) or "none"
-    found += [
-        (None, f"<<{n}>> has no value in params (params has: {have})")
-        for n in sorted(used - params)
-    ]
-    found += [(n, f"params.{n} is not used: the text has {shown}") for n in sorted(params - used)]
-    gaps = sorted(set(range(1, max(used, default=0) + 1)) - used)
-    if gaps:
-        found.append(
-            (None, f"variables are numbered from <<1>> without gaps; <<{gaps[0]}>> is missing")
-        )
-    bare = len(VARIABLE.sub("", text))
-    if bare > MAX_BODY:
-        found.append((None, f"the text is {bare} characters; WhatsApp allows {MAX_BODY}"))
-    return found
-
-
-def clean_param(value: str, mode: Whitespace) -> str:
-    """Return the parameter as it may be sent, or raise WhatsAppRuleError.
-
-    ``normalise`` joins line breaks and tabs (with the spaces around them) into one space,
-    shortens runs of more than 4 spaces to one, and strips the ends; ``reject`` refuses them.
-    """
-    if value.isprintable() and _TOO_MANY_SPACES not in value:
-        # Nothing to repair or refuse (see _bad), the usual case: only the ends to strip.
-        if mode == "normalise":
-            value = value.strip()
-        if value.strip():
-            return value
-    elif mode == "normalise":
-        if _bad(value):
-            value = _WHITE_RUN.sub(_join_bad_run, value)
-        value = value.strip()
-        if value:
-            return value
-    else:
-        bad = _bad(value)
-        if bad:
-            what = (
-                "more than 4 consecutive spaces" if bad.group(0)[0] == " " else "a newline or tab"
-            )
-            raise WhatsAppRuleError(
-                f"contains {what} (WhatsApp refuses it; use whitespace: normalise)"
-            )
-    if not value.strip():
-        raise WhatsAppRuleError("is empty (WhatsApp refuses empty parameters)")
-    return value
-
-
-def _bad(value: str) -> re.Match[str] | None:
-    """Where ``value`` breaks the rule; every break character is unprintable, so printable text
-    without a run of spaces needs no regular expression (most parameters)."""
-    if value.isprintable() and _TOO_MANY_SPACES not in value:
-        return None
-    return _BAD.search(value)
-
-
-def _join_bad_run(match: re.Match[str]) -> str:
-    run = match.group(0)
-    return " " if _BAD.search(run) else run
-
-
-def fill(text: str, params: Sequence[str]) -> str:
-    """The approved body with ``<<n>>`` replaced by ``params[n-1]``."""
-    layout, order, in_order = _layout(text)
-    if in_order and len(params) == len(order):
-        return layout % tuple(params)
-    return layout % tuple([params[i] for i in order])
-
-
-@lru_cache(maxsize=1024)
-def _layout(text: str) -> tuple[str, tuple[int, ...], bool]:
-    """``"Hi <<1>>, 100%"`` → ``("Hi %s, 100%%", (0,), True)``: a %-format, the index of the
-    parameter for each ``%s``, and whether those are simply 0, 1, 2…"""
-    pieces = VARIABLE.split(text)
-    order = tuple(int(n) - 1 for n in pieces[1::2])
-    layout = "%s".join(p.replace("%", "%%") for p in pieces[::2])
-    return layout, order, order == tuple(range(len(order)))
-
-
-def check_body(filled: str) -> None:
-    """Raise WhatsAppRuleError when the filled body is longer than WhatsApp accepts."""
-    if len(filled) > MAX_BODY:
-        raise WhatsAppRuleError(
-            f"the filled text is {len(filled)} characters; WhatsApp accepts at most {MAX_BODY}"
-        )
+class PhoneError(ValueError):
+    """A text is not a phone number that can be reached; the message says why."""
 
 
 @lru_cache(maxsize=65536)
@@ -158,7 +40,7 @@ def normalise_phone(raw: str, default_country: str | None) -> str:
 
     A number written without ``+``/``00`` is read in ``default_country``; if that reading is
     impossible and the text is already 6–15 digits, it is taken as international. Raises
-    WhatsAppRuleError with the reason when no reading gives a possible number.
+    PhoneError with the reason when no reading gives a possible number.
     """
     return _normalise(raw, default_country, fast=True)
 
@@ -170,9 +52,9 @@ def _normalise(raw: str, default_country: str | None, *, fast: bool) -> str:
     if text.startswith("00"):
         text = "+" + text[2:]
     if not text:
-        raise WhatsAppRuleError("the phone number is empty")
+        raise PhoneError("the phone number is empty")
     if not text.lstrip("+").isdigit() or text.count("+") > 1:
-        raise WhatsAppRuleError(f"{raw!r} is not a phone number")
+        raise PhoneError(f"{raw!r} is not a phone number")
     if text.startswith("+"):
         quick = _fast_international(text[1:]) if fast else None
         return quick or _international(text, None, raw)
@@ -182,16 +64,16 @@ def _normalise(raw: str, default_country: str | None, *, fast: bool) -> str:
             return quick
         try:
             return _international(text, default_country, raw)
-        except WhatsAppRuleError as national:
+        except PhoneError as national:
             if _DIGITS.fullmatch(text):
                 try:
                     return _international("+" + text, None, raw)
-                except WhatsAppRuleError:
+                except PhoneError:
                     raise national from None
             raise
     if _DIGITS.fullmatch(text) and not text.startswith("0"):
         return _international("+" + text, None, raw)
-    raise WhatsAppRuleError(
+    raise PhoneError(
         f"{raw!r} has no country code (write it as +<country><number> or set default_country)"
     )
 
@@ -270,16 +152,16 @@ def _international(text: str, region: str | None, raw: str) -> str:
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
-        raise WhatsAppRuleError(f"{raw!r} is not a phone number ({_parse_reason(exc)})") from None
+        raise PhoneError(f"{raw!r} is not a phone number ({_parse_reason(exc)})") from None
     result = phonenumbers.is_possible_number_with_reason(number)
     if result is not phonenumbers.ValidationResult.IS_POSSIBLE:
         where = f" for {region}" if region else ""
         reason = _REASONS.get(result, "not a possible number")
-        raise WhatsAppRuleError(f"{raw!r} is not a possible phone number{where}: {reason}")
+        raise PhoneError(f"{raw!r} is not a possible phone number{where}: {reason}")
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     digits = _settled(e164[1:], number.country_code)
     if not _DIGITS.fullmatch(digits):
-        raise WhatsAppRuleError(f"{raw!r} gives {len(digits)} digits; WhatsApp needs 6 to 15")
+        raise PhoneError(f"{raw!r} gives {len(digits)} digits; an international number has 6 to 15")
     return digits
 
 
