@@ -65,9 +65,10 @@ def serve(db: str, notifications: int) -> None:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
+    from nextstep.adapters.channels.onemsg.channel import OneMsgChannel
     from nextstep.engine.clock import SystemClock
+    from nextstep.engine.delivery.acksink import AckSink
     from nextstep.engine.delivery.fallbacks import PolicyContext, RuleBook
-    from nextstep.engine.delivery.webhooks import webhook_routes
     from nextstep.engine.ledger.runner import LedgerRunner
     from nextstep.engine.ledger.sqlite import SqliteStore
     from nextstep.engine.runtime.server import create_app, make_server
@@ -89,7 +90,7 @@ def serve(db: str, notifications: int) -> None:
     routes = [
         Route("/bare", bare, methods=["POST"]),
         Route("/stats", stats, methods=["GET"]),
-        *webhook_routes(runner, SECRET, clock=SystemClock(), context=ctx),
+        *OneMsgChannel.ack_routes(AckSink(runner, SystemClock(), ctx), SECRET, 8 * 1_048_576),
     ]
     app = create_app(lambda: {"status": "ok"}, routes)
     server = make_server(app, "127.0.0.1", 0)

@@ -74,6 +74,40 @@ class Outcome:
         return self.kind is OutcomeKind.ACCEPTED
 
 
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """One status report about one provider message id (from a webhook, or a lookup).
+
+    ``failure`` is the channel's reading of a ``failed`` ack's error (recipient, template…);
+    None means it could not tell, and the message counts as unreachable (recipient).
+    """
+
+    provider_id: str
+    status: str
+    error: str = ""
+    code: int | None = None
+    source: str = "webhook"  # webhook | poll
+    failure: OutcomeKind | None = None
+
+    def detail(self) -> dict[str, Any]:
+        """How the ack is kept in a notification's history."""
+        doc: dict[str, Any] = {"status": self.status, "source": self.source}
+        if self.error:
+            doc["error"] = self.error
+        if self.code is not None:
+            doc["code"] = self.code
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class AckReport:
+    """What one batch of acks did: matched a notification, moved its state, or was kept."""
+
+    matched: int = 0
+    moved: int = 0
+    kept: int = 0
+
+
 class State(StrEnum):
     """States of a notification in the ledger.
 

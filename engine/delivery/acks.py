@@ -1,17 +1,15 @@
-"""Delivery acks: read them from 1MSG payloads, and apply a batch of them to the ledger.
+"""Delivery acks applied to the ledger: one batch in one transaction, the state moving only as
+the state machine allows, a ``failed`` ack ending in a retry or a fallback.
 
-1MSG posts its normalised shape ``{"instanceId": …, "ack": [{id, status, error…}],
-"messages": […]}``; with ``rawHooks`` on, and in ``hookInfo`` answers, statuses come in Meta's
-shape (``entry[].changes[].value.statuses[]`` / ``hooks[]``, errors as objects). Both become
-:class:`Ack` values here, so the webhook and the poller feed the same ledger function.
+Acks come from the channels (a webhook route of a channel that receives acks, or a channel
+that looks statuses up); this module does not know where: both feed :func:`apply_acks`.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nextstep.engine.delivery import statemachine
@@ -21,117 +19,10 @@ from nextstep.engine.ledger import sqlite_status as sql
 from nextstep.engine.ledger.sqlite import SqliteStore
 from nextstep.engine.ledger.sqlite_rows import add_history
 from nextstep.engine.metrics import ACKS, NOTIFICATIONS
-from nextstep.engine.model import State
+from nextstep.engine.model import Ack, AckReport, OutcomeKind, State
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    """One status report about one provider message id."""
-
-    provider_id: str
-    status: str
-    error: str = ""
-    code: int | None = None
-    source: str = "webhook"  # webhook | poll
-
-    def detail(self) -> dict[str, Any]:
-        """How the ack is kept in a notification's history."""
-        doc: dict[str, Any] = {"status": self.status, "source": self.source}
-        if self.error:
-            doc["error"] = self.error
-        if self.code is not None:
-            doc["code"] = self.code
-        return doc
-
-
-@dataclass(frozen=True, slots=True)
-class Payload:
-    """What one webhook call carried: its acks, how many inbound messages, how many bad acks."""
-
-    acks: list[Ack]
-    messages: int = 0
-    rejected: int = 0
-
-
-def _error_of(value: Any) -> tuple[str, int | None]:
-    """The text and code of an ack's ``error``: 1MSG sends text, Meta sends objects."""
-    if value is None:
-        return "", None
-    if isinstance(value, str):
-        return value, None
-    if isinstance(value, list):
-        return _error_of(value[0]) if value else ("", None)
-    if isinstance(value, Mapping):
-        data = value.get("error_data")
-        details = data.get("details") if isinstance(data, Mapping) else None
-        text = details or value.get("message") or value.get("title") or ""
-        code = value.get("code")
-        return str(text), code if isinstance(code, int) and not isinstance(code, bool) else None
-    return str(value), None
-
-
-def ack_from(item: Any, *, source: str = "webhook") -> Ack | None:
-    """An :class:`Ack` from one 1MSG ack or one Meta status object; None when it is not one."""
-    if not isinstance(item, Mapping):
-        return None
-    provider_id, status = item.get("id"), item.get("status")
-    if not isinstance(provider_id, str) or not provider_id or not isinstance(status, str):
-        return None
-    error, code = _error_of(item.get("error", item.get("errors")))
-    return Ack(provider_id, status.strip().lower(), error, code, source)
-
-
-def _meta_statuses(doc: Mapping[str, Any]) -> Iterable[Any]:
-    """The ``statuses`` of a raw Meta envelope (``rawHooks``)."""
-    for entry in doc.get("entry") or ():
-        for change in (entry.get("changes") or ()) if isinstance(entry, Mapping) else ():
-            value = change.get("value") if isinstance(change, Mapping) else None
-            if isinstance(value, Mapping):
-                yield from value.get("statuses") or ()
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def parse_payload(doc: Any) -> Payload | None:
-    """Read one webhook body (already JSON-decoded); None when it is not a 1MSG payload."""
-    if not isinstance(doc, Mapping):
-        return None
-    items = _as_list(doc.get("ack")) + list(_meta_statuses(doc))
-    acks = [ack for ack in (ack_from(item) for item in items) if ack is not None]
-    messages = len(_as_list(doc.get("messages")))
-    return Payload(acks, messages, len(items) - len(acks))
-
-
-def acks_from_hook_info(answer: Any, message_id: str) -> list[Ack]:
-    """The acks in a ``GET hookInfo?messageId=`` answer (``{"hooks": [Meta statuses]}``).
-
-    Every hook is about the message asked for, whatever id it carries (Meta's own id may
-    differ from the one 1MSG returned at send time), so each ack gets ``message_id``.
-    """
-    hooks = answer.get("hooks") if isinstance(answer, Mapping) else answer
-    acks: list[Ack] = []
-    for hook in _as_list(hooks):
-        if isinstance(hook, Mapping):
-            ack = ack_from({**hook, "id": message_id}, source="poll")
-            if ack is not None:
-                acks.append(ack)
-    return acks
-
-
-# -- applying acks to the ledger -------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class AckReport:
-    """What one batch of acks did: matched a notification, moved its state, or was kept."""
-
-    matched: int = 0
-    moved: int = 0
-    kept: int = 0
+_KINDS = frozenset(kind.value for kind in OutcomeKind)
 
 
 def _metric_status(status: str) -> str:
@@ -191,7 +82,7 @@ def apply_acks(
             batch.flush()  # the failure reads and writes the row: earlier moves go first
             row = sql.full(conn, target.id)
             if row is not None:
-                new = failed_ack(conn, row, error=ack.error, code=ack.code, now=now, ctx=ctx)
+                new = failed_ack(conn, row, ack, now=now, ctx=ctx)
         else:
             batch.moves.append((target.id, current, new))
             NOTIFICATIONS.labels(target.rule_id, new.value).inc()
@@ -204,17 +95,24 @@ def apply_acks(
 
 
 def _payload(ack: Ack) -> dict[str, Any]:
-    return {"id": ack.provider_id, **ack.detail()}
+    """How a kept ack is stored: its history detail, and the channel's reading of a failure
+    (so that it applies later as it would have at once)."""
+    doc = {"id": ack.provider_id, **ack.detail()}
+    if ack.failure is not None:
+        doc["failure"] = ack.failure.value
+    return doc
 
 
 def _from_payload(doc: Mapping[str, Any]) -> Ack:
     code = doc.get("code")
+    failure = doc.get("failure")
     return Ack(
         str(doc["id"]),
         str(doc["status"]),
         str(doc.get("error", "")),
         code if isinstance(code, int) else None,
         str(doc.get("source", "webhook")),
+        OutcomeKind(failure) if failure in _KINDS else None,
     )
 
 

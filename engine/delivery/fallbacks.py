@@ -13,7 +13,7 @@ import random
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from nextstep.engine.backoff import Random, compute_backoff
 from nextstep.engine.delivery.policy import (
@@ -29,8 +29,7 @@ from nextstep.engine.ledger import sqlite_write
 from nextstep.engine.ledger.base import NewNotification, Notification
 from nextstep.engine.ledger.sqlite_rows import add_history
 from nextstep.engine.metrics import FALLBACKS, NOTIFICATIONS
-from nextstep.engine.model import Event, OutcomeKind, State
-from nextstep.engine.plugins import channel_class
+from nextstep.engine.model import Ack, Event, OutcomeKind, State
 from nextstep.engine.rules.config import Config, rule_from_definition
 from nextstep.engine.rules.render import render_send, scope
 from nextstep.engine.rules.rule import Rule
@@ -77,56 +76,31 @@ class RuleBook:
         return live
 
 
-def classify_unknown(text: str) -> OutcomeKind:
-    """The fallback classifier: a failed ack nobody can read is a recipient failure."""
-    return OutcomeKind.RECIPIENT
-
-
 @dataclass(frozen=True)
 class PolicyContext:
-    """What carrying out policies needs besides the ledger: rules, the failed-ack classifier
-    (the 1MSG channel's, :func:`onemsg.classify.classify_failed_ack`), the region for
-    phone numbers of fallbacks, and a random source for retry jitter."""
+    """What carrying out policies needs besides the ledger: rules, the region for phone
+    numbers of fallbacks, and a random source for retry jitter."""
 
     rules: RuleSource
-    classify_ack: Callable[[str], OutcomeKind] = classify_unknown
     default_country: str | None = None
     rng: Random = field(default_factory=random.Random)
-
-
-def ack_classifier(config: Config) -> Callable[[str], OutcomeKind]:
-    """The failed-ack classifier of the first channel type of ``config`` that has one (the 1MSG
-    channel's), else :func:`classify_unknown`."""
-    for settings in config.channels.values():
-        classify = getattr(channel_class(settings.type), "classify_ack", None)
-        if classify is not None:
-            return cast(Callable[[str], OutcomeKind], classify)
-    return classify_unknown
 
 
 def policy_context(config: Config) -> PolicyContext:
     """The policy context of a one-shot command (``send``, ``ingest``) on a fixed config."""
     book = RuleBook(current=lambda: config.rules, rebuild=lambda d: rule_from_definition(d, config))
-    return PolicyContext(
-        rules=book, classify_ack=ack_classifier(config), default_country=config.default_country
-    )
+    return PolicyContext(rules=book, default_country=config.default_country)
 
 
 def failed_ack(
-    conn: sqlite3.Connection,
-    n: Notification,
-    *,
-    error: str,
-    code: int | None,
-    now: float,
-    ctx: PolicyContext,
+    conn: sqlite3.Connection, n: Notification, ack: Ack, *, now: float, ctx: PolicyContext
 ) -> State:
     """A ``failed`` ack for a ``sent`` notification: queued again when the rule retries this
-    class of failure and attempts are left (after the backoff, in the send window), else
-    ``failed`` with its fallback. Returns the state written."""
-    # A code (Meta's raw format) is the most specific evidence; the classifier reads "(#code)".
-    coded = error if code is None or str(code) in error else f"{error} (#{code})".strip()
-    kind = ctx.classify_ack(coded)
+    class of failure (the channel's reading, ``ack.failure``; recipient when it could not
+    tell) and attempts are left (after the backoff, in the send window), else ``failed`` with
+    its fallback. Returns the state written."""
+    kind = ack.failure or OutcomeKind.RECIPIENT
+    error, code = ack.error, ack.code
     reason = f"failed ack: {error}" if error else "failed ack"
     rule = ctx.rules.rule(conn, n.rule_id, n.rule_version)
     if rule is not None and retries(kind.value, n.attempts, rule.policy.retry):

@@ -1,9 +1,9 @@
-"""Ask 1MSG about messages no ack has moved: ``GET hookInfo?messageId=`` (Meta-format hooks).
+"""Ask channels about messages no ack has moved (channels with the ``LooksUpStatus`` ability).
 
 A message accepted ``poll_after`` seconds ago and still only ``sent`` is asked about, then
 again every ``poll_every`` seconds, until an ack (or an answer) moves it, it expires, or it is
 older than ``max_age``. The answers go through the same ledger function as webhook acks
-(:func:`nextstep.engine.delivery.acks.record_acks`), so duplicates and old statuses are harmless.
+(:func:`nextstep.engine.delivery.acks.apply_acks`), so duplicates and old statuses are harmless.
 """
 
 from __future__ import annotations
@@ -12,23 +12,18 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from nextstep.engine.clock import Clock
-from nextstep.engine.delivery.acks import Ack, AckReport, acks_from_hook_info, apply_acks
+from nextstep.engine.delivery.acks import apply_acks
 from nextstep.engine.delivery.fallbacks import PolicyContext
 from nextstep.engine.errors import DeliveryError, StoreError
 from nextstep.engine.ledger import sqlite_status as sql
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.ledger.sqlite import SqliteStore
+from nextstep.engine.model import Ack, AckReport
+from nextstep.engine.plugins import LooksUpStatus
 
 log = logging.getLogger(__name__)
-
-
-class HookInfoSource(Protocol):
-    """What polling needs of a 1MSG channel (``onemsg.OneMsgChannel`` has it)."""
-
-    async def get_hook_info(self, message_id: str) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,19 +62,18 @@ def _record(
         return report
 
 
-async def _ask(channel: HookInfoSource, message_id: str, gate: asyncio.Semaphore) -> list[Ack]:
+async def _ask(channel: LooksUpStatus, message_id: str, gate: asyncio.Semaphore) -> list[Ack]:
     async with gate:
         try:
-            hooks = await channel.get_hook_info(message_id)
+            return await channel.lookup_status(message_id)
         except DeliveryError as exc:
-            log.info("hookInfo for a message failed: %s", exc)
+            log.info("a status lookup failed: %s", exc)
             return []
-    return acks_from_hook_info(hooks, message_id)
 
 
 async def poll_once(
     runner: LedgerRunner,
-    channels: Mapping[str, HookInfoSource],
+    channels: Mapping[str, LooksUpStatus],
     clock: Clock,
     ctx: PolicyContext,
     settings: PollSettings = PollSettings(),
@@ -87,7 +81,7 @@ async def poll_once(
     """One round: ask about every due message (at most ``batch``); returns how many."""
     store = runner.store
     if not isinstance(store, SqliteStore):
-        raise TypeError("hookInfo polling needs the SQLite ledger")
+        raise TypeError("status lookups need the SQLite ledger")
     due = await runner.call(_candidates, store, clock.now(), list(channels), settings)
     if not due:
         return 0
@@ -100,7 +94,7 @@ async def poll_once(
 
 async def run_poller(
     runner: LedgerRunner,
-    channels: Mapping[str, HookInfoSource],
+    channels: Mapping[str, LooksUpStatus],
     clock: Clock,
     ctx: PolicyContext,
     settings: PollSettings = PollSettings(),
@@ -110,6 +104,6 @@ async def run_poller(
         try:
             asked = await poll_once(runner, channels, clock, ctx, settings)
         except StoreError as exc:
-            log.error("hookInfo poller: %s", exc)
+            log.error("status poller: %s", exc)
             asked = 0
         await clock.sleep(0.0 if asked >= settings.batch else settings.tick)

@@ -6,7 +6,18 @@ distribution, loaded by :mod:`.registry` when first used. :mod:`.contract` holds
 Protocols and values, :mod:`.abilities` the optional abilities. docs/plugins.md is the guide.
 """
 
-from nextstep.engine.plugins.abilities import ReportsStatus, ServesRoutes
+from nextstep.engine.plugins.abilities import (
+    AckRecorder,
+    AckRegistration,
+    ListsTemplates,
+    LooksUpStatus,
+    ProviderTemplate,
+    ReceivesAcks,
+    RegistersAcks,
+    ReportsStatus,
+    ServesRoutes,
+    TemplateCheck,
+)
 from nextstep.engine.plugins.contract import (
     Channel,
     ChannelClass,
@@ -34,6 +45,14 @@ from nextstep.engine.plugins.registry import (
 from nextstep.engine.plugins.sends import TemplatedSend
 
 __all__ = [
+    "AckRecorder",
+    "AckRegistration",
+    "ListsTemplates",
+    "LooksUpStatus",
+    "ProviderTemplate",
+    "ReceivesAcks",
+    "RegistersAcks",
+    "TemplateCheck",
     "Channel",
     "ChannelClass",
     "ChannelTraits",

@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from starlette.routing import BaseRoute
 
+from nextstep.engine.model import Ack, AckReport
 from nextstep.engine.plugins.contract import CompiledSend, Trigger
 
 
@@ -95,4 +96,57 @@ class ListsTemplates(Protocol):
     ) -> TemplateCheck | None:
         """The comparison of one compiled send with the templates; None when the send does
         not use a template."""
+        ...
+
+
+@runtime_checkable
+class AckRecorder(Protocol):
+    """Where a channel's ack route hands the acks it parsed (the engine's group commit)."""
+
+    async def record(self, acks: Sequence[Ack]) -> AckReport:
+        """Write ``acks`` to the ledger; returns once they are committed (answer 2xx only
+        then). Raises StoreError when the ledger cannot take them (answer 503)."""
+        ...
+
+
+@runtime_checkable
+class ReceivesAcks(Protocol):
+    """A channel class whose provider posts delivery statuses to the daemon's server."""
+
+    @staticmethod
+    def ack_routes(recorder: AckRecorder, secret: str, max_body: int) -> list[BaseRoute]:
+        """The routes to mount (once per channel class): they check ``secret``
+        (``server.webhook_secret``, in the path), refuse bodies over ``max_body`` bytes, parse
+        the provider's payload and give its acks to ``recorder``."""
+        ...
+
+
+@runtime_checkable
+class LooksUpStatus(Protocol):
+    """A channel that can be asked about one message (for messages no ack has moved)."""
+
+    async def lookup_status(self, provider_id: str) -> list[Ack]:
+        """The statuses the provider holds for the message; raises DeliveryError when the
+        question fails."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AckRegistration:
+    """What registering the ack webhook did: done, or why not (logged as it is)."""
+
+    registered: bool
+    detail: str = ""
+
+
+@runtime_checkable
+class RegistersAcks(Protocol):
+    """A channel that tells its provider where to post acks, when the daemon starts."""
+
+    async def register_acks(
+        self, public_url: str | None, listen: str, secret: str
+    ) -> AckRegistration:
+        """Register this server's ack route with the provider. ``public_url`` is
+        ``server.public_url`` (None when unset), ``listen`` the address the server listens
+        on; raises NextstepError when the provider refuses."""
         ...

@@ -47,12 +47,13 @@ class ServerConfig:
     port: int = 8787
     event_token: str | None = None
     webhook_secret: str | None = None
-    max_body: int = 1_048_576  # DEFAULT_MAX_BODY
+    max_body: int = 1_048_576  # DEFAULT_MAX_BODY: the one limit of request bodies
+    public_url: str | None = None  # where providers reach this server
 
 
 @dataclass(frozen=True, slots=True)
 class StatusConfig:
-    """When to ask the provider about a message that has no status yet (hookInfo)."""
+    """When to ask a channel about a message that has no status yet (status lookups)."""
 
     poll_after: float = 300.0
     poll_every: float = 60.0
@@ -243,6 +244,7 @@ def _server(raw: Any, loaded: Loaded, collector: _Collector) -> ServerConfig:
         event_token=text("event_token"),
         webhook_secret=text("webhook_secret"),
         max_body=max_body if isinstance(max_body, int) else DEFAULT_MAX_BODY,
+        public_url=text("public_url"),
     )
 
 

@@ -1,5 +1,5 @@
 """``nextstep run``: one process, one ``TaskGroup`` hosting the HTTP server, every trigger the
-rules name (supervised, restarted with backoff), the dispatcher, the hookInfo poller, the
+rules name (supervised, restarted with backoff), the dispatcher, the status poller, the
 policy timers, the config watcher and the health snapshot.
 
 Shutdown (SIGTERM/SIGINT) goes in the order that loses nothing: stop the triggers (no new
@@ -16,13 +16,14 @@ import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 from starlette.routing import BaseRoute
 
 from nextstep.engine.clock import Clock, SystemClock
-from nextstep.engine.delivery.fallbacks import PolicyContext, RuleBook, ack_classifier
-from nextstep.engine.delivery.poller import HookInfoSource, PollSettings, run_poller
+from nextstep.engine.delivery.acksink import AckSink
+from nextstep.engine.delivery.fallbacks import PolicyContext, RuleBook
+from nextstep.engine.delivery.poller import PollSettings, run_poller
 from nextstep.engine.delivery.timers import after_attempts, run_timers
 from nextstep.engine.errors import NextstepError
 from nextstep.engine.intake.emit import make_emit
@@ -32,6 +33,8 @@ from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.plugins import (
     Channel,
     Emit,
+    LooksUpStatus,
+    ReceivesAcks,
     ReportsStatus,
     ServesRoutes,
     Trigger,
@@ -152,9 +155,7 @@ class Daemon:
             current=lambda: self.live.config.rules,
             rebuild=lambda d: rule_from_definition(d, self.live.config),
         )
-        self.context = PolicyContext(
-            rules=book, classify_ack=self._classifier(), default_country=self.config.default_country
-        )
+        self.context = PolicyContext(rules=book, default_country=self.config.default_country)
         channels = self.config.channels
         limits = {n: channel_limits(channels[n].type, channels[n].settings) for n in self.channels}
         self.dispatcher = Dispatcher(
@@ -170,11 +171,7 @@ class Daemon:
         self, group: asyncio.TaskGroup
     ) -> tuple[asyncio.Task[None] | None, list[asyncio.Task[None]]]:
         loops = [group.create_task(run_timers(self.runner, self.clock, self.context))]
-        pollable = {
-            n: cast(HookInfoSource, c)
-            for n, c in self.channels.items()
-            if hasattr(c, "get_hook_info")
-        }
+        pollable = {n: c for n, c in self.channels.items() if isinstance(c, LooksUpStatus)}
         if pollable:
             status = self.config.status
             settings = PollSettings(poll_after=status.poll_after, poll_every=status.poll_every)
@@ -182,7 +179,11 @@ class Daemon:
             loops.append(group.create_task(poller))
         health = keep_snapshot(self.runner, self.clock, self.health, self.options.health_every)
         loops.append(group.create_task(health))
-        loops.append(group.create_task(register_acks(self.config, self.channels, self.listen)))
+        server = self.config.server
+        registering = register_acks(
+            self.channels, server.public_url, self.listen, server.webhook_secret
+        )
+        loops.append(group.create_task(registering))
         watcher = None
         if self.options.watch:
             paths = partial(lambda live: watch_paths(live.config), self.live)
@@ -245,9 +246,6 @@ class Daemon:
         rule = self._versions.get(key) or self.live.config.rules.get(notification.rule_id)
         return rule.policy.retry if rule is not None else NO_RETRY
 
-    def _classifier(self) -> Any:
-        return ack_classifier(self.config)
-
     def _routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = []
         server = self.config.server
@@ -256,18 +254,24 @@ class Daemon:
             if isinstance(plugin, ServesRoutes):
                 routes.extend(plugin.routes(self.live.of_kind(kind), server.event_token or ""))
         if server.webhook_secret:
-            from nextstep.engine.delivery.webhooks import webhook_routes
-
-            routes.extend(
-                webhook_routes(
-                    self.runner,
-                    server.webhook_secret,
-                    clock=self.clock,
-                    context=lambda: self.context,
-                    max_body=server.max_body,
-                )
-            )
+            routes.extend(self._ack_routes(server.webhook_secret, server.max_body))
         return routes
+
+    def _ack_routes(self, secret: str, max_body: int) -> list[BaseRoute]:
+        """The ack routes of every channel type in use that receives acks, once per type."""
+        receivers = {}
+        for channel in self.config.channels.values():
+            plugin = channel_class(channel.type)
+            if isinstance(plugin, ReceivesAcks):
+                receivers[channel.type] = plugin
+        if not receivers:
+            return []
+        sink = AckSink(self.runner, self.clock, lambda: self.context)
+        return [
+            route
+            for _, plugin in sorted(receivers.items())
+            for route in plugin.ack_routes(sink, secret, max_body)
+        ]
 
     def health(self) -> dict[str, Any]:
         """The ``/healthz`` document (also written to the ledger for ``nextstep status``)."""

@@ -1,6 +1,6 @@
 """The daemon's HTTP side: one Starlette app with ``/healthz``, ``/metrics`` and the routes the
-triggers and the status tracker contribute (``/events/…``, ``/webhooks/1msg/…``), served by
-uvicorn inside the daemon's task group.
+plug-ins contribute (triggers' event paths, channels' ack webhooks), served by uvicorn inside
+the daemon's task group.
 
 ``/healthz`` answers JSON ``{"status": "ok" | "degraded", "triggers": […], "circuits": {…},
 "reload": {…}}`` (HTTP 200 while the process serves, 503 while it shuts down). The same document
@@ -15,8 +15,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit
+from typing import Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,17 +26,13 @@ from starlette.routing import BaseRoute, Route
 
 from nextstep import __version__
 from nextstep.engine.clock import Clock
-from nextstep.engine.delivery.registration import WebhookAdmin, register_webhook, webhook_url
 from nextstep.engine.errors import NextstepError
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.metrics import QUEUE_DEPTH, REGISTRY
 from nextstep.engine.model import Progress
-
-if TYPE_CHECKING:
-    from nextstep.engine.rules.config import Config
+from nextstep.engine.plugins import RegistersAcks
 
 log = logging.getLogger(__name__)
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 HealthSource = Callable[[], Mapping[str, Any]]
 HEALTH_KEY = "daemon:health"  # progress-table key of the snapshot the daemon keeps fresh
@@ -182,32 +177,18 @@ async def keep_snapshot(
         await clock.sleep(every)
 
 
-def public_base(config: Config, channel: str, listen: str) -> str | None:
-    """Where 1MSG can reach this server: ``server.public_url`` when set, else this address
-    when the channel's API is on loopback too (the sandbox), else unknown (None)."""
-    server = config.settings.get("server")
-    if isinstance(server, Mapping) and server.get("public_url"):
-        return str(server["public_url"])
-    base_url = str(config.channels[channel].settings.get("base_url", ""))
-    return f"http://{listen}" if (urlsplit(base_url).hostname or "") in LOOPBACK else None
-
-
-async def register_acks(config: Config, channels: Mapping[str, object], listen: str) -> None:
-    """Register the ack webhook with every channel that takes one (1MSG); failures are
-    logged, statuses then come from hookInfo polling."""
-    secret = config.server.webhook_secret
+async def register_acks(
+    channels: Mapping[str, object], public_url: str | None, listen: str, secret: str | None
+) -> None:
+    """Register the ack webhook with every channel that can (``RegistersAcks``); failures are
+    logged, statuses then come from status lookups."""
     for name, channel in channels.items():
-        if not secret or not hasattr(channel, "set_webhooks"):
-            continue
-        base = public_base(config, name, listen)
-        if base is None:
-            log.info(
-                "channel %s: set server.public_url (or register /webhooks/1msg/<secret> "
-                "with 1MSG) to receive acks; until then statuses come from hookInfo",
-                name,
-            )
+        if not secret or not isinstance(channel, RegistersAcks):
             continue
         try:
-            await register_webhook(cast(WebhookAdmin, channel), webhook_url(base, secret))
+            done = await channel.register_acks(public_url, listen, secret)
         except NextstepError as exc:
             log.error("channel %s: ack webhook not registered: %s", name, exc)
+            continue
+        if not done.registered:
+            log.info("channel %s: %s", name, done.detail)

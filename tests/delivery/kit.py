@@ -6,18 +6,18 @@ from __future__ import annotations
 import random
 import textwrap
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from nextstep.adapters.channels.onemsg.classify import classify_failed_ack
+from nextstep.adapters.channels.onemsg.acks import failure_of
 from nextstep.engine.clock import FakeClock
-from nextstep.engine.delivery.acks import Ack, AckReport, record_acks
+from nextstep.engine.delivery.acks import record_acks
 from nextstep.engine.delivery.fallbacks import PolicyContext, RuleBook
 from nextstep.engine.delivery.timers import SettleReport, settle
 from nextstep.engine.ledger.base import AttemptResult, Notification
 from nextstep.engine.ledger.sqlite import SqliteStore
-from nextstep.engine.model import Event, State
+from nextstep.engine.model import Ack, AckReport, Event, State
 from nextstep.engine.rules.config import Config, load_config, rule_from_definition
 from nextstep.engine.rules.render import evaluate
 
@@ -113,7 +113,6 @@ def context_for(config: Config) -> PolicyContext:
     """The policy context the daemon would build for ``config``."""
     return PolicyContext(
         rules=RuleBook(lambda: config.rules, lambda d: rule_from_definition(d, config)),
-        classify_ack=classify_failed_ack,
         default_country=config.default_country,
         rng=random.Random(7),
     )
@@ -192,8 +191,9 @@ class Ledger:
         return nid
 
     def acks(self, *acks: Ack) -> AckReport:
-        """One webhook batch."""
-        return record_acks(self.store, acks, self.clock.now(), self.ctx)
+        """One webhook batch, each failed ack read as the 1MSG channel reads it."""
+        read = [replace(a, failure=failure_of(a.status, a.error, a.code)) for a in acks]
+        return record_acks(self.store, read, self.clock.now(), self.ctx)
 
     def settle(self, ids: list[int] | None = None) -> SettleReport:
         """One run of the policy loop (or the dispatcher's hook, with ``ids``)."""

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from nextstep.adapters.channels.onemsg.registration import register_webhook
 from nextstep.engine.clock import FakeClock
-from nextstep.engine.delivery.registration import register_webhook
 from nextstep.engine.ledger.base import AttemptResult
 from nextstep.engine.model import Message, State
 from tests.delivery.kit import person

@@ -13,11 +13,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from nextstep.engine.clock import FakeClock
-from nextstep.engine.delivery.acks import Ack
 from nextstep.engine.delivery.timers import TimerSettings, run_timers
 from nextstep.engine.ledger import sqlite_status
 from nextstep.engine.ledger.runner import LedgerRunner
-from nextstep.engine.model import State
+from nextstep.engine.model import Ack, State
 from tests.delivery.kit import Ledger, person
 from tests.delivery.serving import until
 
@@ -106,6 +105,16 @@ def test_ack_before_the_send_is_recorded(ledger: Ledger) -> None:
     assert ledger.pending_acks() == 0
     late = [h.detail for h in ledger.store.history(nid) if h.kind == "ack"]
     assert late == [{"status": "delivered", "source": "webhook", "applied": True, "late": True}]
+
+
+def test_a_kept_failed_ack_applies_with_the_class_it_arrived_with(ledger: Ledger) -> None:
+    nid = ledger.enqueue(person())
+    ledger.acks(Ack("wamid.early", "failed", "Rate limit hit", 130429))  # transient, kept
+    assert ledger.pending_acks() == 1
+    ledger.record_sent(nid, "wamid.early")
+    assert ledger.settle(ids=[nid]).acks == 1
+    row = ledger.get(nid)
+    assert (row.state, row.failure_class) == (S.QUEUED, "transient")
 
 
 def test_kept_ack_applied_by_the_policy_loop(ledger: Ledger) -> None:

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from nextstep.engine.delivery.acks import Ack, acks_from_hook_info, parse_payload
+from nextstep.adapters.channels.onemsg.acks import acks_from_hook_info, parse_payload
+from nextstep.engine.model import Ack, OutcomeKind
 
 EXPERIMENT = "User's number is part of an experiment"
 
@@ -30,7 +31,7 @@ def test_normalised_payload_with_several_acks_and_messages() -> None:
     assert payload is not None
     assert payload.acks == [
         Ack("wamid.1", "delivered"),
-        Ack("wamid.2", "failed", EXPERIMENT),
+        Ack("wamid.2", "failed", EXPERIMENT, failure=OutcomeKind.RECIPIENT),
         Ack("wamid.3", "read"),
     ]
     assert payload.messages == 1
@@ -81,7 +82,15 @@ def test_raw_meta_envelope() -> None:
     }
     payload = parse_payload(doc)
     assert payload is not None
-    assert payload.acks == [Ack("wamid.9", "failed", "more than 24 hours have passed", 131047)]
+    assert payload.acks == [
+        Ack(
+            "wamid.9",
+            "failed",
+            "more than 24 hours have passed",
+            131047,
+            failure=OutcomeKind.RECIPIENT,
+        )
+    ]
 
 
 def test_hook_info_answer() -> None:

@@ -11,9 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nextstep.engine.clock import FakeClock
-from nextstep.engine.delivery.acks import Ack
 from nextstep.engine.ledger.sqlite import SqliteStore
-from nextstep.engine.model import State
+from nextstep.engine.model import Ack, State
 from nextstep.engine.rules.config import Config
 from tests.delivery.kit import Ledger, context_for, person, write_config
 

@@ -7,7 +7,11 @@ from typing import Any
 
 import pytest
 
-from nextstep.engine.delivery.registration import merged_urls, register_webhook, webhook_url
+from nextstep.adapters.channels.onemsg.registration import (
+    merged_urls,
+    register_webhook,
+    webhook_url,
+)
 from nextstep.engine.errors import NextstepError
 
 OURS = "https://ns.example.com/webhooks/1msg/s3cret"

@@ -11,8 +11,9 @@ import orjson
 import pytest
 from starlette.applications import Starlette
 
+from nextstep.adapters.channels.onemsg.channel import OneMsgChannel
 from nextstep.engine.clock import FakeClock
-from nextstep.engine.delivery.webhooks import webhook_routes
+from nextstep.engine.delivery.acksink import AckSink
 from nextstep.engine.errors import NextstepError
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.model import State
@@ -30,9 +31,8 @@ def ledger(tmp_path: Path, clock: FakeClock) -> Iterator[Ledger]:
 @pytest.fixture
 async def url(ledger: Ledger) -> AsyncIterator[str]:
     runner = LedgerRunner(ledger.store)
-    routes = webhook_routes(
-        runner, "s3cret", clock=ledger.clock, context=lambda: ledger.ctx, max_body=64 * 1024
-    )
+    sink = AckSink(runner, ledger.clock, lambda: ledger.ctx)
+    routes = OneMsgChannel.ack_routes(sink, "s3cret", 64 * 1024)
     async with serve(Starlette(routes=routes)) as base:
         yield base
     runner.close(close_store=False)
@@ -99,7 +99,7 @@ def test_an_empty_secret_is_refused(ledger: Ledger) -> None:
     runner = LedgerRunner(ledger.store)
     try:
         with pytest.raises(NextstepError, match="webhook_secret"):
-            webhook_routes(runner, "", clock=ledger.clock, context=ledger.ctx)
+            OneMsgChannel.ack_routes(AckSink(runner, ledger.clock, ledger.ctx), "", 1024)
     finally:
         runner.close(close_store=False)
 

@@ -18,14 +18,15 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from nextstep.adapters.channels.onemsg.channel import OneMsgChannel
+from nextstep.adapters.channels.onemsg.registration import register_webhook, webhook_url
 from nextstep.adapters.channels.onemsg.sandbox import SandboxConfig
 from nextstep.adapters.channels.onemsg.sandbox.scenarios import scenario_from
 from nextstep.adapters.channels.onemsg.sandbox.templates import NAMESPACE
 from nextstep.engine.clock import FakeClock
+from nextstep.engine.delivery.acksink import AckSink
 from nextstep.engine.delivery.poller import PollSettings, poll_once
-from nextstep.engine.delivery.registration import register_webhook, webhook_url
 from nextstep.engine.delivery.timers import after_attempts
-from nextstep.engine.delivery.webhooks import webhook_routes
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.plugins import Channel, channel_class
 from nextstep.engine.runtime.server import create_app
@@ -35,6 +36,7 @@ from tests.delivery.serving import serve, until
 from tests.support.sandbox import Receiver, SandboxHandle, running_receiver, running_sandbox
 
 SECRET = "s3cret"
+MAX_BODY = 8 * 1_048_576
 NEXT_STEP = (
     'Hello, <<1>>! For your process "<<2>>", the next step is: <<3>> '
     "If you need help — we are here."
@@ -187,7 +189,7 @@ async def _engine(
         c.name: channel_class(c.type)(c.name, c.settings, clock=clock)
         for c in ledger.config.channels.values()
     }
-    routes = webhook_routes(runner, SECRET, clock=clock, context=ledger.ctx)
+    routes = OneMsgChannel.ack_routes(AckSink(runner, clock, ledger.ctx), SECRET, MAX_BODY)
     try:
         async with serve(create_app(lambda: {"status": "ok"}, routes)) as ours:
             whatsapp: Any = built["whatsapp"]

@@ -13,10 +13,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from nextstep.adapters.channels.onemsg.registration import public_base
 from nextstep.engine.commands.cli import main
 from nextstep.engine.metrics import RELOAD_OK
 from nextstep.engine.rules.config import load_config
-from nextstep.engine.runtime.server import create_app, health_document, public_base
+from nextstep.engine.runtime.server import create_app, health_document
 from tests.runtime.harness import Workspace
 
 COMMANDS = {"run", "status", "release", "cancel", "demo", "validate", "render", "test"}
@@ -140,4 +141,6 @@ def test_where_1msg_posts_acks(
     if public_url:
         text = space.config.read_text(encoding="utf-8")
         space.config.write_text(text.replace("server:\n", f"server:\n  public_url: {public_url}\n"))
-    assert public_base(load_config(space.config), "whatsapp", "127.0.0.1:5000") == expected
+    config = load_config(space.config)
+    base_url = str(config.channels["whatsapp"].settings["base_url"])
+    assert public_base(config.server.public_url, base_url, "127.0.0.1:5000") == expected

@@ -30,10 +30,18 @@ from nextstep.adapters.channels.http_client import (
     timeout_from,
     transport_outcome,
 )
+from nextstep.adapters.channels.onemsg.ackroute import ack_routes
+from nextstep.adapters.channels.onemsg.acks import acks_from_hook_info
 from nextstep.adapters.channels.onemsg.checks import check_send
-from nextstep.adapters.channels.onemsg.classify import classify, classify_failed_ack
+from nextstep.adapters.channels.onemsg.classify import classify
 from nextstep.adapters.channels.onemsg.payload import preview as template_preview
 from nextstep.adapters.channels.onemsg.payload import send_template_body
+from nextstep.adapters.channels.onemsg.registration import (
+    UNKNOWN_ADDRESS,
+    public_base,
+    register_webhook,
+    webhook_url,
+)
 from nextstep.adapters.channels.onemsg.schema import CONFIG_SCHEMA, SEND_SCHEMA
 from nextstep.adapters.channels.onemsg.send import compile_send as compile_template_send
 from nextstep.adapters.channels.onemsg.templates import TemplateInfo, parse_templates
@@ -41,8 +49,8 @@ from nextstep.adapters.channels.onemsg.whatsapp import MAX_BODY, breaks_rule
 from nextstep.engine.clock import Clock
 from nextstep.engine.errors import ConfigError, DeliveryError, Problem
 from nextstep.engine.metrics import PROVIDER_ANSWERS, SEND_LATENCY
-from nextstep.engine.model import Message, Outcome, OutcomeKind
-from nextstep.engine.plugins import ChannelTraits
+from nextstep.engine.model import Ack, Message, Outcome, OutcomeKind
+from nextstep.engine.plugins import AckRegistration, ChannelTraits
 from nextstep.engine.redact import mask_phone
 
 log = logging.getLogger(__name__)
@@ -81,8 +89,7 @@ class OneMsgChannel:
     compile_send = staticmethod(compile_template_send)
     preview = staticmethod(template_preview)
     check_send = staticmethod(check_send)
-    # How the daemon reads a failed ack's error text (PolicyContext.classify_ack).
-    classify_ack = staticmethod(classify_failed_ack)
+    ack_routes = staticmethod(ack_routes)
 
     def __init__(
         self,
@@ -103,7 +110,8 @@ class OneMsgChannel:
                 ]
             )
         self._token = str(config["token"])
-        self._url = f"{str(config['base_url']).rstrip('/')}/{config['instance_id']}/"
+        self._base_url = str(config["base_url"])
+        self._url = f"{self._base_url.rstrip('/')}/{config['instance_id']}/"
         self._send_url = self._url + "sendTemplate"
         timeout = timeout_from(config)
         self._transport = transport or make_transport(
@@ -188,6 +196,21 @@ class OneMsgChannel:
         if not isinstance(hooks, list):
             raise self._unexpected("hookInfo", data)
         return [hook for hook in hooks if isinstance(hook, dict)]
+
+    async def lookup_status(self, provider_id: str) -> list[Ack]:
+        """The statuses 1MSG holds for one message, as acks (``hookInfo``)."""
+        return acks_from_hook_info(await self.get_hook_info(provider_id), provider_id)
+
+    async def register_acks(
+        self, public_url: str | None, listen: str, secret: str
+    ) -> AckRegistration:
+        """Add this server's ack URL to the channel's webhooks (keeping the others) and switch
+        ``ackNotificationsOn`` on; not done when where 1MSG reaches this server is unknown."""
+        base = public_base(public_url, self._base_url, listen)
+        if base is None:
+            return AckRegistration(False, UNKNOWN_ADDRESS)
+        registration = await register_webhook(self, webhook_url(base, secret))
+        return AckRegistration(True, f"{len(registration.urls)} webhook URLs")
 
     async def get_webhooks(self) -> list[str]:
         """The channel's webhook URLs (a list, a string or a comma-separated string)."""

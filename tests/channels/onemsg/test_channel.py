@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from nextstep.adapters.channels.onemsg.acks import ack_from
 from nextstep.adapters.channels.onemsg.channel import OneMsgChannel
 from nextstep.adapters.channels.onemsg.payload import send_template_body
 from nextstep.adapters.channels.onemsg.sandbox.scenarios import default_scenario, scenario_from
@@ -308,7 +309,8 @@ async def test_wrong_token_on_management_is_account(
     assert caught.value.outcome.kind is OutcomeKind.ACCOUNT
 
 
-def test_the_daemon_finds_the_failed_ack_classifier() -> None:
-    assert OneMsgChannel.classify_ack("User's number is part of an experiment") is (
-        OutcomeKind.RECIPIENT
+def test_failed_acks_carry_their_class() -> None:
+    ack = ack_from(
+        {"id": "w", "status": "failed", "error": "User's number is part of an experiment"}
     )
+    assert ack is not None and ack.failure is OutcomeKind.RECIPIENT

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from nextstep.engine.errors import NextstepError
 
@@ -20,6 +21,19 @@ log = logging.getLogger(__name__)
 
 MAX_WEBHOOKS = 5
 WEBHOOK_PATH = "/webhooks/1msg/"
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+UNKNOWN_ADDRESS = (
+    "set server.public_url (or register /webhooks/1msg/<secret> with 1MSG) to receive acks; "
+    "until then statuses come from hookInfo"
+)
+
+
+def public_base(public_url: str | None, base_url: str, listen: str) -> str | None:
+    """Where 1MSG can reach this server: ``server.public_url`` when set, else this address
+    (``listen``) when the channel's API is on loopback too (the sandbox), else unknown."""
+    if public_url:
+        return public_url
+    return f"http://{listen}" if (urlsplit(base_url).hostname or "") in LOOPBACK else None
 
 
 class WebhookAdmin(Protocol):
