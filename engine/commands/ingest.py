@@ -1,20 +1,22 @@
-"""``nextstep ingest FILE.csv --rule RULE``: one CSV file through the full pipeline.
+"""``nextstep ingest FILE --rule RULE``: one file through the full pipeline.
 
+The file is read by an installed trigger that reads files (the ``ReadsFiles`` ability), chosen
+by the file's suffix: the rule's own trigger, with the rule's settings, when it is of that kind.
 Every row is offered to RULE (matched, rendered, written to the ledger in batches, each batch
-committed with the file's progress), with a progress bar; bad rows go to
-``FILE.csv.errors.csv``. The file's content hash and last committed row are kept per rule, so
-running the same file again does nothing and a run that was killed resumes where it stopped.
-Then, unless ``--no-wait``, the notifications are sent and the command waits until each one is
-accepted or has failed for good.
+committed with the file's progress), with a progress bar; the trigger files the bad rows away.
+The file's content hash and last committed row are kept per rule, so running the same file
+again does nothing and a run that was killed resumes where it stopped. Then, unless
+``--no-wait``, the notifications are sent and the command waits until each one is accepted or
+has failed for good.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any
 
 import click
 from rich.console import Console
@@ -25,10 +27,22 @@ from nextstep.engine.commands import EXIT_INVALID, config_option, load
 from nextstep.engine.commands.render import find_rule
 from nextstep.engine.delivery.fallbacks import policy_context
 from nextstep.engine.delivery.timers import after_attempts
+from nextstep.engine.errors import UsageError
 from nextstep.engine.intake.emit import make_emit
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.runner import LedgerRunner
-from nextstep.engine.plugins import Channel, Emit, TriggerContext, channel_class, trigger_class
+from nextstep.engine.plugins import (
+    Channel,
+    Emit,
+    FileReader,
+    FileSummary,
+    ReadsFiles,
+    TriggerContext,
+    channel_class,
+    installed,
+    trigger_class,
+)
+from nextstep.engine.plugins.registry import TRIGGERS
 from nextstep.engine.rules.config import Config
 from nextstep.engine.rules.rule import Rule
 from nextstep.engine.runtime.gctune import tune_gc
@@ -38,41 +52,13 @@ from nextstep.engine.sending.ratelimit import channel_limits
 WAIT_CHUNK = 5000  # notification ids per dispatcher (they become one SQL IN list)
 
 
-class FileSummary(Protocol):
-    """What the csv trigger reports for one file."""
-
-    rows: int
-    queued: int
-    skipped: int
-    duplicates: int
-    errors: int
-    resumed_after: int
-    already_done: bool
-    failed: str
-    errors_file: str | None
-    notification_ids: Sequence[int]
-
-
-class FileIngester(Protocol):
-    """The csv trigger's one-file entry point."""
-
-    async def ingest(
-        self,
-        path: Path,
-        emit: Emit,
-        *,
-        progress_prefix: str | None = None,
-        on_batch: Callable[[Any, int, int], None] | None = None,
-    ) -> Any: ...
-
-
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--rule", "rule_id", required=True, help="The rule every row is offered to.")
 @click.option("--no-wait", is_flag=True, help="Return once queued; the daemon sends them.")
 @config_option
 def ingest(file: Path, rule_id: str, no_wait: bool, config_path: Path) -> None:
-    """Run one CSV FILE through RULE: queue its rows, then send them and wait."""
+    """Run one FILE (an export) through RULE: queue its rows, then send them and wait."""
     config = load(config_path)
     rule = find_rule(config, rule_id)
     summary = asyncio.run(run_ingest(config, rule, file, wait=not no_wait))
@@ -108,13 +94,31 @@ async def run_ingest(
     return summary
 
 
+def file_reader(rule: Rule, file: Path) -> tuple[str, Mapping[str, Any]]:
+    """The trigger that reads ``file`` for ``rule``: its kind and its settings."""
+    suffix = file.suffix.lower()
+    plugins, _ = installed(TRIGGERS)
+    readers = {k: p for k, p in sorted(plugins.items()) if isinstance(p, ReadsFiles)}
+    own = readers.get(rule.trigger_kind)
+    by_suffix = [kind for kind, plugin in readers.items() if suffix in plugin.file_suffixes]
+    if own is not None and (rule.trigger_kind in by_suffix or not by_suffix):
+        return rule.trigger_kind, rule.trigger_config
+    if by_suffix or len(readers) == 1:
+        kind = by_suffix[0] if by_suffix else next(iter(readers))
+        return kind, readers[kind].file_config(file)
+    listed = "; ".join(f"{k}: {' '.join(p.file_suffixes)}" for k, p in readers.items())
+    raise UsageError(f"no installed trigger reads {file.name} ({listed or 'none reads files'})")
+
+
 async def _ingest_file(
     config: Config, rule: Rule, file: Path, emit: Emit, clock: Clock, runner: LedgerRunner
 ) -> FileSummary:
-    settings = rule.trigger_config if rule.trigger_kind == "csv" else {"path": file.name}
+    kind, settings = file_reader(rule, file)
     tune_gc()  # start-up is over: keep the collector off the per-row path
     context = TriggerContext(runner.store, clock, str(config.base_dir), (rule.id,))
-    trigger = cast(FileIngester, trigger_class("csv")(settings, context))
+    trigger = trigger_class(kind)(settings, context)
+    if not isinstance(trigger, FileReader):
+        raise UsageError(f"the {kind} trigger cannot read one given file")
     started = time.monotonic()
     columns = (
         TextColumn("{task.description}"),
@@ -129,12 +133,8 @@ async def _ingest_file(
             rate = summary.rows / max(time.monotonic() - started, 1e-6)
             bar.update(task, completed=done, rows=summary.rows, rate=rate)
 
-        summary = cast(
-            FileSummary,
-            await trigger.ingest(
-                file, emit, progress_prefix=f"csv:rule:{rule.id}", on_batch=on_batch
-            ),
-        )
+        prefix = f"{kind}:rule:{rule.id}"
+        summary = await trigger.ingest(file, emit, progress_prefix=prefix, on_batch=on_batch)
         _finish(bar, task, summary, started)
     return summary
 

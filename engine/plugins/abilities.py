@@ -5,14 +5,15 @@ attributes. A plug-in has an ability by defining its members.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from starlette.routing import BaseRoute
 
 from nextstep.engine.model import Ack, AckReport
-from nextstep.engine.plugins.contract import CompiledSend, Trigger
+from nextstep.engine.plugins.contract import CompiledSend, Emit, Trigger
 
 
 @runtime_checkable
@@ -149,4 +150,78 @@ class RegistersAcks(Protocol):
         """Register this server's ack route with the provider. ``public_url`` is
         ``server.public_url`` (None when unset), ``listen`` the address the server listens
         on; raises NextstepError when the provider refuses."""
+        ...
+
+
+class FileSummary(Protocol):
+    """What reading one file did (``nextstep ingest`` prints it)."""
+
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def queued(self) -> int: ...
+
+    @property
+    def skipped(self) -> int: ...
+
+    @property
+    def duplicates(self) -> int: ...
+
+    @property
+    def errors(self) -> int: ...
+
+    @property
+    def resumed_after(self) -> int:
+        """Rows a previous, interrupted run had committed."""
+        ...
+
+    @property
+    def already_done(self) -> bool:
+        """The same content was read before: nothing was done."""
+        ...
+
+    @property
+    def failed(self) -> str:
+        """Why the (rest of the) file could not be read; empty when it could."""
+        ...
+
+    @property
+    def errors_file(self) -> str | None:
+        """Where the refused rows are, with the reason, if any."""
+        ...
+
+    @property
+    def notification_ids(self) -> Sequence[int]: ...
+
+
+@runtime_checkable
+class ReadsFiles(Protocol):
+    """A trigger class whose triggers can read one given file (``nextstep ingest FILE``)."""
+
+    file_suffixes: tuple[str, ...]
+    """Suffixes of the files it reads (lower case, with the dot: ``(".csv",)``)."""
+
+    @staticmethod
+    def file_config(path: Path) -> Mapping[str, Any]:
+        """The trigger block to read ``path`` with when the rule's own trigger is of another
+        kind."""
+        ...
+
+
+@runtime_checkable
+class FileReader(Protocol):
+    """A trigger (instance) of a :class:`ReadsFiles` class."""
+
+    async def ingest(
+        self,
+        path: Path,
+        emit: Emit,
+        *,
+        progress_prefix: str | None = None,
+        on_batch: Callable[[Any, int, int], None] | None = None,
+    ) -> FileSummary:
+        """Run every row of ``path`` through ``emit``, committed in batches with the file's
+        progress under ``progress_prefix`` (the file is not moved); ``on_batch(summary,
+        bytes_read, size)`` after each batch."""
         ...

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from nextstep.engine.errors import NextstepError
 from nextstep.engine.plugins.contract import ChannelClass, TriggerClass
@@ -117,6 +117,8 @@ def resolve(point: EntryPoint, protocol: type | None) -> tuple[Any, str | None]:
         return None, f"importing {_target(point)} failed: {type(exc).__name__}: {exc}"
     if protocol is None or isinstance(loaded, protocol):
         return loaded, None
+    if Protocol not in protocol.__mro__:
+        return None, f"{_target(point)} is not a {protocol.__module__}.{protocol.__qualname__}"
     missing = [member for member in protocol_members(protocol) if not hasattr(loaded, member)]
     return None, f"{_target(point)} does not provide {', '.join(missing) or 'what its group needs'}"
 
@@ -156,3 +158,17 @@ def forget() -> None:
 
 
 _PROTOCOLS: dict[str, type] = {TRIGGERS: TriggerClass, CHANNELS: ChannelClass}
+
+
+def command_plugins() -> dict[str, Any]:
+    """The click commands of group ``nextstep.commands`` by name; one that cannot be loaded is
+    logged once and left out (the command line works without it)."""
+    import click  # the command line's dependency, needed here only
+
+    found: dict[str, Any] = {}
+    for name in names(COMMANDS):
+        try:
+            found[name] = load(COMMANDS, name, click.Command)
+        except PluginUnavailable:
+            continue
+    return found

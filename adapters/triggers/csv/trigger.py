@@ -76,6 +76,12 @@ class CsvTrigger:
 
     kind: ClassVar[str] = "csv"
     config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
+    file_suffixes: ClassVar[tuple[str, ...]] = (".csv", ".tsv", ".txt")
+
+    @staticmethod
+    def file_config(path: Path) -> Mapping[str, Any]:
+        """Read one file with the defaults (delimiter and encoding detected)."""
+        return {"path": path.name}
 
     @staticmethod
     def source_key(config: Mapping[str, Any]) -> str:

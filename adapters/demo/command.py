@@ -1,4 +1,6 @@
-"""``nextstep demo``: the whole pipeline on embedded defaults (see :mod:`runtime.demo`)."""
+"""``nextstep demo``: the whole pipeline on embedded defaults (see :mod:`.run`). Added to the
+CLI by the ``nextstep.commands`` entry point; what it runs is imported when it runs, so that
+``nextstep --help`` stays quick."""
 
 from __future__ import annotations
 
@@ -6,9 +8,6 @@ import asyncio
 from pathlib import Path
 
 import click
-from rich.console import Console
-
-from nextstep.engine.runtime.demo import DemoOptions, run_demo
 
 
 @click.command()
@@ -24,5 +23,9 @@ from nextstep.engine.runtime.demo import DemoOptions, run_demo
 @click.option("--timeout", default=90.0, show_default=True, help="Seconds before giving up.")
 def demo(folder: Path, keep_running: bool, timeout: float) -> None:
     """Run the whole pipeline on the built-in 1MSG sandbox."""
+    from rich.console import Console
+
+    from nextstep.adapters.demo.run import DemoOptions, run_demo
+
     options = DemoOptions(folder=folder, keep_running=keep_running, timeout=timeout)
     raise SystemExit(asyncio.run(run_demo(options, Console())))

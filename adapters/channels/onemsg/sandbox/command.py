@@ -1,7 +1,7 @@
 """``nextstep sandbox``: a local 1MSG-compatible API for demos, tests and benchmarks.
 
-The sandbox lives in ``onemsg.sandbox``; it is imported when the command runs, so the
-engine does not depend on an adapter at import time.
+Added to the CLI by the ``nextstep.commands`` entry point; the sandbox itself is imported when
+the command runs, so that ``nextstep --help`` stays quick.
 """
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from nextstep.adapters.channels.onemsg.sandbox.config import DEFAULT_TOKEN, SandboxConfig
+from nextstep.adapters.channels.onemsg.sandbox.server import serving
 from nextstep.engine.errors import NextstepError, UsageError
 from nextstep.engine.ledger.base import HistoryEntry, Notification
 from nextstep.engine.ledger.sqlite import SqliteStore
@@ -44,8 +46,8 @@ from nextstep.engine.runtime.daemon import Daemon
 from nextstep.engine.runtime.logs import configure_logging
 from nextstep.engine.runtime.server import listening_socket, make_server
 
-# The repository's rules/ folder, shipped inside the package (a wheel has no repository).
-RULES = Path(str(resources.files("nextstep") / "demo_rules"))
+# The repository's rules/ folder, shipped inside this package (a wheel has no repository).
+RULES = Path(str(resources.files("nextstep.adapters.demo") / "rules"))
 EXPORT = RULES / "examples" / "loans-export.csv"
 MARKER = ".nextstep-demo"
 OPEN = frozenset({State.QUEUED, State.SENDING})
@@ -241,9 +243,6 @@ def summary(rows: list[Row], crm: CrmReceiver, took: float, refused: int) -> Gro
 
 async def run_demo(options: DemoOptions, console: Console) -> int:
     """Run the demo; 0 when every notification settled in time."""
-    from nextstep.adapters.channels.onemsg.sandbox.config import DEFAULT_TOKEN, SandboxConfig
-    from nextstep.adapters.channels.onemsg.sandbox.server import serving
-
     folder = options.folder.absolute()
     prepare(folder)
     # Relative paths in the example rules (the CRM database) are relative to the demo folder.
