@@ -12,7 +12,7 @@ from typing import Any
 class Event:
     """One thing that happened in a client's case, as a trigger saw it.
 
-    ``data`` is what expressions see as ``event`` (a CSV row, a JSON body, a DB row);
+    ``data`` is what expressions see as ``event`` (a row of a file, a JSON body, a DB row);
     ``trigger`` is what they see as ``trigger`` (kind, source, file, row number…).
     """
 
@@ -23,7 +23,7 @@ class Event:
 @dataclass(frozen=True, slots=True)
 class Progress:
     """A trigger's progress marker, committed in the same transaction as the notifications
-    its events created (CSV file hash + row, DB cursor, HTTP idempotency key)."""
+    its events created (a file's hash and row, a database cursor, an idempotency key)."""
 
     key: str
     value: str
@@ -33,10 +33,9 @@ class Progress:
 class Message:
     """A rendered `send:` block, ready for a channel.
 
-    ``fields`` holds the rendered keys of the `send:` block other than ``channel``. For a 1MSG
-    channel: ``template``, ``namespace``, ``language``, ``params`` (list of str, variable 1
-    first) and ``text`` (the approved body with every ``<<n>>`` filled). For ``webhook``:
-    ``body`` (rendered JSON). For ``smtp``: ``to``, ``subject``, ``body``.
+    ``fields`` is what the channel's compiled send rendered for one event (usually the keys of
+    the ``send:`` block other than ``channel``; see the channel's plug-in). ``to`` is the
+    recipient: a ``to`` field, else the rule's ``to:`` as a phone number, else empty.
     """
 
     channel: str

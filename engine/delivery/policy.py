@@ -94,7 +94,8 @@ class _Retry(Protocol):
 def retries(failure_class: str, attempts: int, retry: _Retry) -> bool:
     """True when a notification that failed with ``failure_class`` after ``attempts`` send
     attempts is sent again: the rule retries that class and has attempts left. A failed ack
-    meaning "not on WhatsApp" is a recipient failure, which no default policy retries."""
+    meaning "this recipient cannot be reached" is a recipient failure, which no default
+    policy retries."""
     return failure_class in retry.on and attempts < retry.attempts
 
 

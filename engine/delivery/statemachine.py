@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from nextstep.engine.model import DELIVERY_ORDER, State
 
-# 1MSG's ack statuses, the legacy chat-api names and Meta's voice-message ``played``.
+# Ack statuses: sent, delivered, read, failed; ``viewed`` (legacy) and ``played`` (a voice
+# message) mean read.
 _ACK_STATES: dict[str, State] = {
     "sent": State.SENT,
     "delivered": State.DELIVERED,

@@ -102,7 +102,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         """
         -- settled_at: the fallback of a failed/expired notification has been decided (once).
         ALTER TABLE notifications ADD COLUMN settled_at REAL;
-        -- polled_at: when hookInfo was last asked about this message.
+        -- polled_at: when the channel was last asked about this message's status.
         ALTER TABLE notifications ADD COLUMN polled_at REAL;
         UPDATE notifications SET settled_at = updated_at WHERE state IN ('failed', 'expired');
         CREATE INDEX notifications_unsettled ON notifications(id)

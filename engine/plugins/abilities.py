@@ -200,7 +200,7 @@ class ReadsFiles(Protocol):
     """A trigger class whose triggers can read one given file (``nextstep ingest FILE``)."""
 
     file_suffixes: tuple[str, ...]
-    """Suffixes of the files it reads (lower case, with the dot: ``(".csv",)``)."""
+    """Suffixes of the files it reads (lower case, with the dot: ``(".xlsx",)``)."""
 
     @staticmethod
     def file_config(path: Path) -> Mapping[str, Any]:

@@ -104,7 +104,7 @@ class ChannelTraits:
     """What the engine needs to know of a channel type besides its schemas.
 
     ``needs_phone``: the rule's ``to:`` is the recipient's phone and a rule sending through the
-    channel must have one (``purpose`` says why, in that problem: "sends WhatsApp messages").
+    channel must have one (``purpose`` says why, in that problem: "sends text messages").
     ``reports_delivery``: delivered/read statuses arrive for its messages, so a fallback sent
     through it keeps the rule's ``expect``/``within``. ``recipient_spacing``: least seconds
     between two sends to one recipient when the channel's settings do not say.

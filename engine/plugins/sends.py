@@ -1,8 +1,8 @@
 """A compiled send for channels whose ``send:`` keys are all templates: :class:`TemplatedSend`.
 
 Every string of the block (at any depth of mappings and lists) is a template rendered per event;
-other values are kept as written. The webhook and smtp channels use it; a plug-in channel may
-too (``compile_send = staticmethod(TemplatedSend.compile)``).
+other values are kept as written. The bundled webhook and e-mail channels use it; a plug-in
+channel may too (``compile_send = staticmethod(TemplatedSend.compile)``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Filters an integrator needs for CRM data, on top of Jinja's own (default, title, truncate…).
 
-``date(fmt)`` formats ISO dates and date-times and the usual CSV spellings (20/06/2026,
+``date(fmt)`` formats ISO dates and date-times and the usual spreadsheet spellings (20/06/2026,
 2026/06/20, 20.06.2026, 20 Jun 2026, Jun 20, 2026, 20260620…); ``parse_date`` gives the date
 itself for comparisons; ``phone`` normalises a number to international digits. Bad input raises
 ValueError, which the renderer reports as a render error naming the rule and field.
@@ -120,7 +120,7 @@ def format_date(
     ``tz`` converts an aware datetime to that zone (naive ones are taken as UTC) first.
     """
     if type(value) is str and type(fmt) is str:
-        return _format_text(value, fmt, tz, bool(dayfirst))  # CSV dates repeat: format once
+        return _format_text(value, fmt, tz, bool(dayfirst))  # exported dates repeat: format once
     return _format(value, fmt, tz, dayfirst)
 
 
@@ -181,7 +181,7 @@ def phone(context: Context, value: Any, country: str | None = None) -> str:
 
 
 def title(value: Any) -> str:
-    """Jinja's ``title``, remembered for the names that repeat through a CSV export."""
+    """Jinja's ``title``, remembered for the names that repeat through an export."""
     return _title(value) if type(value) is str else do_title(value)
 
 

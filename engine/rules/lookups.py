@@ -1,4 +1,4 @@
-"""Rendering rule templates that are only lookups, without Jinja (the CSV hot path).
+"""Rendering rule templates that are only lookups, without Jinja (the ingest hot path).
 
 A template made of text and lookups such as ``event.a.b`` / ``event["x"]``, each maybe through
 filters without arguments (``{{ event.name | title }}``), is computed here directly: the same

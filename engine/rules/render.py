@@ -1,6 +1,6 @@
 """One event through one rule: does it match, to whom, with what text. Pure and fast.
 
-:func:`evaluate` is called for every event and every rule of its source (the CSV benchmark
+:func:`evaluate` is called for every event and every rule of its source (the ingest benchmark
 needs tens of thousands per second), so it only runs what was compiled at load: the ``when``
 expressions, the recipient, the ``send`` templates, the keys and the send window.
 """

@@ -146,7 +146,7 @@ def _custom(error: ValidationError) -> str | None:
 
 
 def with_triggers(message: str, kinds: list[str]) -> str:
-    """``message`` with ``{triggers}`` replaced by the trigger kinds ("csv, db_poll or http")."""
+    """``message`` with ``{triggers}`` replaced by the trigger kinds ("a, b or c")."""
     listed = " or ".join([", ".join(kinds[:-1]), kinds[-1]] if len(kinds) > 1 else kinds)
     return message.replace("{triggers}", listed or "none installed")
 

@@ -225,7 +225,7 @@ class _Walker:
             if missing:
                 return value  # as written: the one problem is the variable, not its shape
             if node.style is None and text != value:
-                # An unquoted `port: ${SMTP_PORT:-25}` means a number, as if written inline.
+                # An unquoted `port: ${MAIL_PORT:-25}` means a number, as if written inline.
                 tag = self._loader.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
                 return _plain(self.construct(ScalarNode(tag, text), path))
             return text

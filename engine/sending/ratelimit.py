@@ -21,7 +21,9 @@ from nextstep.engine.plugins import channel_class
 _EPSILON = 1e-6
 DEFAULT_RATE = 80.0  # Meta's default throughput per business number
 DEFAULT_MAX_IN_FLIGHT = 100
-PAIR_SPACING = 6.0  # Meta's pair rate limit: one message per recipient every 6 s
+# The spacing of limits made by hand (tests); a configured channel's default is its type's
+# ``traits.recipient_spacing`` (see :func:`channel_limits`).
+PAIR_SPACING = 6.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,9 +35,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from nextstep.adapters.channels.onemsg.sandbox.command import DEMO_TOKEN
 from nextstep.adapters.channels.onemsg.sandbox.scenarios import scenario_from
 from nextstep.engine.commands.cli import main
-from nextstep.adapters.channels.onemsg.sandbox.command import DEMO_TOKEN
 from nextstep.engine.commands.test import check_example
 from nextstep.engine.errors import ConfigError
 from nextstep.engine.metrics import REGISTRY
