@@ -13,7 +13,7 @@ paths from the file's root, worded like the core schema's.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,10 @@ from nextstep.engine.plugins import (
     ChannelClass,
     PluginUnavailable,
     TriggerClass,
-    installed,
+    channel_class,
     trigger_class,
     trigger_kinds,
 )
-from nextstep.engine.plugins.registry import CHANNELS
 from nextstep.engine.rules.schema import SchemaIssue, core_defs, did_you_mean, explained
 from nextstep.engine.rules.yamlload import PathKey
 
@@ -150,7 +149,7 @@ def _send(block: Any, base: PathKey, channels: Mapping[str, str]) -> list[Schema
     if not isinstance(block, Mapping) or not isinstance(block.get("channel"), str):
         return []
     kind = channels.get(block["channel"])
-    plugins, _ = installed(CHANNELS)
+    plugins = _loaded(channels.values())
     plugin = plugins.get(kind or "")
     if kind is None or plugin is None:
         return []  # an unknown channel is the compiler's, an unavailable type the config's
@@ -188,8 +187,20 @@ def _send_problem(
     return found
 
 
+def _loaded(kinds: Iterable[str]) -> dict[str, ChannelClass]:
+    """The channel classes of ``kinds`` that load (only the types the config uses)."""
+    found = {}
+    for kind in set(kinds):
+        try:
+            found[kind] = channel_class(kind)
+        except PluginUnavailable:
+            continue  # the config reports it at the channel's type
+    return found
+
+
 def _send_keys(plugins: Mapping[str, ChannelClass]) -> list[str]:
-    """Every key a ``send:`` block may have with some installed channel, ``channel`` first."""
+    """Every key a ``send:`` block may have with some channel type of the config, ``channel``
+    first."""
     keys = ["channel"]
     for kind in sorted(plugins):
         keys += [k for k in plugins[kind].send_schema.get("properties", {}) if k not in keys]

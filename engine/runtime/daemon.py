@@ -288,6 +288,7 @@ class Daemon:
                 "in_flight": lane.in_flight,
                 "backlog": lane.backlog,
                 "paused_until": lane.paused_until,
+                **self._channel_detail(name),
             }
             for name, lane in self.dispatcher.status().items()
         }
@@ -300,6 +301,11 @@ class Daemon:
             listen=self.listen,
             stopping=self.stopping,
         )
+
+    def _channel_detail(self, name: str) -> dict[str, Any]:
+        """``{"detail": …}`` for a channel that reports its status, else nothing."""
+        channel = self.channels.get(name)
+        return {"detail": channel.status()} if isinstance(channel, ReportsStatus) else {}
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

@@ -18,6 +18,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -181,9 +182,16 @@ def daemon(site: Path, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
             process.stdout.close()
 
 
+def _circuit(site: Path, folder: Path) -> dict[str, Any]:
+    report = json.loads(nextstep(site, folder, "status", "--json").stdout)
+    daemon = report.get("daemon") or {}
+    circuit: dict[str, Any] = daemon.get("circuits", {}).get("out", {})
+    return circuit
+
+
 @pytest.mark.slow
 def test_the_daemon_sends_through_the_plug_in(
-    daemon: subprocess.Popen[str], tmp_path: Path
+    daemon: subprocess.Popen[str], site: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.jsonl"
     deadline = time.monotonic() + 30
@@ -191,6 +199,10 @@ def test_the_daemon_sends_through_the_plug_in(
         assert daemon.poll() is None, "the daemon stopped"
         assert time.monotonic() < deadline, "nothing was written"
         time.sleep(0.05)
+    # its status is in the health snapshot the daemon keeps in the ledger
+    while _circuit(site, tmp_path).get("detail") != {"lines": 2}:
+        assert time.monotonic() < deadline, "the channel's status is not in the health"
+        time.sleep(0.2)
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=30) == 0
     written = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]

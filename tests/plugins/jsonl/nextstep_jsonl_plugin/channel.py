@@ -81,6 +81,10 @@ class JsonlChannel:
                 out.flush()
                 os.fsync(out.fileno())
 
+    def status(self) -> dict[str, Any]:
+        """Lines written (merged into the daemon's health)."""
+        return {"lines": self._lines}
+
     async def probe(self) -> bool:
         """True when the file's folder exists."""
         return self._path.parent.is_dir()
