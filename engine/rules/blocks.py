@@ -33,7 +33,8 @@ from nextstep.engine.rules.yamlload import PathKey
 
 _CHANNEL_KEY = {"type": "string", "description": "A channel name of nextstep.yaml."}
 _SECRET = "#/$defs/secret"
-_validators: dict[tuple[int, str], Draft202012Validator] = {}
+# (id of the plug-in class, role) -> (the class, kept so that its id stays its own; validator)
+_validators: dict[tuple[int, str], tuple[object, Draft202012Validator]] = {}
 
 
 def _validator(owner: object, role: str, schema: Mapping[str, Any]) -> Draft202012Validator:
@@ -42,8 +43,8 @@ def _validator(owner: object, role: str, schema: Mapping[str, Any]) -> Draft2020
     key = (id(owner), role)
     if key not in _validators:
         defs = {**core_defs(), **schema.get("$defs", {})}
-        _validators[key] = Draft202012Validator({**schema, "$defs": defs})
-    return _validators[key]
+        _validators[key] = (owner, Draft202012Validator({**schema, "$defs": defs}))
+    return _validators[key][1]
 
 
 def channel_schema(kind: str, plugin: ChannelClass) -> dict[str, Any]:

@@ -47,11 +47,10 @@ from nextstep.engine.rules.yamlload import PathKey, format_path
 
 @dataclass(frozen=True, slots=True)
 class Issue:
-    """A problem inside one rule; ``missing_key`` marks "key X is missing here" problems."""
+    """A problem inside one rule: where (a path inside the rule) and what."""
 
     path: PathKey
     message: str
-    missing_key: bool = False
 
 
 class _Builder:
@@ -63,8 +62,8 @@ class _Builder:
         self.issues: list[Issue] = []
         self.sends: list[tuple[PathKey, SendSpec]] = []
 
-    def add(self, path: PathKey, message: str, *, missing_key: bool = False) -> None:
-        self.issues.append(Issue(path, message, missing_key))
+    def add(self, path: PathKey, message: str) -> None:
+        self.issues.append(Issue(path, message))
 
     def template(
         self, source: Any, path: PathKey, names: frozenset[str] = NAMES

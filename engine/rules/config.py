@@ -344,33 +344,16 @@ def _load_rule(
     rule, found = build_rule(
         definition, file=loaded.file, line=line(()), channels=channels, lines=line
     )
-    reported = [(i.path[2:], i.at_key) for i in schema_issues if i.path[:2] == base]
+    # The schemas already explained these places: one mistake, one problem.
+    reported = {i.path[2:] for i in schema_issues if i.path[:2] == base}
     for issue in found:
-        if _already_reported(issue, reported):
+        if issue.path in reported:
             continue
         shown = format_path(issue.path) if rule_id else format_path((*base, *issue.path))
-        collector.located(
-            loaded,
-            (*base, *issue.path),
-            issue.message,
-            at_key=issue.missing_key,
-            rule_id=rule_id,
-            shown=shown,
-        )
+        collector.located(loaded, (*base, *issue.path), issue.message, rule_id=rule_id, shown=shown)
     if any(i.path[:2] == base for i in schema_issues):
         return None
     return rule
-
-
-def _already_reported(issue: Issue, schema_paths: list[tuple[PathKey, bool]]) -> bool:
-    """True when the schema already explained this place (a misspelt key also leaves the
-    right key missing: one mistake, one problem)."""
-    for path, unknown_key in schema_paths:
-        if path == issue.path:
-            return True
-        if issue.missing_key and unknown_key and path[:-1] == issue.path:
-            return True
-    return False
 
 
 def rule_from_definition(definition: Mapping[str, Any], config: Config) -> Rule:

@@ -1,6 +1,11 @@
 """The 1MSG WhatsApp channel (``type: 1msg``): send approved templates, list them, manage the
 channel's webhooks and settings, ask ``hookInfo`` for a message's statuses.
 
+As a plug-in it compiles its own ``send:`` blocks (:mod:`onemsg.send`), previews the exact
+request (:mod:`onemsg.payload`), and has the abilities ``ReceivesAcks`` (:mod:`onemsg.ackroute`),
+``LooksUpStatus`` (``lookup_status``), ``RegistersAcks`` (``register_acks``, see
+:mod:`onemsg.registration`) and ``ListsTemplates`` (``list_templates``, :mod:`onemsg.checks`).
+
 Every request goes to ``{base_url}/{instance_id}/{method}`` with ``Authorization: Bearer``; the
 token is never logged and is cut out of any answer kept in an Outcome. ``send`` never raises
 for a provider answer: it classifies it once (:mod:`onemsg.classify`), and a network
