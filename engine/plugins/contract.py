@@ -91,9 +91,11 @@ class TriggerClass(Protocol):
 
     @staticmethod
     def check(config: Mapping[str, Any], base_dir: Path) -> list[ConfigProblem]:
-        """What ``nextstep validate`` reports about a block that passed ``config_schema``:
-        everything the constructor would refuse, and deeper checks (no network). ``base_dir``
-        is the config's folder."""
+        """What ``nextstep validate`` reports about a block beyond ``config_schema``: everything
+        the constructor would refuse, and deeper checks (no network). It gets every block that
+        is a mapping, even one the schema refused (read any shape, as the constructor must);
+        problems at places the schema explained are dropped. ``base_dir`` is the config's
+        folder."""
         ...
 
     def __call__(self, config: Mapping[str, Any], context: TriggerContext) -> Trigger: ...

@@ -1,9 +1,10 @@
 """The blocks plug-ins own, checked with the plug-ins' own schemas after the core schema.
 
-* a rule's ``trigger: {kind: block}`` against the trigger class's ``config_schema``, then (when
-  it passes) the class's ``check(block, base_dir)``;
+* a rule's ``trigger: {kind: block}`` against the trigger class's ``config_schema``, and with
+  the class's ``check(block, base_dir)`` (its problems where the schema said nothing);
 * every ``send:`` block (the rule's and its fallbacks') against the channel class's
-  ``send_schema``, with ``channel`` added;
+  ``send_schema``, with ``channel`` added (without a known channel, against the keys of every
+  channel type of the config);
 * every channel of ``nextstep.yaml`` against the channel class's ``config_schema`` merged with
   the dispatcher's keys (``$defs/channelLimits``).
 
@@ -135,29 +136,52 @@ def _trigger(trigger: Any, base: PathKey, base_dir: Path | None) -> list[SchemaI
 def trigger_issues(
     kind: str, plugin: TriggerClass, config: Mapping[str, Any], base: PathKey, base_dir: Path | None
 ) -> list[SchemaIssue]:
-    """Problems of one trigger block: its schema's, then (when it passes) its ``check``'s."""
-    found = explained(_validator(plugin, "trigger", plugin.config_schema).iter_errors(config), base)
-    if found or base_dir is None:
+    """Problems of one trigger block: its schema's, then its ``check``'s at the places the
+    schema did not already explain (one mistake, one problem)."""
+    errors = list(_validator(plugin, "trigger", plugin.config_schema).iter_errors(config))
+    found = explained(errors, base)
+    if base_dir is None:
         return found
     try:
         problems = plugin.check(config, base_dir)
     except Exception as exc:  # a plug-in's bug is reported, not raised
-        return [SchemaIssue(base, False, f"the {kind} trigger's check failed: {exc!r}")]
-    return [SchemaIssue((*base, *path), False, message) for path, message in problems]
+        return [*found, SchemaIssue(base, False, f"the {kind} trigger's check failed: {exc!r}")]
+    covered = {place for error in errors for place in _places(error)}
+    return found + [
+        SchemaIssue((*base, *path), False, message)
+        for path, message in problems
+        if tuple(path) not in covered
+    ]
+
+
+def _places(error: ValidationError) -> Iterator[PathKey]:
+    """The keys (paths inside the block) a schema error is about."""
+    path: PathKey = tuple(error.absolute_path)
+    instance: Any = error.instance
+    if error.validator == "required":
+        yield (*path, str(error.message).split("'")[1])
+    elif error.validator == "additionalProperties" and isinstance(instance, Mapping):
+        yield from ((*path, key) for key in instance)
+    else:
+        yield path
 
 
 def _send(block: Any, base: PathKey, channels: Mapping[str, str]) -> list[SchemaIssue]:
-    if not isinstance(block, Mapping) or not isinstance(block.get("channel"), str):
+    if not isinstance(block, Mapping):
         return []
-    kind = channels.get(block["channel"])
     plugins = _loaded(channels.values())
+    known = _send_keys(plugins)
+    channel = block.get("channel")
+    kind = channels.get(channel) if isinstance(channel, str) else None
     plugin = plugins.get(kind or "")
     if kind is None or plugin is None:
-        return []  # an unknown channel is the compiler's, an unavailable type the config's
+        # No channel, an unknown one (the compiler's problem) or an unavailable type (the
+        # config's): the keys no channel of the config takes are mistakes all the same.
+        return [_unknown_key(key, base, known) for key in block if key not in known]
     validator = _validator(plugin, "send", send_schema(plugin))
     found: list[SchemaIssue] = []
     for error in validator.iter_errors(block):
-        found += _send_problem(error, base, kind, plugin, _send_keys(plugins))
+        found += _send_problem(error, base, kind, plugin, known)
     misspelt = {issue.path[:-1] for issue in found if issue.at_key and issue.path != base}
     # A misspelt key also leaves the right key missing: one mistake, one problem.
     return [i for i in found if not (i.message.startswith("missing") and i.path in misspelt)]
@@ -182,16 +206,21 @@ def _send_problem(
         if key in known:
             message = f"'{key}' is not used by {kind} channels (they take: {takes})"
             found.append(SchemaIssue((*path, key), False, message))
-            continue
-        hint = did_you_mean(str(key), known) or f" (allowed here: {', '.join(known)})"
-        found.append(SchemaIssue((*path, key), True, f"unknown key '{key}'{hint}"))
+        else:
+            found.append(_unknown_key(key, path, known))
     return found
 
 
+def _unknown_key(key: Any, path: PathKey, known: list[str]) -> SchemaIssue:
+    hint = did_you_mean(str(key), known) or f" (allowed here: {', '.join(known)})"
+    return SchemaIssue((*path, key), True, f"unknown key '{key}'{hint}")
+
+
 def _loaded(kinds: Iterable[str]) -> dict[str, ChannelClass]:
-    """The channel classes of ``kinds`` that load (only the types the config uses)."""
+    """The channel classes of ``kinds`` that load (only the types the config uses), in the
+    order of ``kinds``."""
     found = {}
-    for kind in set(kinds):
+    for kind in dict.fromkeys(kinds):
         try:
             found[kind] = channel_class(kind)
         except PluginUnavailable:
@@ -200,9 +229,9 @@ def _loaded(kinds: Iterable[str]) -> dict[str, ChannelClass]:
 
 
 def _send_keys(plugins: Mapping[str, ChannelClass]) -> list[str]:
-    """Every key a ``send:`` block may have with some channel type of the config, ``channel``
-    first."""
+    """Every key a ``send:`` block may have with some channel type of the config (in the order
+    of ``nextstep.yaml``), ``channel`` first."""
     keys = ["channel"]
-    for kind in sorted(plugins):
+    for kind in plugins:
         keys += [k for k in plugins[kind].send_schema.get("properties", {}) if k not in keys]
     return keys

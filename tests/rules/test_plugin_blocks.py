@@ -60,9 +60,22 @@ def test_trigger_checks(tmp_path: Path, trigger: str, expected: str) -> None:
     assert found.startswith(expected)
 
 
-def test_check_runs_only_on_a_block_its_schema_accepts(tmp_path: Path) -> None:
+def test_check_and_schema_report_each_place_once(tmp_path: Path) -> None:
     found = problems(tmp_path, rule('{csv: {path: "in/*.csv", encoding: utf-99, batch: 0}}'))
-    assert found == ["rule r: trigger.csv.batch: 0 is less than the minimum of 1"]
+    assert sorted(found) == [
+        "rule r: trigger.csv.batch: 0 is less than the minimum of 1",
+        "rule r: trigger.csv.encoding: unknown encoding 'utf-99' (e.g. utf-8, cp1252, utf-16)",
+    ]
+    missing = problems(tmp_path, rule("{csv: {settle: 1s}}"))
+    assert missing == ["rule r: trigger.csv: missing required key 'path'"]
+
+
+def test_send_keys_no_channel_takes_without_a_channel(tmp_path: Path) -> None:
+    rules = rule("{http: {path: /events/x}}").replace("channel: crm, body: {x: 1}", "chanel: crm")
+    assert sorted(problems(tmp_path, rules)) == [
+        "rule r: send.chanel: unknown key 'chanel'; did you mean 'channel'?",
+        "rule r: send: missing required key 'channel'",
+    ]
 
 
 def test_channel_settings_and_the_dispatcher_keys(tmp_path: Path) -> None:
