@@ -42,11 +42,11 @@ from nextstep.adapters.triggers.config import ConfigReader, read_progress
 from nextstep.engine.errors import StoreError
 from nextstep.engine.model import Event, Progress
 from nextstep.engine.plugins import ConfigProblem, Emit, EventResult, Trigger, TriggerContext
+from nextstep.engine.rules.config import DEFAULT_MAX_BODY
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/events/"
-DEFAULT_MAX_BODY = 1024 * 1024
 MAX_KEY_LENGTH = 255
 _NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
 

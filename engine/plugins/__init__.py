@@ -1,4 +1,4 @@
-"""The two plug-in points, triggers and channels: their contract and the one registry.
+"""The plug-in points (triggers, channels, commands): their contract and the one registry.
 
 The engine never imports a concrete adapter: plug-ins are entry points (groups
 ``nextstep.triggers``, ``nextstep.channels``, ``nextstep.commands``) of any installed
@@ -50,15 +50,6 @@ from nextstep.engine.plugins.sends import TemplatedSend
 __all__ = [
     "AckRecorder",
     "AckRegistration",
-    "FileReader",
-    "FileSummary",
-    "ListsTemplates",
-    "LooksUpStatus",
-    "ProviderTemplate",
-    "ReadsFiles",
-    "ReceivesAcks",
-    "RegistersAcks",
-    "TemplateCheck",
     "Channel",
     "ChannelClass",
     "ChannelTraits",
@@ -66,12 +57,21 @@ __all__ = [
     "ConfigProblem",
     "Emit",
     "EventResult",
+    "FileReader",
+    "FileSummary",
+    "ListsTemplates",
+    "LooksUpStatus",
     "PluginUnavailable",
     "Preview",
+    "ProviderTemplate",
+    "ReadsFiles",
+    "ReceivesAcks",
+    "RegistersAcks",
     "ReportsStatus",
     "RuleResult",
     "SendCompiler",
     "ServesRoutes",
+    "TemplateCheck",
     "TemplatedSend",
     "Trigger",
     "TriggerClass",

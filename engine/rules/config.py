@@ -26,7 +26,7 @@ from nextstep.engine.rules.yamlload import Loaded, PathKey, format_path, load_fi
 
 DEFAULT_STORE = "sqlite:///nextstep.db"
 DEFAULT_LISTEN = "127.0.0.1:8787"
-DEFAULT_MAX_BODY = 1_048_576
+DEFAULT_MAX_BODY = 1_048_576  # the one default limit of HTTP request bodies (server.max_body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ class ServerConfig:
     port: int = 8787
     event_token: str | None = None
     webhook_secret: str | None = None
-    max_body: int = 1_048_576  # DEFAULT_MAX_BODY: the one limit of request bodies
+    max_body: int = DEFAULT_MAX_BODY  # what event and ack routes accept
     public_url: str | None = None  # where providers reach this server
 
 
