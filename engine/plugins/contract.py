@@ -190,9 +190,10 @@ class ChannelClass(Protocol):
 
     @staticmethod
     def compile_send(block: Mapping[str, Any], compiler: SendCompiler) -> CompiledSend | None:
-        """Compile a ``send:`` block that passed ``send_schema``; None when it cannot be (each
-        problem noted with ``compiler.problem``). :class:`TemplatedSend` suits channels whose
-        keys are all templates."""
+        """Compile a ``send:`` block (``channel`` included); None when it cannot be (each
+        problem noted with ``compiler.problem``). It runs even when the block broke
+        ``send_schema`` (read any shape; problems at places the schema explained are dropped).
+        :class:`TemplatedSend` suits channels whose keys are all templates."""
         ...
 
     @staticmethod
