@@ -17,8 +17,8 @@ from functools import cache, lru_cache
 from typing import Literal
 
 import phonenumbers
-from phonenumbers import PhoneMetadata
-from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+from nextstep.engine.rules.compat import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 
 Whitespace = Literal["normalise", "reject"]
 
