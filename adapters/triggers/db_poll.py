@@ -53,6 +53,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from nextstep.adapters.triggers.config import ConfigReader, read_progress
+from nextstep.engine.backoff import capped_doubling
 from nextstep.engine.model import Event, Progress
 from nextstep.engine.plugins import Emit, TriggerContext
 
@@ -75,7 +76,7 @@ class PollError(Exception):
 
 def retry_delay(failures: int, every: float) -> float:
     """Wait after ``failures`` failed polls in a row: ``every`` doubling, at most 5 minutes."""
-    return float(min(max(every, MAX_RETRY_DELAY), max(every, 1.0) * 2.0 ** min(failures - 1, 30)))
+    return capped_doubling(failures, max(every, 1.0), max(every, MAX_RETRY_DELAY))
 
 
 def dump_value(value: Any) -> Any:
