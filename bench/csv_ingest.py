@@ -3,7 +3,7 @@ a fresh SQLite ledger, beside a bare ``csv.DictReader`` pass over the same file.
 
 Each row is matched by a condition (three rows in four pass), its phone normalised, and three
 template parameters rendered; every batch is one ledger transaction with the file's progress.
-The collector is tuned as the daemon does after start-up (``runtime.gctune.tune_gc``).
+The collector is tuned as the daemon does after start-up (``runtime.gctune.tuned_gc``).
 
     .venv/bin/python bench/csv_ingest.py [--rows N] [--batch N] [--keep]
 
@@ -37,7 +37,7 @@ from nextstep.engine.model import Event
 from nextstep.engine.plugins import TriggerContext, trigger_class
 from nextstep.engine.rules.config import load_config
 from nextstep.engine.rules.render import Skipped, evaluate
-from nextstep.engine.runtime.gctune import tune_gc
+from nextstep.engine.runtime.gctune import tuned_gc
 
 CONFIG = """\
 store: sqlite:///ledger.db
@@ -185,10 +185,11 @@ def main() -> None:
         size = path.stat().st_size / 1e6
         bare_rows, bare_seconds = bare_pass(path)
         # As the daemon does once it has started: freeze what start-up made, collect less often.
-        tune_gc()
-        rss_before = psutil.Process().memory_info().rss / 2**20
-        summary, seconds, cpu = asyncio.run(ingest(folder, path))
-        peak = peak_rss_mb()
+        with tuned_gc():
+            rss_before = psutil.Process().memory_info().rss / 2**20
+            summary, seconds, cpu = asyncio.run(ingest(folder, path))
+            peak = peak_rss_mb()
+            per_row = stages(folder, path, min(args.rows, 100_000))
         ledger = (folder / "ledger.db").stat().st_size / 1e6
         rate = summary.rows / seconds
         print(f"file: {args.rows:,} rows, {size:.0f} MB ({folder})")
@@ -200,7 +201,6 @@ def main() -> None:
         )
         print(f"peak RSS: {peak:.0f} MB (RSS before ingest {rss_before:.0f} MB)")
         print(f"ingest CPU: {cpu:.1f} s of all threads in {seconds:.1f} s wall")
-        per_row = stages(folder, path, min(args.rows, 100_000))
         shown = ", ".join(f"{name} {us:.1f}" for name, us in per_row.items())
         print(f"CPU per row by stage, µs: {shown} (sum {sum(per_row.values()):.1f})")
         print(

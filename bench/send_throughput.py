@@ -272,10 +272,8 @@ async def measure(base_url: str, args: argparse.Namespace, folder: str) -> None:
 
 
 def prepare_process() -> None:
-    """Import what the three runs use, then tune the collector for the whole process (all
-    three runs alike, the bare loop included), as the daemon does after start-up."""
-    from nextstep.engine.runtime.gctune import tune_gc
-
+    """Import what the three runs use, before the collector is tuned for them (the daemon
+    tunes it after start-up too)."""
     for module in (
         "nextstep.adapters.channels.onemsg.channel",
         "nextstep.engine.sending.dispatcher",
@@ -283,7 +281,6 @@ def prepare_process() -> None:
         "nextstep.engine.rules.rule",
     ):
         importlib.import_module(module)
-    tune_gc()
 
 
 def main() -> None:
@@ -311,8 +308,12 @@ def main() -> None:
         if not line.startswith("URL "):
             raise SystemExit(f"the sandbox did not start: {line!r}")
         prepare_process()
+        from nextstep.engine.runtime.gctune import tuned_gc
+
         try:
-            asyncio.run(measure(line.split()[1], args, folder))
+            # All three runs alike (the bare loop included), as the daemon after start-up.
+            with tuned_gc():
+                asyncio.run(measure(line.split()[1], args, folder))
         finally:
             sandbox.stdin.close()
             sandbox.wait(timeout=30)

@@ -1,8 +1,11 @@
-"""Retry delays: exponential from the rule's ``backoff``, capped at ``max_backoff``, jittered.
+"""Delays that double from a first value up to a cap, and the retry delays built on them.
 
-Pure: the random source is passed in. For one random draw the delay never shrinks from one
-attempt to the next and never exceeds the cap; the jitter takes up to a quarter off, so
-retries of a burst of failures spread out instead of coming back together.
+:func:`capped_doubling` is the one curve: retries (here, with jitter), trigger restarts
+(runtime.supervisor), circuit probes (sending.circuit) and a trigger's reconnects all use it.
+Retry delays start at the rule's ``backoff``, are capped at ``max_backoff`` and jittered. Pure:
+the random source is passed in. For one random draw the delay never shrinks from one attempt
+to the next and never exceeds the cap; the jitter takes up to a quarter off, so retries of a
+burst of failures spread out instead of coming back together.
 """
 
 from __future__ import annotations
@@ -34,14 +37,19 @@ class BackoffPolicy(Protocol):
         ...
 
 
+def capped_doubling(attempt: int, first: float, cap: float) -> float:
+    """``first`` for attempt 1, doubling with each attempt after it, never above ``cap``; 0
+    before the first attempt. A negative ``first`` or ``cap`` counts as 0."""
+    if attempt < 1:
+        return 0.0
+    # Exponent clamped: 2**1000 is past any real cap and keeps the float from overflowing.
+    return float(min(max(0.0, cap), max(0.0, first) * 2.0 ** min(attempt - 1, 1000)))
+
+
 def raw_backoff(attempt: int, policy: BackoffPolicy) -> float:
     """The delay before retrying after failed attempt ``attempt`` (1 = the first), no jitter:
     ``backoff``, then doubling, at most ``max_backoff``."""
-    if attempt < 1:
-        return 0.0
-    cap = max(0.0, policy.max_backoff)
-    # Exponent clamped: 2**1000 is already above any cap and avoids a float overflow.
-    return float(min(cap, max(0.0, policy.backoff) * 2.0 ** min(attempt - 1, 1000)))
+    return capped_doubling(attempt, policy.backoff, policy.max_backoff)
 
 
 def compute_backoff(attempt: int, policy: BackoffPolicy, rng: Random) -> float:

@@ -9,3 +9,4 @@ so that every tool (pip, mypy, pytest) sees the tree as it is imported:
 """
 
 __version__ = "0.1.0"
+__distribution__ = "nextstep-whatsapp"  # the name on PyPI (`nextstep` is taken there)

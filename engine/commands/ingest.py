@@ -45,7 +45,7 @@ from nextstep.engine.plugins import (
 from nextstep.engine.plugins.registry import TRIGGERS
 from nextstep.engine.rules.config import Config
 from nextstep.engine.rules.rule import Rule
-from nextstep.engine.runtime.gctune import tune_gc
+from nextstep.engine.runtime.gctune import tuned_gc
 from nextstep.engine.sending.dispatcher import Dispatcher
 from nextstep.engine.sending.ratelimit import channel_limits
 
@@ -78,17 +78,19 @@ async def run_ingest(
         since = clock.now()
         await runner.call(store.save_rule_version, rule.id, rule.version, rule.definition)
         emit = make_emit(runner, [rule], clock, config.default_country)
-        summary = await _ingest_file(config, rule, file, emit, clock, runner)
-        click.echo(describe(file, rule, summary))
-        if wait and summary.notification_ids:
-            started = time.monotonic()
-            click.echo(f"sending {len(summary.notification_ids):,} notifications…")
-            stuck = await wait_for_sending(config, rule, runner, summary.notification_ids, clock)
-            counts = await runner.call(store.counts, since, rule.id)
-            states = {state: n for (_, state), n in counts.items()}
-            click.echo(describe_states(states, time.monotonic() - started))
-            for line in stuck:
-                click.echo(line)
+        with tuned_gc():  # start-up is over: keep the collector off the per-row path
+            summary = await _ingest_file(config, rule, file, emit, clock, runner)
+            click.echo(describe(file, rule, summary))
+            if wait and summary.notification_ids:
+                started = time.monotonic()
+                click.echo(f"sending {len(summary.notification_ids):,} notifications…")
+                ids = summary.notification_ids
+                stuck = await wait_for_sending(config, rule, runner, ids, clock)
+                counts = await runner.call(store.counts, since, rule.id)
+                states = {state: n for (_, state), n in counts.items()}
+                click.echo(describe_states(states, time.monotonic() - started))
+                for line in stuck:
+                    click.echo(line)
     finally:
         await asyncio.to_thread(runner.close)
     return summary
@@ -114,7 +116,6 @@ async def _ingest_file(
     config: Config, rule: Rule, file: Path, emit: Emit, clock: Clock, runner: LedgerRunner
 ) -> FileSummary:
     kind, settings = file_reader(rule, file)
-    tune_gc()  # start-up is over: keep the collector off the per-row path
     context = TriggerContext(runner.store, clock, str(config.base_dir), (rule.id,))
     trigger = trigger_class(kind)(settings, context)
     if not isinstance(trigger, FileReader):

@@ -17,11 +17,11 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.meta import find_undeclared_variables
 from jinja2.parser import Parser
-from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from nextstep.engine.errors import RenderError
 from nextstep.engine.rules import lookups
+from nextstep.engine.rules.compat import Context
 from nextstep.engine.rules.filters import FILTERS
 from nextstep.engine.rules.schema import did_you_mean
 

@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import pass_context
 from jinja2.filters import do_title
-from jinja2.runtime import Context, Undefined
+from jinja2.runtime import Undefined
 
+from nextstep.engine.rules.compat import Context
 from nextstep.engine.rules.phones import PhoneError, normalise_phone
 
 COUNTRY_VARIABLE = "__nextstep_default_country"

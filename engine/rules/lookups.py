@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jinja2 import nodes
-from jinja2.utils import _PassArg
+
+from nextstep.engine.rules.compat import PassArg as _PassArg
 
 GIVE_UP: Any = object()
 """Returned when the direct way cannot decide: Jinja renders instead."""

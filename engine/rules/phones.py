@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import phonenumbers
-from phonenumbers import PhoneMetadata
-from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+from nextstep.engine.rules.compat import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 
 # What may separate the digits of a phone number: every whitespace character (all of them lie
 # below U+3001) and - ( ) . / (a translate table is several times faster than a regex).

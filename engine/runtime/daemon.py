@@ -46,7 +46,7 @@ from nextstep.engine.plugins import (
 from nextstep.engine.plugins.registry import TRIGGERS
 from nextstep.engine.rules.config import Config, load_config, rule_from_definition
 from nextstep.engine.rules.rule import Rule
-from nextstep.engine.runtime.gctune import tune_gc
+from nextstep.engine.runtime.gctune import tuned_gc
 from nextstep.engine.runtime.logs import RedactingFilter, config_secrets
 from nextstep.engine.runtime.reload import LiveRules, Reloader, TriggerSpec, watch_paths
 from nextstep.engine.runtime.server import (
@@ -335,9 +335,9 @@ async def run_daemon(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    tune_gc()  # start-up is over: keep the collector off the hot path (engine/runtime/gctune.py)
     try:
-        await Daemon(config, clock or SystemClock(), redacting, options).run(stop)
+        with tuned_gc():  # start-up is over: keep the collector off the hot path (gctune.py)
+            await Daemon(config, clock or SystemClock(), redacting, options).run(stop)
     except asyncio.CancelledError:
         log.warning("stopped before the sends in flight finished: they are in doubt now")
         return 1

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from nextstep.engine.backoff import capped_doubling
 from nextstep.engine.clock import Clock
 from nextstep.engine.metrics import TRIGGER_UP
 
@@ -24,9 +25,7 @@ TaskState = Literal["running", "backoff", "stopped"]
 def restart_delay(failures: int, *, base: float = 0.5, cap: float = 30.0) -> float:
     """Seconds to wait before restart number ``failures`` (1, 2…): doubling from ``base``,
     capped at ``cap``."""
-    if failures <= 0:
-        return 0.0
-    return float(min(cap, base * 2 ** min(failures - 1, 32)))
+    return capped_doubling(failures, base, cap)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from nextstep.engine.backoff import capped_doubling
+
 CircuitName = Literal["closed", "open"]
 
 
@@ -67,7 +69,7 @@ class Circuit:
         """A probe failed: try again later, each wait twice the previous, capped."""
         s = self._status
         failed = s.failed_probes + 1
-        wait = min(self.max_probe, self.first_probe * 2.0 ** min(failed, 32))
+        wait = capped_doubling(failed + 1, self.first_probe, self.max_probe)
         self._status = CircuitStatus(
             "open", reason or s.reason, s.opened_at, now + wait, failed_probes=failed
         )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 
 from nextstep.engine.runtime.server import make_server
+from tests.support.waiting import until
 
 
 @contextlib.asynccontextmanager
@@ -24,10 +25,3 @@ async def serve(app: Starlette) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``predicate()`` holds, checked every few milliseconds, or fail."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)

@@ -18,7 +18,7 @@ from nextstep.engine.ledger import sqlite_status
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.model import Ack, State
 from tests.delivery.kit import Ledger, person
-from tests.delivery.serving import until
+from tests.support.waiting import until
 
 S = State
 NOT_ON_WHATSAPP = "Message undeliverable: not a WhatsApp user"

@@ -32,8 +32,9 @@ from nextstep.engine.plugins import Channel, channel_class
 from nextstep.engine.runtime.server import create_app
 from nextstep.engine.sending.dispatcher import Dispatcher
 from tests.delivery.kit import Ledger
-from tests.delivery.serving import serve, until
+from tests.delivery.serving import serve
 from tests.support.sandbox import Receiver, SandboxHandle, running_receiver, running_sandbox
+from tests.support.waiting import until
 
 SECRET = "s3cret"
 MAX_BODY = 8 * 1_048_576

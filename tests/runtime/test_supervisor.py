@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -11,6 +10,7 @@ from hypothesis import strategies as st
 
 from nextstep.engine.clock import FakeClock
 from nextstep.engine.runtime.supervisor import Backoff, Supervisor, restart_delay
+from tests.support.waiting import until
 
 
 @given(st.integers(min_value=1, max_value=200), st.floats(0.01, 5), st.floats(5, 120))
@@ -18,12 +18,6 @@ def test_restart_delay_monotone_and_capped(failures: int, base: float, cap: floa
     now = restart_delay(failures, base=base, cap=cap)
     after = restart_delay(failures + 1, base=base, cap=cap)
     assert base <= now <= after <= cap
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0)
 
 
 async def test_failing_task_restarts_with_backoff_while_others_run(clock: FakeClock) -> None:
@@ -47,12 +41,12 @@ async def test_failing_task_restarts_with_backoff_while_others_run(clock: FakeCl
         sup = Supervisor(group, clock, Backoff(base=1.0, cap=10.0))
         sup.start("calm", "http", calm)
         sup.start("flaky", "csv", flaky)
-        await _until(lambda: clock.sleepers == 1)
+        await until(lambda: clock.sleepers == 1)
         flaky_health = {h.name: h for h in sup.health()}["flaky"]
         assert flaky_health.state == "backoff"
         assert flaky_health.last_error == "RuntimeError: boom 1"
         clock.advance(1.0)  # first restart after base
-        await _until(lambda: attempts == 2 and clock.sleepers == 1)
+        await until(lambda: attempts == 2 and clock.sleepers == 1)
         clock.advance(1.0)  # second delay is 2 s: not yet
         await asyncio.sleep(0)
         assert attempts == 2

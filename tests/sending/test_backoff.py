@@ -1,4 +1,5 @@
-"""Retry delays: monotone, capped, jittered; the circuit's probe schedule."""
+"""The capped doubling curve; retry delays: monotone, capped, jittered; the circuit's probe
+schedule."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nextstep.engine.backoff import JITTER, compute_backoff, raw_backoff
+from nextstep.adapters.triggers.db_poll import retry_delay
+from nextstep.engine.backoff import JITTER, capped_doubling, compute_backoff, raw_backoff
 from nextstep.engine.rules.rule import RetryPolicy
+from nextstep.engine.runtime.supervisor import restart_delay
 from nextstep.engine.sending.circuit import Circuit
 
 
@@ -20,6 +23,35 @@ class _Fixed:
 
     def random(self) -> float:
         return self.value
+
+
+@given(
+    attempt=st.integers(min_value=-5, max_value=5000),
+    first=st.floats(min_value=0, max_value=1e6),
+    cap=st.floats(min_value=0, max_value=1e9),
+)
+def test_capped_doubling_is_monotone_and_never_above_the_cap(
+    attempt: int, first: float, cap: float
+) -> None:
+    now, after = capped_doubling(attempt, first, cap), capped_doubling(attempt + 1, first, cap)
+    assert 0 <= now <= after <= cap
+
+
+def test_capped_doubling_starts_at_first_and_doubles() -> None:
+    assert [capped_doubling(a, 0.5, 30) for a in range(0, 9)] == [0, 0.5, 1, 2, 4, 8, 16, 30, 30]
+    assert capped_doubling(10**9, 1.0, 60) == 60
+    assert capped_doubling(3, -1.0, 60) == 0 and capped_doubling(3, 1.0, -60) == 0
+
+
+def test_every_curve_is_the_capped_doubling_one() -> None:
+    for n in range(0, 40):
+        policy = RetryPolicy(backoff=30, max_backoff=900)
+        assert raw_backoff(n, policy) == capped_doubling(n, 30, 900)
+        assert restart_delay(n, base=0.5, cap=30) == capped_doubling(n, 0.5, 30)
+    for n in range(1, 40):
+        assert retry_delay(n, 10) == capped_doubling(n, 10, 300)
+        assert retry_delay(n, 0.2) == capped_doubling(n, 1, 300)
+        assert retry_delay(n, 600) == 600
 
 
 _policies = st.builds(

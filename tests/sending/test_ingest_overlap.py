@@ -21,7 +21,7 @@ from nextstep.engine.model import Event, Progress
 from nextstep.engine.plugins import Emit
 from nextstep.engine.rules.config import Config
 from tests.sending.config import write_config
-from tests.triggers.waiting import until
+from tests.support.waiting import until
 
 
 class GatedStore:

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.types import ASGIApp
 
+from tests.support.waiting import until
+
 
 @contextlib.asynccontextmanager
 async def serve(app: ASGIApp) -> AsyncIterator[str]:
@@ -25,11 +27,9 @@ async def serve(app: ASGIApp) -> AsyncIterator[str]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.005)
+        await until(lambda: server.started or task.done())
+        if task.done():
+            task.result()
         port = server.servers[0].sockets[0].getsockname()[1]
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -21,7 +21,7 @@ from nextstep.adapters.triggers.csv.trigger import CsvTrigger
 from nextstep.engine.errors import ConfigError
 from nextstep.engine.model import Event, Progress
 from tests.support.fake_emit import FakeEmit, errors_when, fake_context
-from tests.triggers.waiting import until
+from tests.support.waiting import until
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -13,7 +13,8 @@ from nextstep.adapters.triggers.csv.trigger import CsvTrigger
 from nextstep.engine.clock import FakeClock
 from nextstep.engine.errors import NextstepError
 from tests.support.fake_emit import FakeEmit, errors_when, fake_context
-from tests.triggers.waiting import running, until
+from tests.support.waiting import until
+from tests.triggers.waiting import running
 
 CONTENT = "name,phone\r\nana,+34600000001\r\nbo,bad\r\ncy,+34600000003\r\n"
 

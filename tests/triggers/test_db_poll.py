@@ -23,8 +23,9 @@ from nextstep.adapters.triggers.db_poll import (
 from nextstep.engine.clock import FakeClock
 from nextstep.engine.errors import ConfigError
 from tests.support.fake_emit import FakeEmit, fake_context
+from tests.support.waiting import until
 from tests.triggers.databases import Table, TcpProxy
-from tests.triggers.waiting import running, until
+from tests.triggers.waiting import running
 
 
 @pytest.fixture(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -44,6 +45,15 @@ def test_no_wait_prints_the_summary_and_a_rerun_does_nothing(tmp_path: Path) -> 
     assert "export.csv.errors.csv" in out
     code, out = cli(tmp_path, str(tmp_path / "export.csv"), "--rule", "docs", "--no-wait")
     assert code == 0 and "already ingested for rule docs" in out
+
+
+def test_the_collector_is_as_before_after_an_in_process_ingest(tmp_path: Path) -> None:
+    write_config(tmp_path, rule("docs", '{csv: {path: "inbox/*.csv"}}'))
+    (tmp_path / "export.csv").write_text(HEADER + ROWS)
+    before = gc.get_threshold(), gc.get_freeze_count()
+    code, _ = cli(tmp_path, str(tmp_path / "export.csv"), "--rule", "docs", "--no-wait")
+    assert code == 1  # the bad row; the run went through
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
 
 
 def test_a_file_for_a_rule_of_another_trigger_and_an_unknown_rule(tmp_path: Path) -> None:

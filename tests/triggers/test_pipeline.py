@@ -16,11 +16,12 @@ from nextstep.engine.clock import FakeClock
 from nextstep.engine.model import State
 from nextstep.engine.plugins import trigger_class
 from nextstep.engine.runtime.server import create_app
+from tests.support.waiting import until
 from tests.triggers.databases import Table
 from tests.triggers.loopback import serve
 from tests.triggers.pipeline import pipeline, rule, write_config
 from tests.triggers.test_csv_watch import drop_renamed
-from tests.triggers.waiting import running, until
+from tests.triggers.waiting import running
 
 HEADER = "First Name;Application ID;Stage;Due Date;Phone\r\n"
 ROWS = [

@@ -1,19 +1,12 @@
-"""Waiting for a running trigger to reach a state, and running one as a task in a test."""
+"""Running a trigger as a task in a test (waiting for a state: tests.support.waiting)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from nextstep.engine.plugins import Emit, Trigger
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``predicate()`` holds (checked every few milliseconds), or fail the test."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 @contextlib.asynccontextmanager

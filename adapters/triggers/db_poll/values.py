@@ -12,6 +12,8 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
+from nextstep.engine.backoff import capped_doubling
+
 EPOCH = dt.datetime(1970, 1, 1)
 MAX_RETRY_DELAY = 300.0
 
@@ -22,7 +24,7 @@ class PollError(Exception):
 
 def retry_delay(failures: int, every: float) -> float:
     """Wait after ``failures`` failed polls in a row: ``every`` doubling, at most 5 minutes."""
-    return float(min(max(every, MAX_RETRY_DELAY), max(every, 1.0) * 2.0 ** min(failures - 1, 30)))
+    return capped_doubling(failures, max(every, 1.0), max(every, MAX_RETRY_DELAY))
 
 
 def dump_value(value: Any) -> Any:
