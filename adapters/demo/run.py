@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
@@ -40,6 +41,7 @@ from nextstep.engine.errors import NextstepError, UsageError
 from nextstep.engine.ledger.base import HistoryEntry, Notification
 from nextstep.engine.ledger.sqlite import SqliteStore
 from nextstep.engine.model import State
+from nextstep.engine.plugins.registry import PluginUnavailable, channel_class, trigger_class
 from nextstep.engine.redact import mask_phones_in
 from nextstep.engine.rules.config import Config, load_config
 from nextstep.engine.runtime.daemon import Daemon
@@ -77,7 +79,69 @@ class DemoOptions:
     quiet_for: float = 1.5  # settled = nothing open and nothing changed for this long
 
 
-def prepare(folder: Path) -> None:
+# The demo's channels (name -> type); its config is written with the ones installed.
+CHANNELS = {"whatsapp": "1msg", "crm": "webhook", "mail": "smtp"}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What this installation can run: channels by name, rule files, and what is left out."""
+
+    channels: dict[str, str]
+    rule_files: list[Path]
+    left_out: list[str]
+
+
+def _unavailable(kind: str, name: str) -> str | None:
+    """Why the ``kind`` plug-in ``name`` cannot load (a missing extra), else None."""
+    try:
+        (trigger_class if kind == "trigger" else channel_class)(name)
+    except PluginUnavailable as exc:
+        return exc.reason
+    return None
+
+
+def _needs(rule: Any) -> tuple[set[str], set[str]]:
+    """(trigger kinds, channel names) one rule definition uses."""
+    if not isinstance(rule, dict):
+        return set(), set()
+    trigger = rule.get("trigger")
+    kinds = set(trigger) if isinstance(trigger, dict) else set()
+    sends = [rule.get("send")]
+    policy = rule.get("policy")
+    if isinstance(policy, dict) and isinstance(policy.get("fallback"), list):
+        sends += [step.get("send") for step in policy["fallback"] if isinstance(step, dict)]
+    channels = {s["channel"] for s in sends if isinstance(s, dict) and "channel" in s}
+    return kinds, channels
+
+
+def plan() -> Plan:
+    """Every example rule file whose triggers and channels are installed; a base install
+    (no extras) leaves out the ones that need an extra, and says which."""
+    channels, left_out = {}, []
+    for name, kind in CHANNELS.items():
+        reason = _unavailable("channel", kind)
+        if reason is None:
+            channels[name] = kind
+        else:
+            left_out.append(f"channel {name} ({kind}): {reason}")
+    rule_files = []
+    for rule_file in sorted(RULES.glob("*.y*ml")):
+        kinds, names = set(), set()
+        for rule in (yaml.safe_load(rule_file.read_text(encoding="utf-8")) or {}).get("rules", []):
+            rule_kinds, rule_channels = _needs(rule)
+            kinds |= rule_kinds
+            names |= rule_channels
+        why = [f"trigger {k}: {r}" for k in sorted(kinds) if (r := _unavailable("trigger", k))]
+        why += [f"channel {n} is left out" for n in sorted(names) if n not in channels]
+        if why:
+            left_out.append(f"rules/{rule_file.name} ({'; '.join(why)})")
+        else:
+            rule_files.append(rule_file)
+    return Plan(channels, rule_files, left_out)
+
+
+def prepare(folder: Path, rule_files: list[Path]) -> None:
     """A fresh demo folder: created, or emptied when it is a previous demo's (never another)."""
     if folder.exists():
         if not (folder / MARKER).exists():
@@ -87,7 +151,7 @@ def prepare(folder: Path) -> None:
         raise NextstepError(f"the example rules are missing from {RULES}")
     (folder / "rules").mkdir(parents=True)
     (folder / MARKER).write_text("made by nextstep demo; removed by the next one\n")
-    for rule_file in sorted(RULES.glob("*.y*ml")):
+    for rule_file in rule_files:
         shutil.copy(rule_file, folder / "rules" / rule_file.name)
     # The example db_poll rule reads demo/crm.db: give it an empty cases table to watch.
     (folder / "demo").mkdir()
@@ -99,11 +163,20 @@ def prepare(folder: Path) -> None:
         conn.commit()
 
 
-def write_config(folder: Path, sandbox_url: str, crm_url: str, token: str) -> Path:
-    """The demo's nextstep.yaml: everything on loopback, the server on a free port."""
+def write_config(
+    folder: Path, sandbox_url: str, crm_url: str, token: str, channels: dict[str, str]
+) -> Path:
+    """The demo's nextstep.yaml: everything on loopback, the server on a free port, the
+    channels of ``channels`` (those installed)."""
+    settings = {
+        "whatsapp": f'{{type: 1msg, base_url: "{sandbox_url}", instance_id: demo, token: {token}}}',
+        "crm": f'{{type: webhook, url: "{crm_url}"}}',
+        "mail": "{type: smtp, host: 127.0.0.1, port: 8025, from: demo@nextstep.localhost}",
+    }
+    listed = "".join(f"          {name}: {settings[name]}\n" for name in channels)
     path = folder / "nextstep.yaml"
     path.write_text(
-        textwrap.dedent(f"""\
+        textwrap.dedent("""\
         # Written by `nextstep demo`: the 1MSG sandbox and the CRM receiver run in its process.
         store: sqlite:///nextstep.db
         rules: rules/
@@ -112,12 +185,10 @@ def write_config(folder: Path, sandbox_url: str, crm_url: str, token: str) -> Pa
           listen: 127.0.0.1:0
           event_token: demo-event-token
           webhook_secret: demo-webhook-secret
-        status: {{poll_after: 5s, poll_every: 5s}}
+        status: {poll_after: 5s, poll_every: 5s}
         channels:
-          whatsapp: {{type: 1msg, base_url: "{sandbox_url}", instance_id: demo, token: {token}}}
-          crm: {{type: webhook, url: "{crm_url}"}}
-          mail: {{type: smtp, host: 127.0.0.1, port: 8025, from: demo@nextstep.localhost}}
-        """),
+        """)
+        + listed,
         encoding="utf-8",
     )
     return path
@@ -244,7 +315,10 @@ def summary(rows: list[Row], crm: CrmReceiver, took: float, refused: int) -> Gro
 async def run_demo(options: DemoOptions, console: Console) -> int:
     """Run the demo; 0 when every notification settled in time."""
     folder = options.folder.absolute()
-    prepare(folder)
+    parts = plan()
+    prepare(folder, parts.rule_files)
+    for line in parts.left_out:
+        console.print(f"[yellow]left out[/] {escape(line)}")
     # Relative paths in the example rules (the CRM database) are relative to the demo folder.
     with (
         (folder / "nextstep.log").open("a", encoding="utf-8") as log_stream,
@@ -256,7 +330,10 @@ async def run_demo(options: DemoOptions, console: Console) -> int:
                 serving(SandboxConfig(ack_delay=0.4)) as sandbox,
                 serving_crm() as (crm_url, crm),
             ):
-                config = load_config(write_config(folder, sandbox.base_url, crm_url, DEFAULT_TOKEN))
+                written = write_config(
+                    folder, sandbox.base_url, crm_url, DEFAULT_TOKEN, parts.channels
+                )
+                config = load_config(written)
                 return await _run(config, folder, options, console, crm, sandbox.base_url)
         finally:
             logging.getLogger().handlers.clear()  # the log file closes with this block
