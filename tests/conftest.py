@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, settings
 
+from nextstep.engine.clock import FakeClock
+from tests.support.services import MARIADB_URL, POSTGRES_URL, require_service
+
 # Speed is measured in bench/, not in tests: on a loaded machine (CI, parallel work) a slow
 # example or slow input generation is not a failure. Examples and shrinking stay as they are.
 settings.register_profile("nextstep", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("nextstep")
-
-from nextstep.engine.clock import FakeClock
-from tests.support.services import MARIADB_URL, POSTGRES_URL, require_service
 
 
 @pytest.fixture
