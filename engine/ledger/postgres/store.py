@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from nextstep.engine.errors import StoreError
@@ -25,6 +26,11 @@ from nextstep.engine.ledger.postgres.transaction import PostgresTransaction
 from nextstep.engine.ledger.transactional import TransactionalStore
 
 POOL_SIZE = 4  # the ledger thread, a status reader, a CLI command beside them
+# SQLite's WAL + synchronous=NORMAL durability: a commit survives nextstep's process dying at
+# once, and the server or the machine crashing loses at most its last moment of commits, never
+# corrupts. It spares the send path a WAL flush per commit (milliseconds on many disks); a URL
+# with its own ``options`` (``?options=-c%20synchronous_commit%3Don``) is left as it is.
+SESSION_OPTIONS = "-c synchronous_commit=off"
 CONNECT_TIMEOUT = 10  # seconds, to reach the server or get a connection from the pool
 # Every process that opens the ledger migrates it first; this lock makes them take turns.
 _MIGRATION_LOCK = "SELECT pg_advisory_lock(hashtext('nextstep ledger migrations'))"
@@ -82,11 +88,14 @@ class PostgresStore(TransactionalStore):
                 migrate(conn)
         except psycopg.Error as exc:
             raise StoreError(f"cannot open the ledger {self.name}: {exc}") from exc
+        kwargs: dict[str, object] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT}
+        if "options" not in conninfo_to_dict(url):
+            kwargs["options"] = SESSION_OPTIONS
         self._pool: ConnectionPool[Conn] = ConnectionPool(
             url,
             min_size=1,
             max_size=pool_size,
-            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            kwargs=kwargs,
             configure=_configure,
             timeout=CONNECT_TIMEOUT,
             open=False,
@@ -107,7 +116,9 @@ class PostgresStore(TransactionalStore):
         """One write transaction; commits on success, rolls back on any error; psycopg errors
         become :class:`StoreError`."""
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            # Pipeline mode: statements whose results nobody reads (BEGIN, most updates and
+            # inserts, COMMIT) travel with the next one that is read, not one round trip each.
+            with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
                 yield PostgresTransaction(conn)
         except psycopg.Error as exc:
             raise StoreError(f"ledger {self.name}: {exc}") from exc
