@@ -22,8 +22,8 @@ from tests.delivery.serving import serve
 
 
 @pytest.fixture
-def ledger(tmp_path: Path, clock: FakeClock) -> Iterator[Ledger]:
-    kit = Ledger.open(tmp_path, clock)
+def ledger(tmp_path: Path, clock: FakeClock, ledger_url: str) -> Iterator[Ledger]:
+    kit = Ledger.open(tmp_path, clock, ledger_url)
     yield kit
     kit.store.close()
 
