@@ -50,7 +50,7 @@ from nextstep.adapters.channels.onemsg.registration import (
 from nextstep.adapters.channels.onemsg.schema import CONFIG_SCHEMA, SEND_SCHEMA
 from nextstep.adapters.channels.onemsg.send import compile_send as compile_template_send
 from nextstep.adapters.channels.onemsg.templates import TemplateInfo, parse_templates
-from nextstep.adapters.channels.onemsg.whatsapp import MAX_BODY, breaks_rule
+from nextstep.adapters.channels.onemsg.whatsapp import MAX_BODY, breaks_rule, control_character
 from nextstep.engine.clock import Clock
 from nextstep.engine.errors import ConfigError, DeliveryError, Problem
 from nextstep.engine.metrics import PROVIDER_ANSWERS, SEND_LATENCY
@@ -78,6 +78,9 @@ def preflight(message: Message) -> str | None:
             return f"parameter {position} is empty"
         if breaks_rule(text):
             return f"parameter {position} has a newline, a tab or more than 4 spaces in a row"
+        control = control_character(text)
+        if control is not None:
+            return f"parameter {position} has the control character {control}"
     body = message.fields.get("text")
     if isinstance(body, str) and len(body) > MAX_BODY:
         return f"the filled body has {len(body)} characters, more than {MAX_BODY}"
