@@ -221,18 +221,34 @@ class OneMsgChannel:
         return AckRegistration(True, f"{len(registration.urls)} webhook URLs")
 
     async def get_webhooks(self) -> list[str]:
-        """The channel's webhook URLs (a list, a string or a comma-separated string)."""
+        """The channel's webhook URLs: ``webhookUrl`` read as one string (the official
+        description's type; several URLs comma-separated) or as a list."""
         data = await self._get("webhook")
         value = data.get("webhookUrl") if isinstance(data, Mapping) else data
         return _url_list(value)
 
     async def set_webhooks(self, urls: Sequence[str]) -> list[str]:
-        """Replace the channel's webhook URLs (1MSG keeps at most 5)."""
+        """Replace the channel's webhook URLs (1MSG keeps at most 5); the URLs it answers with.
+
+        One URL is posted as a string, the form of 1MSG's OpenAPI description (its SDK types
+        ``webhookUrl`` as one string). Several are posted as a list (the form 1MSG's MCP
+        server and n8n node use); when the API refuses a list (400/422), as one comma-separated
+        string, the form 1MSG is known to answer several URLs in. docs/operations.md says what
+        is known and what is not.
+        """
         if len(urls) > MAX_WEBHOOKS:
             raise ValueError(f"1MSG keeps at most {MAX_WEBHOOKS} webhook URLs, not {len(urls)}")
-        data = await self._post("webhook", {"webhookUrl": list(urls)})
-        value = data.get("webhookUrl") if isinstance(data, Mapping) else None
-        return _url_list(value) if value is not None else list(urls)
+        value: str | list[str] = list(urls) if len(urls) > 1 else "".join(urls)
+        try:
+            data = await self._post("webhook", {"webhookUrl": value})
+        except DeliveryError as exc:
+            if not isinstance(value, list) or exc.outcome.http_status not in (400, 422):
+                raise
+            log.info("1msg %s: a webhook URL list was refused; posting one string", self.name)
+            value = ",".join(urls)
+            data = await self._post("webhook", {"webhookUrl": value})
+        answered = data.get("webhookUrl") if isinstance(data, Mapping) else None
+        return _url_list(answered) if answered is not None else list(urls)
 
     async def register_webhook(self, url: str) -> list[str]:
         """Add ``url`` to the channel's webhooks, keeping the others (the 1MSG inbox is one)."""

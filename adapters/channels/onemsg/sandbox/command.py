@@ -7,7 +7,7 @@ the command runs, so that ``nextstep --help`` stays quick.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -32,6 +32,12 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
         return parse_rate(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _webhook_form(value: str) -> Literal["string", "list", "string-only"]:
+    if value == "list":
+        return "list"
+    return "string-only" if value == "string-only" else "string"
 
 
 @click.command()
@@ -90,6 +96,13 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
     help="Refuse unknown templates with 200 sent:false or Meta error 132001.",
 )
 @click.option(
+    "--webhook-form",
+    type=click.Choice(["string", "list", "string-only"]),
+    default="string",
+    show_default=True,
+    help="webhookUrl as one string (the official SDK's type), as a list, or only strings.",
+)
+@click.option(
     "--templates",
     "templates_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -113,11 +126,13 @@ def sandbox(
     no_acks: bool,
     acks_on: bool,
     unknown_template: str,
+    webhook_form: str,
     templates_file: Path | None,
     scenario_file: Path | None,
 ) -> None:
     """Serve a local 1MSG-compatible API (sendTemplate, templates, webhook, settings, hookInfo,
-    status) with scripted recipients: numbers ending in 0001…0009 fail in known ways."""
+    status, messages) with scripted recipients: numbers ending in 0001…0009 fail in known
+    ways."""
     from nextstep.adapters.channels.onemsg.sandbox.config import SandboxConfig
     from nextstep.adapters.channels.onemsg.sandbox.scenarios import (
         default_scenario,
@@ -149,6 +164,7 @@ def sandbox(
         ack_notifications_on=acks_on,
         rate_limit=rate,
         unknown_template="meta" if unknown_template == "meta" else "sent_false",
+        webhook_form=_webhook_form(webhook_form),
         **options,
     )
     click.echo(f"1MSG sandbox on http://{host}:{port}/{{instanceId}}/… (token {token})")

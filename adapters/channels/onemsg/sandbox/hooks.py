@@ -12,7 +12,8 @@ from nextstep.adapters.channels.onemsg.sandbox.scenarios import AckStep
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """One accepted message: where it went, what it will report, and when it was accepted."""
+    """One accepted message: where it went, what it will report, when it was accepted, and
+    what ``GET /messages`` shows of it (the body filled, the template, its number)."""
 
     instance: str
     message_id: str
@@ -20,6 +21,10 @@ class Accepted:
     steps: tuple[AckStep, ...]
     at: float
     post: bool
+    body: str = ""
+    template: str = ""
+    language: str = ""
+    number: int = 0
 
     def produced(self, now: float, ack_delay: float) -> list[dict[str, Any]]:
         """The Meta-format statuses produced by ``now`` (one every ``ack_delay`` seconds)."""

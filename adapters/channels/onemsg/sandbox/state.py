@@ -47,6 +47,7 @@ class InstanceState:
     status: str = "connected"
     probes_left: int | None = None  # "disconnected" probes before turning "connected"
     bucket: TokenBucket | None = None
+    sent: int = 0  # messages accepted so far: the last messageNumber of GET /messages
 
 
 @dataclass(frozen=True, slots=True)
