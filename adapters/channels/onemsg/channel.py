@@ -2,7 +2,9 @@
 channel's webhooks and settings, ask ``hookInfo`` for a message's statuses.
 
 As a plug-in it compiles its own ``send:`` blocks (:mod:`onemsg.send`), previews the exact
-request (:mod:`onemsg.payload`), and has the abilities ``ReceivesAcks`` (:mod:`onemsg.ackroute`),
+request (:mod:`onemsg.payload`), sends a rule's ``valid_for`` as the message's TTL
+(:mod:`onemsg.ttl`; the template's category from ``GET templates``, kept a while:
+:mod:`onemsg.categories`), and has the abilities ``ReceivesAcks`` (:mod:`onemsg.ackroute`),
 ``LooksUpStatus`` (``lookup_status``), ``RegistersAcks`` (``register_acks``, see
 :mod:`onemsg.registration`) and ``ListsTemplates`` (``list_templates``, :mod:`onemsg.checks`).
 
@@ -37,10 +39,11 @@ from nextstep.adapters.channels.http_client import (
 )
 from nextstep.adapters.channels.onemsg.ackroute import ack_routes
 from nextstep.adapters.channels.onemsg.acks import acks_from_hook_info
+from nextstep.adapters.channels.onemsg.categories import TemplateCategories
 from nextstep.adapters.channels.onemsg.checks import check_send
 from nextstep.adapters.channels.onemsg.classify import classify
 from nextstep.adapters.channels.onemsg.payload import preview as template_preview
-from nextstep.adapters.channels.onemsg.payload import send_template_body
+from nextstep.adapters.channels.onemsg.payload import template_body
 from nextstep.adapters.channels.onemsg.registration import (
     UNKNOWN_ADDRESS,
     public_base,
@@ -50,6 +53,7 @@ from nextstep.adapters.channels.onemsg.registration import (
 from nextstep.adapters.channels.onemsg.schema import CONFIG_SCHEMA, SEND_SCHEMA
 from nextstep.adapters.channels.onemsg.send import compile_send as compile_template_send
 from nextstep.adapters.channels.onemsg.templates import TemplateInfo, parse_templates
+from nextstep.adapters.channels.onemsg.ttl import attempt_ttl
 from nextstep.adapters.channels.onemsg.whatsapp import MAX_BODY, breaks_rule, control_character
 from nextstep.engine.clock import Clock
 from nextstep.engine.errors import ConfigError, DeliveryError, Problem
@@ -130,6 +134,8 @@ class OneMsgChannel:
         self._auth = {"Authorization": f"Bearer {self._token}"}
         self._send_headers = {**self._auth, "Content-Type": "application/json"}
         self._latency = SEND_LATENCY.labels(name)
+        self._categories = TemplateCategories(self.list_templates, clock)
+        self._untimed: set[tuple[str, str]] = set()
         self._answers = {kind: PROVIDER_ANSWERS.labels(name, kind.value) for kind in OutcomeKind}
 
     async def send(self, message: Message) -> Outcome:
@@ -138,7 +144,8 @@ class OneMsgChannel:
         if refusal is not None:
             outcome = Outcome(OutcomeKind.TEMPLATE, f"not sent: {refusal}")
         else:
-            outcome = await self._post_template(send_template_body(message))
+            ttl = await self._ttl(message) if "ttl" in message.fields else None
+            outcome = await self._post_template(template_body(message, ttl))
         self._answers[outcome.kind].inc()
         if not outcome.ok:
             log.info(
@@ -149,6 +156,31 @@ class OneMsgChannel:
                 outcome.reason,
             )
         return outcome
+
+    async def _ttl(self, message: Message) -> int | None:
+        """``messageSendTtlSeconds`` for this attempt (:func:`onemsg.ttl.attempt_ttl`): the
+        time left until ``valid_until`` within the template's category range; None (and a
+        warning, once per template) when the category is unknown."""
+        fields = message.fields
+        ttl, valid_until = fields.get("ttl"), fields.get("valid_until")
+        if not isinstance(ttl, int):
+            return None
+        left = valid_until - self._clock.now() if isinstance(valid_until, int | float) else None
+        key = (str(fields.get("template", "")), str(fields.get("language", "")))
+        try:
+            category = await self._categories.category(*key)
+        except Exception:  # a lookup must never cost the send itself
+            log.exception("1msg %s: template category lookup failed", self.name)
+            category = None
+        sent = attempt_ttl(ttl, left, category)
+        if sent is None and key not in self._untimed:
+            self._untimed.add(key)
+            log.warning(
+                "1msg %s: the category of template %s (%s) is unknown: sent without a TTL",
+                self.name,
+                *key,
+            )
+        return sent
 
     async def _post_template(self, body: dict[str, Any]) -> Outcome:
         started = time.perf_counter()

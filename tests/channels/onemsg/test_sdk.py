@@ -27,6 +27,7 @@ from one_msg_sdk import (
     SendTemplateRequestLanguage,
 )
 from one_msg_sdk.api import ChannelApi, MessagingApi, TemplatesApi, WebhooksApi
+from one_msg_sdk.exceptions import BadRequestException
 from pydantic import ValidationError
 
 from nextstep.adapters.channels.onemsg.payload import send_template_body
@@ -125,11 +126,26 @@ def test_what_nextstep_sends_fits_the_sdk_request_model() -> None:
             "language": "en",
             "params": ["Ana", "go"],
             "text": "Ana, your next step: go",
+            "ttl": 3600,
+            "valid_until": 1_781_690_400.0,
         },
     )
     body = send_template_body(message)
     parsed = SendTemplateRequest.model_validate(body, strict=True)
     assert parsed.to_dict() == body
+    assert parsed.message_send_ttl_seconds == 3600
+
+
+async def test_send_template_with_a_ttl(sdk: Sdk, sandbox: SandboxHandle) -> None:
+    request = send_request(messageSendTtlSeconds=43_200)
+    sent = MessageSentResponse.from_dict(
+        await sdk.call(TemplatesApi(sdk.client).send_template, request)
+    )
+    assert sent is not None and sent.sent is True
+    assert sandbox.sends()[0].body["messageSendTtlSeconds"] == 43_200
+    too_long = send_request(messageSendTtlSeconds=43_201)
+    with pytest.raises(BadRequestException, match="messageSendTtlSeconds 43201 is out of range"):
+        await sdk.call(TemplatesApi(sdk.client).send_template, too_long)
 
 
 async def test_templates(sdk: Sdk, sandbox: SandboxHandle) -> None:

@@ -29,7 +29,7 @@ from starlette.routing import Route
 from nextstep.adapters.channels.onemsg.sandbox.acks import AckPoster
 from nextstep.adapters.channels.onemsg.sandbox.config import SandboxConfig
 from nextstep.adapters.channels.onemsg.sandbox.history import HistoryQueryError, history
-from nextstep.adapters.channels.onemsg.sandbox.hooks import Accepted
+from nextstep.adapters.channels.onemsg.sandbox.hooks import Accepted, timeline
 from nextstep.adapters.channels.onemsg.sandbox.scenarios import DEFAULT_ACKS, Answer
 from nextstep.adapters.channels.onemsg.sandbox.settings import (
     apply_settings,
@@ -170,12 +170,20 @@ class SandboxApi:
             self.state.count("refused")
             return scripted_reply(answer)
         instance.sent += 1
+        now = time.time()
+        steps = timeline(
+            script.acks if script is not None else DEFAULT_ACKS,
+            now,
+            self.state.config.ack_delay,
+            offline=script.offline if script is not None else None,
+            ttl=None if checked.ttl is None else checked.ttl * self.state.config.ttl_scale,
+        )
         message = Accepted(
             instance_id,
             "wamid." + secrets.token_urlsafe(30),
             checked.phone,
-            script.acks if script is not None else DEFAULT_ACKS,
-            time.time(),
+            steps,
+            now,
             script.post_acks if script is not None else True,
             body=hydrate(checked.template.body, checked.texts),
             template=checked.template.name,

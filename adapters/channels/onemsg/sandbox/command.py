@@ -84,6 +84,13 @@ def _webhook_form(value: str) -> Literal["string", "list", "string-only"]:
     callback=_rate,
     help="Per-instance rate limit, e.g. 50/s; beyond it: 429 with Retry-After.",
 )
+@click.option(
+    "--ttl-scale",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="Sandbox seconds per second of messageSendTtlSeconds (0.01: a 30 s TTL lasts 0.3 s).",
+)
 @click.option("--no-acks", is_flag=True, help="Never post acks (hookInfo still has them).")
 @click.option(
     "--acks-on", is_flag=True, help="Start with ackNotificationsOn (1MSG starts with it off)."
@@ -123,6 +130,7 @@ def sandbox(
     ack_delay: float,
     slow: float,
     rate: float | None,
+    ttl_scale: float,
     no_acks: bool,
     acks_on: bool,
     unknown_template: str,
@@ -131,7 +139,7 @@ def sandbox(
     scenario_file: Path | None,
 ) -> None:
     """Serve a local 1MSG-compatible API (sendTemplate, templates, webhook, settings, hookInfo,
-    status, messages) with scripted recipients: numbers ending in 0001…0009 fail in known
+    status, messages) with scripted recipients: numbers ending in 0001…0010 fail in known
     ways."""
     from nextstep.adapters.channels.onemsg.sandbox.config import SandboxConfig
     from nextstep.adapters.channels.onemsg.sandbox.scenarios import (
@@ -165,6 +173,7 @@ def sandbox(
         rate_limit=rate,
         unknown_template="meta" if unknown_template == "meta" else "sent_false",
         webhook_form=_webhook_form(webhook_form),
+        ttl_scale=ttl_scale,
         **options,
     )
     click.echo(f"1MSG sandbox on http://{host}:{port}/{{instanceId}}/… (token {token})")

@@ -26,6 +26,9 @@ class SandboxConfig:
     official SDK types it, and takes a string, a comma-separated string or a list; ``list``
     answers a list (as 1MSG's MCP server and n8n node describe it); ``string-only`` answers a
     string and refuses a list (400).
+
+    ``ttl_scale`` speeds up ``messageSendTtlSeconds`` for demos and tests: at 0.01 a 30 s TTL
+    runs out 0.3 s after the message was accepted.
     """
 
     token: str = DEFAULT_TOKEN
@@ -39,6 +42,7 @@ class SandboxConfig:
     unknown_template: Literal["sent_false", "meta"] = "sent_false"
     meta_error_status: int = 400
     webhook_form: Literal["string", "list", "string-only"] = "string"
+    ttl_scale: float = 1.0  # seconds of sandbox time per second of messageSendTtlSeconds
     templates: tuple[Mapping[str, Any], ...] = BUILTIN_TEMPLATES
     scenario: Scenario = field(default_factory=default_scenario)
     ack_queue: int = 20_000
