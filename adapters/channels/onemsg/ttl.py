@@ -78,8 +78,10 @@ def category_problem(ttl: int, category: str) -> str | None:
         if ttl > high
         else "the provider may deliver it that much after valid_for"
     )
+    kind = category.lower()
+    article = "an" if kind.startswith(("a", "e", "i", "o")) else "a"  # a utility…
     return (
-        f"policy.valid_for ({_show(ttl)}) is {what} a {category.lower()} template's message "
+        f"policy.valid_for ({_show(ttl)}) is {what} {article} {kind} template's message "
         f"TTL allows ({_show(low)}–{_show(high)}): {_show(end)} is sent, and {consequence}"
     )
 

@@ -92,7 +92,7 @@ def test_offline_problem() -> None:
     ("ttl", "category", "problem"),
     [
         (900, "AUTHENTICATION", None),
-        (901, "authentication", "is longer than a authentication template's message TTL allows "),
+        (901, "authentication", "is longer than an authentication template's message TTL allows "),
         (43_200, "UTILITY", None),
         (
             86_400,
