@@ -160,10 +160,11 @@ def describe(file: Path, rule: Rule, summary: FileSummary) -> str:
         f"  duplicates           {summary.duplicates:>10,}",
         f"  errors               {summary.errors:>10,}",
     ]
+    lines += [f"  note: {note}" for note in summary.notes]
     if summary.errors_file:
         lines.append(f"  bad rows and reasons: {summary.errors_file}")
     if summary.failed:
-        lines.append(f"  stopped: the rest of the file is unreadable: {summary.failed}")
+        lines.append(f"  failed: {summary.failed}")
     return "\n".join(lines)
 
 

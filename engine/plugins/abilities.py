@@ -183,7 +183,8 @@ class FileSummary(Protocol):
 
     @property
     def failed(self) -> str:
-        """Why the (rest of the) file could not be read; empty when it could."""
+        """Why the file goes to ``failed/`` (the rest of it could not be read, a column a rule
+        needs is missing…); empty when it does not."""
         ...
 
     @property
@@ -193,6 +194,11 @@ class FileSummary(Protocol):
 
     @property
     def notification_ids(self) -> Sequence[int]: ...
+
+    @property
+    def notes(self) -> Sequence[str]:
+        """What is worth knowing about the file as a whole (a repeated column…)."""
+        ...
 
 
 @runtime_checkable

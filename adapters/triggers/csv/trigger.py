@@ -48,12 +48,14 @@ from nextstep.adapters.triggers.csv.reader import (
     FileSummary,
     errors_path,
     failed_rows,
+    missing_columns_problem,
     move_with_errors,
     quarantine_file,
     tally,
 )
 from nextstep.adapters.triggers.csv.settings import CONFIG_SCHEMA, parse_settings, read_settings
 from nextstep.engine.errors import NextstepError
+from nextstep.engine.metrics import EVENTS_REFUSED
 from nextstep.engine.model import Event, Progress
 from nextstep.engine.plugins import ConfigProblem, Emit, EventResult, TriggerContext
 
@@ -239,20 +241,30 @@ class CsvTrigger:
         self._stats["files"] += 1
         self._stats["rows"] += summary.rows
         self._stats["last_file"] = str(moved)
+        self._log_file(path, moved, summary)
+
+    def _log_file(self, path: Path, moved: Path, summary: FileSummary) -> None:
+        """One line per file: INFO when every row was usable, WARNING otherwise."""
+        for note in summary.notes:
+            log.warning("csv %s: %s", path, note)
         if summary.failed:
             self._stats["last_error"] = f"{path.name}: {summary.failed}"
-            log.error("csv %s: unreadable, moved to %s: %s", path, moved, summary.failed)
+            log.warning("csv %s: moved to %s: %s", path, moved, summary.failed)
         elif summary.already_done:
             log.info("csv %s: same content as a file already read; moved to %s", path, moved)
         else:
-            log.info(
-                "csv %s: %d rows, %d queued, %d skipped, %d duplicates, %d errors; moved to %s",
+            level = logging.WARNING if summary.errors else logging.INFO
+            errors = f" (bad rows and reasons: {summary.errors_file})" if summary.errors else ""
+            log.log(
+                level,
+                "csv %s: %d rows, %d queued, %d skipped, %d duplicates, %d errors%s; moved to %s",
                 path,
                 summary.rows,
                 summary.queued,
                 summary.skipped,
                 summary.duplicates,
                 summary.errors,
+                errors,
                 moved,
             )
 
@@ -279,6 +291,8 @@ class CsvTrigger:
         except LookupError as exc:
             summary.failed = f"unknown encoding: {exc}"
             return summary
+        if facts.problem:
+            return await self._unreadable(path, summary, facts.problem)
         key = f"{progress_prefix or 'csv:' + self.source}:{facts.sha256}"
         state = json.loads(await read_progress(self.context, key) or "{}")
         if state.get("done"):
@@ -288,25 +302,46 @@ class CsvTrigger:
         try:
             csv_file = await asyncio.to_thread(CsvFile, path, facts, options)
         except CsvUnreadable as exc:
-            summary.failed = str(exc)
-            await asyncio.to_thread(quarantine_file, path, str(exc))
-            summary.errors_file = str(errors_path(path))
-            return summary
+            return await self._unreadable(path, summary, str(exc))
+        summary.notes.extend(csv_file.notes)
         sink = ErrorSink(errors_path(path), csv_file.header, csv_file.delimiter)
         try:
             await self._rows(csv_file, skip, key, emit, sink, summary, on_batch)
+            read_through = True
         except CsvUnreadable as exc:
-            summary.failed = str(exc)
+            read_through = False
+            summary.failed = f"the rest of the file is unreadable: {exc}"
+            EVENTS_REFUSED.labels(self.source, "unreadable").inc()
             await asyncio.to_thread(sink.write, [BadRow(0, 0, f"file unreadable: {exc}", [])])
         finally:
+            if summary.missing:
+                await self._missing_columns(csv_file, sink, summary)
             await asyncio.to_thread(sink.close)
             await asyncio.to_thread(csv_file.close)
         if sink.count:
             summary.errors_file = str(sink.path)
-        if not summary.failed:
+        if read_through:
             done = json.dumps({"row": summary.resumed_after + summary.rows, "done": True})
             await emit([], [Progress(key, done)])
         return summary
+
+    async def _unreadable(self, path: Path, summary: FileSummary, reason: str) -> FileSummary:
+        """A file that is no CSV at all: why, in its errors file; it goes to ``failed/``."""
+        summary.failed = reason
+        EVENTS_REFUSED.labels(self.source, "unreadable").inc()
+        await asyncio.to_thread(quarantine_file, path, reason)
+        summary.errors_file = str(errors_path(path))
+        return summary
+
+    async def _missing_columns(
+        self, csv_file: CsvFile, sink: ErrorSink, summary: FileSummary
+    ) -> None:
+        """Rules needed columns the file lacks: one file-level error (not one per row), and
+        the file goes to ``failed/``."""
+        problem = missing_columns_problem(summary.missing, csv_file.header)
+        summary.failed = summary.failed or problem
+        EVENTS_REFUSED.labels(self.source, "missing_column").inc()
+        await asyncio.to_thread(sink.write, [BadRow(0, 0, f"file: {problem}", [])])
 
     async def _rows(
         self,
@@ -343,8 +378,8 @@ class CsvTrigger:
             if writing is not None:
                 await asyncio.gather(writing[1], return_exceptions=True)
 
-    @staticmethod
     async def _settle(
+        self,
         batch: Batch,
         emitted: asyncio.Future[list[EventResult]],
         csv_file: CsvFile,
@@ -354,13 +389,26 @@ class CsvTrigger:
     ) -> None:
         """Wait for a batch's commit, then count it and file its bad rows."""
         results = await emitted
-        bad = batch.bad + failed_rows(batch, results)
+        unrendered = failed_rows(batch, results, csv_file.fields, summary.missing)
         tally(summary, batch, results)
+        self._count_refused(batch.bad, unrendered)
+        bad = batch.bad + unrendered
         if bad:
             bad.sort(key=lambda b: b.row)
             await asyncio.to_thread(sink.write, bad)
         if on_batch is not None:
             on_batch(summary, batch.bytes_read, csv_file.facts.size)
+
+    def _count_refused(self, unusable: list[BadRow], unrendered: list[BadRow]) -> None:
+        """Count quarantined rows by reason (logged once per file, by :meth:`_log_file`)."""
+        oversized = sum(1 for b in unusable if "max_field_size" in b.reason)
+        for reason, count in (
+            ("field_too_large", oversized),
+            ("bad_row", len(unusable) - oversized),
+            ("render_error", len(unrendered)),
+        ):
+            if count:
+                EVENTS_REFUSED.labels(self.source, reason).inc(count)
 
     def _next_batch(self, batches: Iterator[Batch], name: str) -> tuple[Batch, list[Event]] | None:
         """The next batch of rows and their events (runs in a worker thread)."""
