@@ -26,9 +26,11 @@ from nextstep.adapters.triggers.csv.detect import (
     FileFacts,
     detect_delimiter,
     field_names,
+    inspect_file,
     normalise_header,
 )
-from nextstep.engine.plugins import EventResult, RuleResult
+from nextstep.engine.model import Event
+from nextstep.engine.plugins import EventResult, FileRow, RuleResult
 
 ERRORS_SUFFIX = ".errors.csv"
 DEFAULT_MAX_FIELD = 1024 * 1024  # characters in one field (the csv module's own is 131,072)
@@ -400,3 +402,35 @@ def move_with_errors(path: Path, folder_name: str) -> Path:
     if errors.exists():
         shutil.move(errors, errors_path(target))
     return target
+
+
+def dry_rows(options: CsvOptions, path: Path, source: str) -> Iterator[FileRow]:
+    """Every row of ``path`` read as the trigger reads it (encoding, delimiter, header
+    mapping, quarantine), in order, without writing anything."""
+    try:
+        facts = inspect_file(path, options.encoding)
+    except LookupError as exc:
+        yield FileRow(0, 0, problem=f"unknown encoding: {exc}")
+        return
+    if facts.problem:
+        yield FileRow(0, 0, problem=facts.problem)
+        return
+    try:
+        csv_file = CsvFile(path, facts, options)
+    except CsvUnreadable as exc:
+        yield FileRow(0, 0, problem=str(exc))
+        return
+    with csv_file:
+        for note in csv_file.notes:
+            yield FileRow(0, 0, note=note)
+        trigger = {"kind": "csv", "source": source, "file": path.name}
+        try:
+            for batch in csv_file.batches():
+                found = [
+                    FileRow(n, line, Event(data, {**trigger, "row": n, "line": line}))
+                    for n, line, data in batch.rows
+                ]
+                found += [FileRow(b.row, b.line, problem=b.reason) for b in batch.bad]
+                yield from sorted(found, key=lambda r: r.row)
+        except CsvUnreadable as exc:
+            yield FileRow(0, 0, problem=f"the rest of the file is unreadable: {exc}")

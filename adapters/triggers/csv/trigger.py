@@ -46,6 +46,7 @@ from nextstep.adapters.triggers.csv.reader import (
     CsvUnreadable,
     ErrorSink,
     FileSummary,
+    dry_rows,
     errors_path,
     failed_rows,
     missing_columns_problem,
@@ -57,7 +58,7 @@ from nextstep.adapters.triggers.csv.settings import CONFIG_SCHEMA, parse_setting
 from nextstep.engine.errors import NextstepError
 from nextstep.engine.metrics import EVENTS_REFUSED
 from nextstep.engine.model import Event, Progress
-from nextstep.engine.plugins import ConfigProblem, Emit, EventResult, TriggerContext
+from nextstep.engine.plugins import ConfigProblem, Emit, EventResult, FileRow, TriggerContext
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,11 @@ class CsvTrigger:
     def file_config(path: Path) -> Mapping[str, Any]:
         """Read one file with the defaults (delimiter and encoding detected)."""
         return {"path": path.name}
+
+    @staticmethod
+    def read_rows(config: Mapping[str, Any], path: Path) -> Iterator[FileRow]:
+        """The rows of ``path`` as :meth:`ingest` would read them, writing nothing."""
+        return dry_rows(parse_settings(config).options, path, CsvTrigger.source_key(config))
 
     @staticmethod
     def source_key(config: Mapping[str, Any]) -> str:
