@@ -14,6 +14,7 @@ EXTRAS = {
     "postgres": ({"psycopg"}, set()),  # loaded by SQLAlchemy for a postgresql:// URL
     "mysql": ({"pymysql"}, set()),  # loaded by SQLAlchemy for a mysql:// URL
     "smtp": ({"aiosmtplib"}, {"nextstep.adapters.channels.smtp"}),
+    "xlsx": ({"openpyxl"}, {"nextstep.adapters.triggers.xlsx"}),
 }
 
 IMPORT_ALL_BUT = """

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import watchfiles
 
 from nextstep.adapters.triggers.config import read_progress
-from nextstep.adapters.triggers.csv.detect import inspect_file
+from nextstep.adapters.triggers.csv.detect import FileFacts, inspect_file
 from nextstep.adapters.triggers.csv.reader import (
     ERRORS_SUFFIX,
     BadRow,
@@ -101,8 +101,23 @@ class CsvTrigger:
         """What the constructor would refuse (an unknown encoding, a bad header map…)."""
         return read_settings(config)[1]
 
+    @staticmethod
+    def _settings(config: Mapping[str, Any]) -> Any:
+        """The block read (a subclass reading other files has its own settings)."""
+        return parse_settings(config)
+
+    @staticmethod
+    def _inspect(path: Path, options: Any) -> FileFacts:
+        """The file's hash, size and encoding (raises LookupError for an unknown one)."""
+        return inspect_file(path, options.encoding)
+
+    @staticmethod
+    def _open(path: Path, facts: FileFacts, options: Any) -> CsvFile:
+        """The file positioned on its first data row (raises CsvUnreadable)."""
+        return CsvFile(path, facts, options)
+
     def __init__(self, config: Mapping[str, Any], context: TriggerContext) -> None:
-        self.settings = parse_settings(config)
+        self.settings = self._settings(config)
         self.context = context
         self.source = self.source_key(config)
         base = Path(context.base_dir)
@@ -148,7 +163,7 @@ class CsvTrigger:
                     waker.cancel()
                 if watcher.done():  # the folder went away: let the daemon restart us
                     watcher.result()
-                    raise NextstepError(f"csv: stopped watching {self.root}")
+                    raise NextstepError(f"{self.kind}: stopped watching {self.root}")
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
@@ -178,7 +193,7 @@ class CsvTrigger:
         self._stats["scans"] += 1
         if not await asyncio.to_thread(self.root.is_dir):
             # Its watch went with it: the daemon restarts this trigger, which recreates both.
-            raise NextstepError(f"csv: the folder {self.root} disappeared")
+            raise NextstepError(f"{self.kind}: the folder {self.root} disappeared")
         candidates = await asyncio.to_thread(self._candidates)
         now = self.context.clock.now()
         wait = _RESCAN
@@ -232,7 +247,7 @@ class CsvTrigger:
         try:
             summary = await self.ingest(path, emit)
         except FileNotFoundError:
-            log.warning("csv %s: the file disappeared while it was read", path)
+            log.warning("%s %s: the file disappeared while it was read", self.kind, path)
             return
         except OSError as exc:
             summary = FileSummary(str(path), failed=f"{type(exc).__name__}: {exc}")
@@ -242,7 +257,7 @@ class CsvTrigger:
         except OSError as exc:
             # Left in place, it is not read again (its progress says done) until it changes.
             self._stats["last_error"] = f"{path.name}: cannot move it to {folder}/: {exc}"
-            log.error("csv %s: read, but cannot move it to %s/: %s", path, folder, exc)
+            log.error("%s %s: read, but cannot move it to %s/: %s", self.kind, path, folder, exc)
             return
         self._stats["files"] += 1
         self._stats["rows"] += summary.rows
@@ -252,18 +267,21 @@ class CsvTrigger:
     def _log_file(self, path: Path, moved: Path, summary: FileSummary) -> None:
         """One line per file: INFO when every row was usable, WARNING otherwise."""
         for note in summary.notes:
-            log.warning("csv %s: %s", path, note)
+            log.warning("%s %s: %s", self.kind, path, note)
         if summary.failed:
             self._stats["last_error"] = f"{path.name}: {summary.failed}"
-            log.warning("csv %s: moved to %s: %s", path, moved, summary.failed)
+            log.warning("%s %s: moved to %s: %s", self.kind, path, moved, summary.failed)
         elif summary.already_done:
-            log.info("csv %s: same content as a file already read; moved to %s", path, moved)
+            log.info(
+                "%s %s: same content as a file already read; moved to %s", self.kind, path, moved
+            )
         else:
             level = logging.WARNING if summary.errors else logging.INFO
             errors = f" (bad rows and reasons: {summary.errors_file})" if summary.errors else ""
             log.log(
                 level,
-                "csv %s: %d rows, %d queued, %d skipped, %d duplicates, %d errors%s; moved to %s",
+                "%s %s: %d rows, %d queued, %d skipped, %d duplicates, %d errors%s; moved to %s",
+                self.kind,
                 path,
                 summary.rows,
                 summary.queued,
@@ -293,20 +311,20 @@ class CsvTrigger:
         summary = FileSummary(str(path))
         options = self.settings.options
         try:
-            facts = await asyncio.to_thread(inspect_file, path, options.encoding)
+            facts = await asyncio.to_thread(self._inspect, path, options)
         except LookupError as exc:
             summary.failed = f"unknown encoding: {exc}"
             return summary
         if facts.problem:
             return await self._unreadable(path, summary, facts.problem)
-        key = f"{progress_prefix or 'csv:' + self.source}:{facts.sha256}"
+        key = f"{progress_prefix or self.kind + ':' + self.source}:{facts.sha256}"
         state = json.loads(await read_progress(self.context, key) or "{}")
         if state.get("done"):
             summary.already_done = True
             return summary
         summary.resumed_after = skip = int(state.get("row", 0))
         try:
-            csv_file = await asyncio.to_thread(CsvFile, path, facts, options)
+            csv_file = await asyncio.to_thread(self._open, path, facts, options)
         except CsvUnreadable as exc:
             return await self._unreadable(path, summary, str(exc))
         summary.notes.extend(csv_file.notes)
@@ -416,16 +434,17 @@ class CsvTrigger:
             if count:
                 EVENTS_REFUSED.labels(self.source, reason).inc(count)
 
+    def _event_trigger(self, name: str) -> dict[str, Any]:
+        """What every event's ``trigger`` holds (``row`` and ``line`` are added per row)."""
+        return {"kind": self.kind, "source": self.source, "file": name}
+
     def _next_batch(self, batches: Iterator[Batch], name: str) -> tuple[Batch, list[Event]] | None:
         """The next batch of rows and their events (runs in a worker thread)."""
         batch = next(batches, None)
         if batch is None:
             return None
-        source = self.source
+        base = self._event_trigger(name)
         events = [
-            Event(
-                data, {"kind": "csv", "source": source, "file": name, "row": number, "line": line}
-            )
-            for number, line, data in batch.rows
+            Event(data, {**base, "row": number, "line": line}) for number, line, data in batch.rows
         ]
         return batch, events
