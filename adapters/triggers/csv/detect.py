@@ -60,6 +60,7 @@ _MAGIC = (
 # about one byte in nine of them, a text file none or a stray one.
 _CONTROL = bytes([*range(0, 9), 11, *range(14, 27), *range(28, 32), 127])
 _BINARY_SHARE = 0.02
+_BINARY_LEAST = 8  # so that a short text with one stray control character is still text
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ def binary_problem(head: bytes) -> str:
         if head.startswith(magic):
             return f"not a CSV file: {what}"
     controls = len(head) - len(head.translate(None, _CONTROL))
-    if head and controls / len(head) > _BINARY_SHARE:
+    if controls >= _BINARY_LEAST and controls / len(head) > _BINARY_SHARE:
         nul = head.find(0)
         where = f"; a NUL byte at offset {nul}" if nul >= 0 else ""
         share = 100 * controls / len(head)

@@ -9,6 +9,7 @@ never the request (nor a 500).
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from collections.abc import Sequence
@@ -66,6 +67,8 @@ async def read_body(request: Request, max_body: int) -> bytes:
 
 def parse(body: bytes, media_type: str) -> list[Any]:
     """The body's events: an object, an array, or NDJSON lines (a too-deep one as TooDeep)."""
+    if body.startswith(codecs.BOM_UTF8):  # some Windows clients start UTF-8 with a BOM
+        body = body[len(codecs.BOM_UTF8) :]
     if not body.strip():
         raise BadRequest(400, "bad_body", {"error": "the body is empty; send a JSON object"})
     if media_type not in NDJSON_TYPES:
