@@ -185,7 +185,7 @@ def dry_rows(options: XlsxOptions, path: Path, source: str) -> Iterator[FileRow]
     with sheet:
         for note in sheet.notes:
             yield FileRow(0, 0, note=note)
-        trigger = {"kind": "xlsx", "source": source, "file": path.name, "sheet": sheet.sheet_name}
+        trigger = {"kind": "xlsx", "source": source, "file": path.name, "sheet": options.sheet}
         try:
             for batch in sheet.batches():
                 found = [
