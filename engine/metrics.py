@@ -59,3 +59,9 @@ RELOAD_TIME = Gauge(
     "Time of the last successful configuration reload",
     registry=REGISTRY,
 )
+EVENTS_REFUSED = Counter(
+    "nextstep_events_refused",
+    "Requests, events, rows or files a trigger refused, by trigger (source) and reason",
+    ["trigger", "reason"],
+    registry=REGISTRY,
+)

@@ -15,6 +15,7 @@ EXTRAS = {
     "postgres": ({"psycopg", "psycopg_pool"}, {"nextstep.engine.ledger.postgres"}),
     "mysql": ({"pymysql"}, set()),  # loaded by SQLAlchemy for a mysql:// URL
     "smtp": ({"aiosmtplib"}, {"nextstep.adapters.channels.smtp"}),
+    "xlsx": ({"openpyxl"}, {"nextstep.adapters.triggers.xlsx"}),
 }
 
 IMPORT_ALL_BUT = """

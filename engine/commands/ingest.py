@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from nextstep.engine.clock import Clock, SystemClock
-from nextstep.engine.commands import EXIT_INVALID, config_option, load
+from nextstep.engine.commands import EXIT_INVALID, config_option, dryrun, load
 from nextstep.engine.commands.render import find_rule
 from nextstep.engine.delivery.fallbacks import policy_context
 from nextstep.engine.delivery.timers import after_attempts
@@ -56,13 +56,41 @@ WAIT_CHUNK = 5000  # notification ids per dispatcher (they become one SQL IN lis
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--rule", "rule_id", required=True, help="The rule every row is offered to.")
 @click.option("--no-wait", is_flag=True, help="Return once queued; the daemon sends them.")
+@click.option(
+    "--dry-run", is_flag=True, help="Read the file and show what each row would do; write nothing."
+)
+@click.option(
+    "--show",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="With --dry-run: the matched rows whose message is shown.",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print JSON.")
 @config_option
-def ingest(file: Path, rule_id: str, no_wait: bool, config_path: Path) -> None:
+def ingest(
+    file: Path,
+    rule_id: str,
+    no_wait: bool,
+    dry_run: bool,
+    show: int,
+    as_json: bool,
+    config_path: Path,
+) -> None:
     """Run one FILE (an export) through RULE: queue its rows, then send them and wait."""
     config = load(config_path)
     rule = find_rule(config, rule_id)
-    summary = asyncio.run(run_ingest(config, rule, file, wait=not no_wait))
-    if summary.failed or summary.errors:
+    if dry_run:
+        kind, settings = file_reader(rule, file)
+        summary, reports = dryrun.dry_run(config, rule, file, kind, settings, show)
+        (dryrun.print_json if as_json else dryrun.print_text)(file, rule, summary, reports)
+        if summary.errors or summary.problems:
+            raise SystemExit(EXIT_INVALID)
+        return
+    if as_json:
+        raise UsageError("--json goes with --dry-run")
+    done = asyncio.run(run_ingest(config, rule, file, wait=not no_wait))
+    if done.failed or done.errors:
         raise SystemExit(EXIT_INVALID)
 
 
@@ -160,10 +188,11 @@ def describe(file: Path, rule: Rule, summary: FileSummary) -> str:
         f"  duplicates           {summary.duplicates:>10,}",
         f"  errors               {summary.errors:>10,}",
     ]
+    lines += [f"  note: {note}" for note in summary.notes]
     if summary.errors_file:
         lines.append(f"  bad rows and reasons: {summary.errors_file}")
     if summary.failed:
-        lines.append(f"  stopped: the rest of the file is unreadable: {summary.failed}")
+        lines.append(f"  failed: {summary.failed}")
     return "\n".join(lines)
 
 

@@ -5,14 +5,14 @@ attributes. A plug-in has an ability by defining its members.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from starlette.routing import BaseRoute
 
-from nextstep.engine.model import Ack, AckReport
+from nextstep.engine.model import Ack, AckReport, Event
 from nextstep.engine.plugins.contract import CompiledSend, Emit, Trigger
 
 
@@ -183,7 +183,8 @@ class FileSummary(Protocol):
 
     @property
     def failed(self) -> str:
-        """Why the (rest of the) file could not be read; empty when it could."""
+        """Why the file goes to ``failed/`` (the rest of it could not be read, a column a rule
+        needs is missing…); empty when it does not."""
         ...
 
     @property
@@ -193,6 +194,11 @@ class FileSummary(Protocol):
 
     @property
     def notification_ids(self) -> Sequence[int]: ...
+
+    @property
+    def notes(self) -> Sequence[str]:
+        """What is worth knowing about the file as a whole (a repeated column…)."""
+        ...
 
 
 @runtime_checkable
@@ -224,4 +230,28 @@ class FileReader(Protocol):
         """Run every row of ``path`` through ``emit``, committed in batches with the file's
         progress under ``progress_prefix`` (the file is not moved); ``on_batch(summary,
         bytes_read, size)`` after each batch."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    """One row of a file as a trigger reads it, without any side effect (``nextstep ingest
+    --dry-run``): its event, or why it would be quarantined (``problem``); ``row`` 0 is about
+    the whole file (a ``problem``: the file would go to ``failed/``; or a ``note``)."""
+
+    row: int
+    line: int
+    event: Event | None = None
+    problem: str = ""
+    note: str = ""
+
+
+@runtime_checkable
+class ReadsRows(Protocol):
+    """A :class:`ReadsFiles` class that can read a file's rows without ingesting it: no
+    ledger, no errors file, the file left where it is."""
+
+    @staticmethod
+    def read_rows(config: Mapping[str, Any], path: Path) -> Iterator[FileRow]:
+        """The rows of ``path`` read with the trigger block ``config``, in order."""
         ...

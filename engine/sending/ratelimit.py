@@ -126,7 +126,9 @@ class RecipientSpacing:
     """At least ``spacing`` seconds between two sends to one recipient (Meta's pair limit).
 
     A message that must wait is given the next free slot for its recipient, so several
-    waiting for one person come back one per slot instead of all at once.
+    waiting for one person come back one per slot instead of all at once. An empty recipient
+    (a webhook, a CRM task: a channel without recipients) is nobody, never one person: its
+    sends never share a slot.
     """
 
     def __init__(self, spacing: float) -> None:
@@ -137,7 +139,7 @@ class RecipientSpacing:
     def claim(self, key: str, now: float) -> float | None:
         """None: the message to ``key`` may go now (its send is recorded at ``now``).
         Otherwise the time from which to try again."""
-        if self.spacing <= 0:
+        if self.spacing <= 0 or not key:
             return None
         last = self._last.get(key)
         if last is None or now >= last + self.spacing:

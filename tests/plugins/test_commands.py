@@ -8,8 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from nextstep.engine.commands.cli import main
 from nextstep.engine.commands.ingest import file_reader
+from nextstep.engine.errors import UsageError
 from nextstep.engine.plugins.registry import COMMANDS
 from tests.rules.helpers import one_rule
 from tests.support.distributions import write_distribution
@@ -82,5 +85,9 @@ def test_ingest_reads_with_the_rule_s_trigger_or_the_one_for_the_suffix(tmp_path
         """,
     )
     assert file_reader(on_http, Path("export.CSV")) == ("csv", {"path": "export.CSV"})
-    # no trigger claims the suffix: the only one that reads files does, as before
-    assert file_reader(on_http, Path("export.dat")) == ("csv", {"path": "export.dat"})
+    assert file_reader(on_http, Path("export.xlsx")) == ("xlsx", {"path": "export.xlsx"})
+    # no trigger claims the suffix and several read files: which one is not guessed
+    with pytest.raises(UsageError, match=r"no installed trigger reads export.dat \(csv: .csv"):
+        file_reader(on_http, Path("export.dat"))
+    # the rule's own reader reads any suffix
+    assert file_reader(on_csv, Path("export.dat"))[0] == "csv"

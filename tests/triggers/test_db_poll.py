@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -336,3 +337,32 @@ def test_sqlite_urls_resolve_against_the_config_folder(url: str, database: str |
     resolved = sqlite_in_folder(given, "/cfg")
     assert resolved.database == database
     assert resolved.query == given.query
+
+
+async def test_rows_that_fail_to_render_are_counted_and_logged(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from nextstep.engine.metrics import REGISTRY
+    from tests.support.fake_emit import errors_when
+
+    table = Table(f"sqlite:///{tmp_path / 'crm.db'}")
+    table.insert(
+        (1, at(clock, 60), "ana", "+34 600 111 222"),
+        (2, at(clock, 50), "bad", "+34 600 333 444"),
+        (3, at(clock, 40), "cy", "+34600000003"),
+    )
+    caplog.set_level(logging.INFO, "nextstep.adapters.triggers")
+    emit = FakeEmit(errors_when("first_name", "bad", "to: '+34 600 333 444' is not a number"))
+    trigger = poller(table, clock, emit, batch=10)
+    source = trigger.source
+
+    def count() -> float:
+        labels = {"trigger": source, "reason": "render_error"}
+        return REGISTRY.get_sample_value("nextstep_events_refused_total", labels) or 0.0
+
+    before = count()
+    async with running(trigger, emit):
+        await until(waiting(clock, emit, 3))
+    assert count() == before + 1
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "row id=2" in line and "3444" in line and "333 444" not in line

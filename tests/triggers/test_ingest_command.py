@@ -126,7 +126,9 @@ def test_a_killed_ingest_resumes_and_queues_every_row_once(tmp_path: Path) -> No
     assert count == distinct == total
 
 
-def wait_for_committed_rows(ledger: Path, at_least: int, timeout: float = 60.0) -> int:
+def wait_for_committed_rows(
+    ledger: Path, at_least: int, timeout: float = 60.0, pattern: str = "csv:rule:docs:%"
+) -> int:
     """Poll the ledger (read-only) until the file's committed progress reaches ``at_least``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -134,7 +136,7 @@ def wait_for_committed_rows(ledger: Path, at_least: int, timeout: float = 60.0) 
             try:
                 with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
                     row = db.execute(
-                        "SELECT value FROM progress WHERE key LIKE 'csv:rule:docs:%'"
+                        "SELECT value FROM progress WHERE key LIKE ?", (pattern,)
                     ).fetchone()
             except sqlite3.OperationalError:  # not migrated yet
                 row = None

@@ -113,7 +113,7 @@ async def test_http_events_through_the_daemon_app(tmp_path: Path, clock: FakeClo
         (1, "welcome", "skipped"),
     ]
     assert answer["explain"][1]["reason"] == "when is false: event.stage == 'new'"
-    assert again.json() == answer and json.loads(stored or "{}") == answer
+    assert again.json() == answer and json.loads(stored or "{}")["answer"] == answer
     assert count == 1
 
 

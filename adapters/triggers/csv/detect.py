@@ -43,14 +43,36 @@ _BOMS = (
 )
 
 
+# Byte sequences other files start with: a file named .csv that starts so is not one.
+_MAGIC = (
+    (
+        b"PK\x03\x04",
+        "a ZIP archive (an Excel .xlsx workbook?): save it as CSV, or name it .xlsx",
+    ),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel .xls (OLE2) file: save it as CSV or .xlsx"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "a gzip archive: unpack it first"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+)
+# Control characters no text export contains (TAB, LF, FF, CR and ESC aside); binary data is
+# about one byte in nine of them, a text file none or a stray one.
+_CONTROL = bytes([*range(0, 9), 11, *range(14, 27), *range(28, 32), 127])
+_BINARY_SHARE = 0.02
+_BINARY_LEAST = 8  # so that a short text with one stray control character is still text
+
+
 @dataclass(frozen=True, slots=True)
 class FileFacts:
-    """What one pass over a file's bytes tells: its content hash, size and encoding."""
+    """What one pass over a file's bytes tells: its content hash, size and encoding, and
+    ``problem``: why it is no CSV file at all (binary content), empty when it may be one."""
 
     sha256: str
     size: int
     encoding: str
     errors: str = "strict"
+    problem: str = ""
 
 
 def encoding_from_bom(head: bytes) -> str | None:
@@ -67,11 +89,61 @@ def text_errors(encoding: str) -> str:
     return _WINDOWS_ERRORS if normal == "cp1252" else "strict"
 
 
+def _share(data: bytes, value: int = 0) -> float:
+    return data.count(value) / len(data) if data else 0.0
+
+
+def wide_encoding(head: bytes) -> str | None:
+    """UTF-16 or UTF-32 without a byte-order mark, told by where the NUL bytes are: text in
+    those encodings has a NUL in (nearly) every high byte of its ASCII characters."""
+    if len(head) < 8 or head.count(0) * 8 < len(head):
+        return None
+    even = head[: len(head) - len(head) % 4]
+    lanes = [_share(even[i::4]) for i in range(4)]
+    found = None
+    if min(lanes[1:]) > 0.9 and lanes[0] < 0.05:
+        found = "utf-32-le"
+    elif min(lanes[:3]) > 0.9 and lanes[3] < 0.05:
+        found = "utf-32-be"
+    else:
+        low, high = _share(even[0::2]), _share(even[1::2])
+        if high > 0.3 and low < 0.05:
+            found = "utf-16-le"
+        elif low > 0.3 and high < 0.05:
+            found = "utf-16-be"
+    if found is not None:
+        try:
+            codecs.getincrementaldecoder(found)().decode(even)
+        except UnicodeDecodeError:
+            return None
+    return found
+
+
+def binary_problem(head: bytes) -> str:
+    """Why bytes that start a file cannot be CSV text (empty when they may be)."""
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return f"not a CSV file: {what}"
+    controls = len(head) - len(head.translate(None, _CONTROL))
+    if controls >= _BINARY_LEAST and controls / len(head) > _BINARY_SHARE:
+        nul = head.find(0)
+        where = f"; a NUL byte at offset {nul}" if nul >= 0 else ""
+        share = 100 * controls / len(head)
+        return f"not a CSV file: binary content ({share:.0f}% control bytes{where})"
+    return ""
+
+
+def _is_wide(encoding: str) -> bool:
+    return codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+
+
 def inspect_file(path: Path, encoding: str | None = None) -> FileFacts:
     """Hash the file and settle its encoding in one streaming pass (constant memory).
 
-    Without an override: a BOM decides (UTF-8, UTF-16, UTF-32); otherwise the whole file is
-    checked as UTF-8, and Windows-1252 is the fallback, as Excel writes it on Windows.
+    Without an override: a BOM decides (UTF-8, UTF-16, UTF-32); else where NUL bytes stand
+    (UTF-16/32 without BOM); otherwise the whole file is checked as UTF-8, and Windows-1252 is
+    the fallback, as Excel writes it on Windows. Binary content (an archive, an image, control
+    bytes no export has) is named in ``problem``.
     """
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
@@ -81,7 +153,7 @@ def inspect_file(path: Path, encoding: str | None = None) -> FileFacts:
     with path.open("rb") as raw:
         while chunk := raw.read(_CHUNK):
             if not head:
-                head = chunk[:4]
+                head = chunk[:SAMPLE_BYTES]
             digest.update(chunk)
             size += len(chunk)
             if utf8 and encoding is None:
@@ -94,8 +166,14 @@ def inspect_file(path: Path, encoding: str | None = None) -> FileFacts:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             utf8 = False
-    chosen = encoding or encoding_from_bom(head) or ("utf-8" if utf8 else "cp1252")
-    return FileFacts(digest.hexdigest(), size, chosen, text_errors(chosen))
+    chosen = (
+        encoding
+        or encoding_from_bom(head)
+        or wide_encoding(head)
+        or ("utf-8" if utf8 else "cp1252")
+    )
+    problem = "" if _is_wide(chosen) else binary_problem(head)
+    return FileFacts(digest.hexdigest(), size, chosen, text_errors(chosen), problem)
 
 
 def _records(sample: str, delimiter: str, complete: bool) -> list[list[str]]:

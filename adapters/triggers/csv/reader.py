@@ -12,9 +12,11 @@ import codecs
 import csv
 import io
 import os
+import re
 import shutil
+import threading
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -24,10 +26,26 @@ from nextstep.adapters.triggers.csv.detect import (
     FileFacts,
     detect_delimiter,
     field_names,
+    inspect_file,
+    normalise_header,
 )
-from nextstep.engine.plugins import EventResult
+from nextstep.engine.model import Event
+from nextstep.engine.plugins import EventResult, FileRow, RuleResult
 
 ERRORS_SUFFIX = ".errors.csv"
+DEFAULT_MAX_FIELD = 1024 * 1024  # characters in one field (the csv module's own is 131,072)
+
+_LIMIT_LOCK = threading.Lock()
+# A rule's template naming a field the file has no column for fails on every row alike.
+_UNDEFINED_FIELD = re.compile(r"'event\.(\w+)' is undefined")
+
+
+def allow_fields_up_to(characters: int) -> None:
+    """Raise the csv module's field limit (one for the process) to at least ``characters``;
+    each file still holds its own trigger's limit (:meth:`CsvFile.batches`)."""
+    with _LIMIT_LOCK:
+        if csv.field_size_limit() < characters:
+            csv.field_size_limit(characters)
 
 
 class CsvUnreadable(Exception):
@@ -42,6 +60,7 @@ class CsvOptions:
     encoding: str | None = None
     aliases: Mapping[str, str] = field(default_factory=dict)  # normalised header -> field
     batch: int = 1000
+    max_field: int = DEFAULT_MAX_FIELD  # characters; a longer field's row is quarantined
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +110,8 @@ class CsvFile:
             self._binary.close()
             raise
         self.fields = field_names(self.header, options.aliases)
+        self.notes = repeated_columns(self.header, self.fields, options.aliases)
+        allow_fields_up_to(options.max_field)
 
     def _sniff(self) -> str:
         head = self._binary.read(SAMPLE_BYTES)
@@ -117,29 +138,44 @@ class CsvFile:
 
     def batches(self, skip: int = 0) -> Iterator[Batch]:
         """Rows after row ``skip`` in batches of ``options.batch``; raises CsvUnreadable when
-        the rest of the file cannot be parsed."""
-        try:
-            yield from self._batches(skip)
-        except (csv.Error, UnicodeError) as exc:
-            raise CsvUnreadable(
-                f"line {self._reader.line_num}: {type(exc).__name__}: {exc}"
-            ) from exc
+        the rest of the file cannot be parsed. A row with a field over ``max_field``
+        characters is quarantined and the rows after it are read."""
+        state = _Position(skip)
+        while True:
+            try:
+                yield from self._batches(state)
+                return
+            except csv.Error as exc:
+                if "field larger than field limit" not in str(exc):
+                    raise CsvUnreadable(
+                        f"line {self._reader.line_num}: {type(exc).__name__}: {exc}"
+                    ) from exc
+                state.oversized(self._reader.line_num + 1, self._options.max_field)
+            except UnicodeError as exc:
+                raise CsvUnreadable(
+                    f"line {self._reader.line_num}: {type(exc).__name__}: {exc}"
+                ) from exc
 
-    def _batches(self, skip: int) -> Iterator[Batch]:
+    def _batches(self, state: _Position) -> Iterator[Batch]:
         fields, width, size = self.fields, len(self.fields), self._options.batch
-        reader, strip = self._reader, str.strip
-        rows: list[tuple[int, int, dict[str, str]]] = []
-        bad: list[BadRow] = []
-        number = 0
-        line = reader.line_num + 1
+        reader, strip, skip = self._reader, str.strip, state.skip
+        # The csv module's limit is the process's largest; a smaller one is checked here.
+        limit = self._options.max_field
+        exact = limit < csv.field_size_limit()
+        rows, bad = state.rows, state.bad
+        line = state.line or reader.line_num + 1
         for raw in reader:
             start, line = line, reader.line_num + 1
+            state.line = line
             if not raw or (len(raw) == 1 and not raw[0].strip()):
                 continue
-            number += 1
+            state.number += 1
+            number = state.number
             if number <= skip:
                 continue
-            if len(raw) == width:  # the usual row: no list of stripped values needed
+            if exact and sum(map(len, raw)) > limit and max(map(len, raw)) > limit:
+                bad.append(BadRow(number, start, _oversized(raw, limit), []))
+            elif len(raw) == width:  # the usual row: no list of stripped values needed
                 rows.append((number, start, dict(zip(fields, map(strip, raw), strict=True))))
             else:
                 values = list(map(strip, raw))
@@ -151,9 +187,10 @@ class CsvFile:
                     bad.append(BadRow(number, start, self._width_error(values), raw))
             if len(rows) + len(bad) >= size:
                 yield Batch(rows, bad, number, self._binary.raw.tell())
-                rows, bad = [], []
+                rows, bad = state.rows, state.bad = [], []
         if rows or bad:
-            yield Batch(rows, bad, number, self.facts.size)
+            yield Batch(rows, bad, state.number, self.facts.size)
+            state.rows, state.bad = [], []
 
     def _width_error(self, values: Sequence[str]) -> str:
         width = len(self.fields)
@@ -161,6 +198,52 @@ class CsvFile:
             missing = ", ".join(self.fields[len(values) :])
             return f"missing column(s) {missing}: {len(values)} fields, the header has {width}"
         return f"{len(values)} fields, the header has only {width}"
+
+
+@dataclass(slots=True)
+class _Position:
+    """Where :meth:`CsvFile.batches` is: rows counted, the current line, the batch so far."""
+
+    skip: int
+    number: int = 0
+    line: int = 0
+    rows: list[tuple[int, int, dict[str, str]]] = field(default_factory=list)
+    bad: list[BadRow] = field(default_factory=list)
+
+    def oversized(self, next_line: int, limit: int) -> None:
+        """The record that ended at ``next_line`` had a field over the csv module's limit."""
+        self.number += 1
+        if self.number > self.skip:
+            reason = f"a field is over {limit:,} characters (the trigger's max_field_size)"
+            self.bad.append(BadRow(self.number, self.line or 1, reason, []))
+        self.line = next_line
+
+
+def _oversized(raw: Sequence[str], limit: int) -> str:
+    index = max(range(len(raw)), key=lambda i: len(raw[i]))
+    return (
+        f"field {index + 1} is {len(raw[index]):,} characters, over {limit:,} "
+        "(the trigger's max_field_size)"
+    )
+
+
+def repeated_columns(
+    header: Sequence[str], fields: Sequence[str], aliases: Mapping[str, str]
+) -> list[str]:
+    """A note for each column whose name an earlier column already took (the later one gets
+    ``_2``, ``_3``…: the event's field keeps the first column's value)."""
+    notes: list[str] = []
+    first: dict[str, str] = {}
+    for cell, name in zip(header, fields, strict=True):
+        key = normalise_header(cell)
+        wanted = aliases.get(key) or key
+        if wanted and wanted != name and wanted in first:
+            notes.append(
+                f"columns {first[wanted]!r} and {cell!r} are both event.{wanted}: it keeps "
+                f"the first; the other is event.{name}"
+            )
+        first.setdefault(name, cell)
+    return notes
 
 
 class ErrorSink:
@@ -215,19 +298,54 @@ class FileSummary:
     failed: str = ""
     errors_file: str | None = None
     notification_ids: array[int] = field(default_factory=lambda: array("q"))
+    notes: list[str] = field(default_factory=list)
+    # (rule, column) -> rows refused because the rule needs a column the file does not have
+    missing: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
-def failed_rows(batch: Batch, results: Sequence[EventResult]) -> list[BadRow]:
-    """Rows a rule could not use (render error, bad phone…) with every rule's reason."""
+def failed_rows(
+    batch: Batch,
+    results: Sequence[EventResult],
+    columns: Collection[str] = (),
+    missing: dict[tuple[str, str], int] | None = None,
+) -> list[BadRow]:
+    """Rows a rule could not use (render error, bad phone…) with every rule's reason. An
+    error that is a column the file lacks (``'event.x' is undefined`` with no column ``x``)
+    is counted in ``missing`` instead, once per rule and column: it is the file's problem,
+    not the row's."""
     bad: list[BadRow] = []
     for (number, line, data), result in zip(batch.rows, results, strict=True):
-        for r in result.results:
-            if r.status == "error":
-                errors = result.errors
-                reason = "; ".join(f"rule {e.rule_id}: {e.reason}" for e in errors)
-                bad.append(BadRow(number, line, reason, list(data.values())))
-                break
+        errors = result.errors
+        if not errors:
+            continue
+        if missing is not None:
+            errors = [e for e in errors if not _missing_column(e, columns, missing)]
+            if not errors:
+                continue
+        reason = "; ".join(f"rule {e.rule_id}: {e.reason}" for e in errors)
+        bad.append(BadRow(number, line, reason, list(data.values())))
     return bad
+
+
+def _missing_column(
+    error: RuleResult, columns: Collection[str], missing: dict[tuple[str, str], int]
+) -> bool:
+    found = _UNDEFINED_FIELD.search(error.reason)
+    if found is None or found.group(1) in columns:
+        return False
+    key = (error.rule_id, found.group(1))
+    missing[key] = missing.get(key, 0) + 1
+    return True
+
+
+def missing_columns_problem(missing: Mapping[tuple[str, str], int], columns: Sequence[str]) -> str:
+    """One sentence for every column rules needed and the file lacks."""
+    needs = "; ".join(
+        f"rule {rule} needs column {column!r} (event.{column}), which the file does not have "
+        f"({rows:,} rows refused)"
+        for (rule, column), rows in sorted(missing.items())
+    )
+    return f"{needs}; the file's columns are: {', '.join(columns)}"
 
 
 def tally(summary: FileSummary, batch: Batch, results: Sequence[EventResult]) -> None:
@@ -284,3 +402,35 @@ def move_with_errors(path: Path, folder_name: str) -> Path:
     if errors.exists():
         shutil.move(errors, errors_path(target))
     return target
+
+
+def dry_rows(options: CsvOptions, path: Path, source: str) -> Iterator[FileRow]:
+    """Every row of ``path`` read as the trigger reads it (encoding, delimiter, header
+    mapping, quarantine), in order, without writing anything."""
+    try:
+        facts = inspect_file(path, options.encoding)
+    except LookupError as exc:
+        yield FileRow(0, 0, problem=f"unknown encoding: {exc}")
+        return
+    if facts.problem:
+        yield FileRow(0, 0, problem=facts.problem)
+        return
+    try:
+        csv_file = CsvFile(path, facts, options)
+    except CsvUnreadable as exc:
+        yield FileRow(0, 0, problem=str(exc))
+        return
+    with csv_file:
+        for note in csv_file.notes:
+            yield FileRow(0, 0, note=note)
+        trigger = {"kind": "csv", "source": source, "file": path.name}
+        try:
+            for batch in csv_file.batches():
+                found = [
+                    FileRow(n, line, Event(data, {**trigger, "row": n, "line": line}))
+                    for n, line, data in batch.rows
+                ]
+                found += [FileRow(b.row, b.line, problem=b.reason) for b in batch.bad]
+                yield from sorted(found, key=lambda r: r.row)
+        except CsvUnreadable as exc:
+            yield FileRow(0, 0, problem=f"the rest of the file is unreadable: {exc}")

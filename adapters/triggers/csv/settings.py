@@ -13,7 +13,7 @@ from typing import Any
 
 from nextstep.adapters.triggers.config import ConfigReader
 from nextstep.adapters.triggers.csv.detect import DELIMITERS, header_aliases
-from nextstep.adapters.triggers.csv.reader import CsvOptions
+from nextstep.adapters.triggers.csv.reader import DEFAULT_MAX_FIELD, CsvOptions
 from nextstep.engine.plugins import ConfigProblem
 
 CONFIG_SCHEMA: Mapping[str, Any] = {
@@ -44,6 +44,12 @@ CONFIG_SCHEMA: Mapping[str, Any] = {
             "minimum": 1,
             "default": 1000,
             "description": "Rows per ledger transaction.",
+        },
+        "max_field_size": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 1048576,
+            "description": "Most characters in one field; a row with a longer one is quarantined.",
         },
         "done_dir": {"type": "string"},
         "failed_dir": {"type": "string"},
@@ -84,9 +90,10 @@ def read_settings(config: Mapping[str, Any]) -> tuple[CsvSettings, list[ConfigPr
             continue
         headers[str(name)] = listed
     batch = read.positive_int("batch", 1000)
+    max_field = read.positive_int("max_field_size", DEFAULT_MAX_FIELD)
     done = read.text("done_dir", "done")
     failed = read.text("failed_dir", "failed")
-    options = CsvOptions(delimiter, encoding, header_aliases(headers), batch)
+    options = CsvOptions(delimiter, encoding, header_aliases(headers), batch, max_field)
     return CsvSettings(pattern, settle, options, done, failed), read.problems
 
 

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import watchfiles
 
 from nextstep.adapters.triggers.config import read_progress
-from nextstep.adapters.triggers.csv.detect import inspect_file
+from nextstep.adapters.triggers.csv.detect import FileFacts, inspect_file
 from nextstep.adapters.triggers.csv.reader import (
     ERRORS_SUFFIX,
     BadRow,
@@ -46,16 +46,19 @@ from nextstep.adapters.triggers.csv.reader import (
     CsvUnreadable,
     ErrorSink,
     FileSummary,
+    dry_rows,
     errors_path,
     failed_rows,
+    missing_columns_problem,
     move_with_errors,
     quarantine_file,
     tally,
 )
 from nextstep.adapters.triggers.csv.settings import CONFIG_SCHEMA, parse_settings, read_settings
 from nextstep.engine.errors import NextstepError
+from nextstep.engine.metrics import EVENTS_REFUSED
 from nextstep.engine.model import Event, Progress
-from nextstep.engine.plugins import ConfigProblem, Emit, EventResult, TriggerContext
+from nextstep.engine.plugins import ConfigProblem, Emit, EventResult, FileRow, TriggerContext
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,11 @@ class CsvTrigger:
         return {"path": path.name}
 
     @staticmethod
+    def read_rows(config: Mapping[str, Any], path: Path) -> Iterator[FileRow]:
+        """The rows of ``path`` as :meth:`ingest` would read them, writing nothing."""
+        return dry_rows(parse_settings(config).options, path, CsvTrigger.source_key(config))
+
+    @staticmethod
     def source_key(config: Mapping[str, Any]) -> str:
         """Rules with the same ``path`` glob share one trigger."""
         return str(config.get("path", ""))
@@ -93,8 +101,23 @@ class CsvTrigger:
         """What the constructor would refuse (an unknown encoding, a bad header map…)."""
         return read_settings(config)[1]
 
+    @staticmethod
+    def _settings(config: Mapping[str, Any]) -> Any:
+        """The block read (a subclass reading other files has its own settings)."""
+        return parse_settings(config)
+
+    @staticmethod
+    def _inspect(path: Path, options: Any) -> FileFacts:
+        """The file's hash, size and encoding (raises LookupError for an unknown one)."""
+        return inspect_file(path, options.encoding)
+
+    @staticmethod
+    def _open(path: Path, facts: FileFacts, options: Any) -> CsvFile:
+        """The file positioned on its first data row (raises CsvUnreadable)."""
+        return CsvFile(path, facts, options)
+
     def __init__(self, config: Mapping[str, Any], context: TriggerContext) -> None:
-        self.settings = parse_settings(config)
+        self.settings = self._settings(config)
         self.context = context
         self.source = self.source_key(config)
         base = Path(context.base_dir)
@@ -140,7 +163,7 @@ class CsvTrigger:
                     waker.cancel()
                 if watcher.done():  # the folder went away: let the daemon restart us
                     watcher.result()
-                    raise NextstepError(f"csv: stopped watching {self.root}")
+                    raise NextstepError(f"{self.kind}: stopped watching {self.root}")
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
@@ -170,7 +193,7 @@ class CsvTrigger:
         self._stats["scans"] += 1
         if not await asyncio.to_thread(self.root.is_dir):
             # Its watch went with it: the daemon restarts this trigger, which recreates both.
-            raise NextstepError(f"csv: the folder {self.root} disappeared")
+            raise NextstepError(f"{self.kind}: the folder {self.root} disappeared")
         candidates = await asyncio.to_thread(self._candidates)
         now = self.context.clock.now()
         wait = _RESCAN
@@ -224,7 +247,7 @@ class CsvTrigger:
         try:
             summary = await self.ingest(path, emit)
         except FileNotFoundError:
-            log.warning("csv %s: the file disappeared while it was read", path)
+            log.warning("%s %s: the file disappeared while it was read", self.kind, path)
             return
         except OSError as exc:
             summary = FileSummary(str(path), failed=f"{type(exc).__name__}: {exc}")
@@ -234,25 +257,38 @@ class CsvTrigger:
         except OSError as exc:
             # Left in place, it is not read again (its progress says done) until it changes.
             self._stats["last_error"] = f"{path.name}: cannot move it to {folder}/: {exc}"
-            log.error("csv %s: read, but cannot move it to %s/: %s", path, folder, exc)
+            log.error("%s %s: read, but cannot move it to %s/: %s", self.kind, path, folder, exc)
             return
         self._stats["files"] += 1
         self._stats["rows"] += summary.rows
         self._stats["last_file"] = str(moved)
+        self._log_file(path, moved, summary)
+
+    def _log_file(self, path: Path, moved: Path, summary: FileSummary) -> None:
+        """One line per file: INFO when every row was usable, WARNING otherwise."""
+        for note in summary.notes:
+            log.warning("%s %s: %s", self.kind, path, note)
         if summary.failed:
             self._stats["last_error"] = f"{path.name}: {summary.failed}"
-            log.error("csv %s: unreadable, moved to %s: %s", path, moved, summary.failed)
+            log.warning("%s %s: moved to %s: %s", self.kind, path, moved, summary.failed)
         elif summary.already_done:
-            log.info("csv %s: same content as a file already read; moved to %s", path, moved)
-        else:
             log.info(
-                "csv %s: %d rows, %d queued, %d skipped, %d duplicates, %d errors; moved to %s",
+                "%s %s: same content as a file already read; moved to %s", self.kind, path, moved
+            )
+        else:
+            level = logging.WARNING if summary.errors else logging.INFO
+            errors = f" (bad rows and reasons: {summary.errors_file})" if summary.errors else ""
+            log.log(
+                level,
+                "%s %s: %d rows, %d queued, %d skipped, %d duplicates, %d errors%s; moved to %s",
+                self.kind,
                 path,
                 summary.rows,
                 summary.queued,
                 summary.skipped,
                 summary.duplicates,
                 summary.errors,
+                errors,
                 moved,
             )
 
@@ -275,38 +311,61 @@ class CsvTrigger:
         summary = FileSummary(str(path))
         options = self.settings.options
         try:
-            facts = await asyncio.to_thread(inspect_file, path, options.encoding)
+            facts = await asyncio.to_thread(self._inspect, path, options)
         except LookupError as exc:
             summary.failed = f"unknown encoding: {exc}"
             return summary
-        key = f"{progress_prefix or 'csv:' + self.source}:{facts.sha256}"
+        if facts.problem:
+            return await self._unreadable(path, summary, facts.problem)
+        key = f"{progress_prefix or self.kind + ':' + self.source}:{facts.sha256}"
         state = json.loads(await read_progress(self.context, key) or "{}")
         if state.get("done"):
             summary.already_done = True
             return summary
         summary.resumed_after = skip = int(state.get("row", 0))
         try:
-            csv_file = await asyncio.to_thread(CsvFile, path, facts, options)
+            csv_file = await asyncio.to_thread(self._open, path, facts, options)
         except CsvUnreadable as exc:
-            summary.failed = str(exc)
-            await asyncio.to_thread(quarantine_file, path, str(exc))
-            summary.errors_file = str(errors_path(path))
-            return summary
+            return await self._unreadable(path, summary, str(exc))
+        summary.notes.extend(csv_file.notes)
         sink = ErrorSink(errors_path(path), csv_file.header, csv_file.delimiter)
         try:
             await self._rows(csv_file, skip, key, emit, sink, summary, on_batch)
+            read_through = True
         except CsvUnreadable as exc:
-            summary.failed = str(exc)
+            read_through = False
+            summary.failed = f"the rest of the file is unreadable: {exc}"
+            EVENTS_REFUSED.labels(self.source, "unreadable").inc()
             await asyncio.to_thread(sink.write, [BadRow(0, 0, f"file unreadable: {exc}", [])])
         finally:
+            if summary.missing:
+                await self._missing_columns(csv_file, sink, summary)
             await asyncio.to_thread(sink.close)
             await asyncio.to_thread(csv_file.close)
         if sink.count:
             summary.errors_file = str(sink.path)
-        if not summary.failed:
+        if read_through:
             done = json.dumps({"row": summary.resumed_after + summary.rows, "done": True})
             await emit([], [Progress(key, done)])
         return summary
+
+    async def _unreadable(self, path: Path, summary: FileSummary, reason: str) -> FileSummary:
+        """A file that is no CSV at all: why, in its errors file; it goes to ``failed/``."""
+        summary.failed = reason
+        EVENTS_REFUSED.labels(self.source, "unreadable").inc()
+        await asyncio.to_thread(quarantine_file, path, reason)
+        summary.errors_file = str(errors_path(path))
+        return summary
+
+    async def _missing_columns(
+        self, csv_file: CsvFile, sink: ErrorSink, summary: FileSummary
+    ) -> None:
+        """Rules needed columns the file lacks: one file-level error (not one per row), and
+        the file goes to ``failed/``."""
+        problem = missing_columns_problem(summary.missing, csv_file.header)
+        summary.failed = summary.failed or problem
+        EVENTS_REFUSED.labels(self.source, "missing_column").inc()
+        await asyncio.to_thread(sink.write, [BadRow(0, 0, f"file: {problem}", [])])
 
     async def _rows(
         self,
@@ -343,8 +402,8 @@ class CsvTrigger:
             if writing is not None:
                 await asyncio.gather(writing[1], return_exceptions=True)
 
-    @staticmethod
     async def _settle(
+        self,
         batch: Batch,
         emitted: asyncio.Future[list[EventResult]],
         csv_file: CsvFile,
@@ -354,24 +413,38 @@ class CsvTrigger:
     ) -> None:
         """Wait for a batch's commit, then count it and file its bad rows."""
         results = await emitted
-        bad = batch.bad + failed_rows(batch, results)
+        unrendered = failed_rows(batch, results, csv_file.fields, summary.missing)
         tally(summary, batch, results)
+        self._count_refused(batch.bad, unrendered)
+        bad = batch.bad + unrendered
         if bad:
             bad.sort(key=lambda b: b.row)
             await asyncio.to_thread(sink.write, bad)
         if on_batch is not None:
             on_batch(summary, batch.bytes_read, csv_file.facts.size)
 
+    def _count_refused(self, unusable: list[BadRow], unrendered: list[BadRow]) -> None:
+        """Count quarantined rows by reason (logged once per file, by :meth:`_log_file`)."""
+        oversized = sum(1 for b in unusable if "max_field_size" in b.reason)
+        for reason, count in (
+            ("field_too_large", oversized),
+            ("bad_row", len(unusable) - oversized),
+            ("render_error", len(unrendered)),
+        ):
+            if count:
+                EVENTS_REFUSED.labels(self.source, reason).inc(count)
+
+    def _event_trigger(self, name: str) -> dict[str, Any]:
+        """What every event's ``trigger`` holds (``row`` and ``line`` are added per row)."""
+        return {"kind": self.kind, "source": self.source, "file": name}
+
     def _next_batch(self, batches: Iterator[Batch], name: str) -> tuple[Batch, list[Event]] | None:
         """The next batch of rows and their events (runs in a worker thread)."""
         batch = next(batches, None)
         if batch is None:
             return None
-        source = self.source
+        base = self._event_trigger(name)
         events = [
-            Event(
-                data, {"kind": "csv", "source": source, "file": name, "row": number, "line": line}
-            )
-            for number, line, data in batch.rows
+            Event(data, {**base, "row": number, "line": line}) for number, line, data in batch.rows
         ]
         return batch, events

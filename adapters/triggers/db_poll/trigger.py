@@ -31,6 +31,7 @@ from nextstep.adapters.triggers.db_poll.values import (
     retry_delay,
     sqlite_in_folder,
 )
+from nextstep.adapters.triggers.refusals import refuse_render_errors, render_errors
 from nextstep.engine.model import Event, Progress
 from nextstep.engine.plugins import ConfigProblem, Emit, TriggerContext
 
@@ -155,10 +156,18 @@ class DbPollTrigger:
             for row in rows
         ]
         value = json.dumps({"cursor": dump_value(cursor[0]), "id": dump_value(cursor[1])})
-        await emit(events, [Progress(self.progress_key, value)])
+        results = await emit(events, [Progress(self.progress_key, value)])
+        # The cursor has moved past them: a row no rule could render is counted and said.
+        failed = [(self._row_name(events[i]), reason) for i, reason in render_errors(results)]
+        refuse_render_errors(log, self.source, f"db_poll {self.source}", failed)
         self._status["rows_read"] += len(rows)
         self._status["cursor"] = [dump_value(v) for v in cursor]
         return cursor
+
+    def _row_name(self, event: Event) -> str:
+        if self.id_column:
+            return f"row {self.id_column}={event.trigger['id']}"
+        return f"row {self.cursor_column}={event.trigger['cursor']}"
 
     # -- cursor ----------------------------------------------------------------------------
     def _initial_cursor(self) -> tuple[Any, Any]:
