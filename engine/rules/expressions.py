@@ -201,7 +201,7 @@ def compile_template(
         source,
         rule_id,
         field,
-        ENV.from_string(tree),
+        _from_tree(tree, source),
         tuple(_refs(tree)),
         lookups.template(tree, ENV.filters),
     )
@@ -224,9 +224,17 @@ def compile_expression(
     tree = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr)], lineno=1)
     tree.set_environment(ENV)
     _check_tree(tree, names)
-    template = ENV.from_string(tree)
+    template = _from_tree(tree, source)
     direct = lookups.expression(expr, ENV.filters)
     return CompiledExpression(source, rule_id, field, template, tuple(_refs(tree)), direct)
+
+
+def _from_tree(tree: nodes.Template, source: str) -> Any:
+    """The Jinja template of a checked tree; what Jinja's own compiler refuses is a problem."""
+    try:
+        return ENV.from_string(tree)
+    except TemplateSyntaxError as exc:  # TemplateAssertionError too
+        raise TemplateProblem(_syntax(exc, source)) from None
 
 
 def _syntax(exc: TemplateSyntaxError, source: str) -> str:
@@ -237,6 +245,14 @@ def _syntax(exc: TemplateSyntaxError, source: str) -> str:
 def _check_tree(tree: nodes.Template, names: frozenset[str] | None) -> None:
     for node in tree.find_all(_FORBIDDEN_NODES):
         raise TemplateProblem(f"'{type(node).__name__.lower()}' is not available in rules")
+    calls: list[nodes.Filter | nodes.Test] = [
+        *tree.find_all(nodes.Filter),
+        *tree.find_all(nodes.Test),
+    ]
+    calls.sort(key=lambda n: (n.lineno, n.name))
+    problems = [m for m in map(_unknown_call, calls) if m]
+    if problems:
+        raise TemplateProblem("; ".join(dict.fromkeys(problems)))
     if names is None:
         return
     if any(n.name == "self" for n in tree.find_all(nodes.Name)):
@@ -248,6 +264,16 @@ def _check_tree(tree: nodes.Template, names: frozenset[str] | None) -> None:
             raise TemplateProblem("'failure' is only available in policy.fallback sends")
         hint = did_you_mean(name, names) or f"; rules see {', '.join(sorted(names))}"
         raise TemplateProblem(f"unknown name '{name}'{hint}")
+
+
+def _unknown_call(node: nodes.Filter | nodes.Test) -> str | None:
+    """``unknown filter 'titel'; did you mean 'title'?`` for a filter or test Jinja lacks."""
+    kind, known = ("filter", ENV.filters) if isinstance(node, nodes.Filter) else ("test", ENV.tests)
+    public = [name for name in known if not name.startswith("_")]
+    if node.name in public:
+        return None
+    hint = did_you_mean(node.name, public) or f" (docs/rules.md lists the {kind}s)"
+    return f"unknown {kind} '{node.name}'{hint}"
 
 
 def _refs(tree: nodes.Template) -> Iterator[Ref]:
