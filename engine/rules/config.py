@@ -27,6 +27,7 @@ from nextstep.engine.rules.yamlload import Loaded, PathKey, format_path, load_fi
 DEFAULT_STORE = "sqlite:///nextstep.db"
 DEFAULT_LISTEN = "127.0.0.1:8787"
 DEFAULT_MAX_BODY = 1_048_576  # the one default limit of HTTP request bodies (server.max_body)
+MIN_SECRET = 16  # characters of server.event_token and server.webhook_secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +237,17 @@ def _server(raw: Any, loaded: Loaded, collector: _Collector) -> ServerConfig:
     def text(key: str) -> str | None:
         value = raw.get(key)
         return None if value is None or value == "" else str(value)
+
+    for key in ("event_token", "webhook_secret"):
+        secret = text(key)
+        if secret is not None and len(secret) < MIN_SECRET:
+            collector.located(
+                loaded,
+                ("server", key),
+                f"is {len(secret)} character{'s' if len(secret) != 1 else ''} long; "
+                f"a secret needs at least {MIN_SECRET} "
+                "(a random one: python -c 'import secrets; print(secrets.token_urlsafe(24))')",
+            )
 
     max_body = raw.get("max_body")
     return ServerConfig(
