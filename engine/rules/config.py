@@ -178,6 +178,30 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
     )
 
 
+def store_url(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> str:
+    """The ledger URL of ``nextstep.yaml`` alone (resolved like :func:`load_config`'s), read
+    even when the rules or other settings have problems: what ``nextstep status`` needs, most of
+    all when the rules are broken. ConfigError when the file or its ``store:`` cannot be read."""
+    config_path = Path(path).absolute()
+    loaded = load_file(
+        config_path, os.environ if env is None else env, display=display(config_path)
+    )
+    if loaded.data is None:
+        raise ConfigError(loaded.problems or [Problem(loaded.file, 1, 1, None, "", "is empty")])
+    mine = [
+        p
+        for p, at in zip(loaded.problems, loaded.problem_paths, strict=True)
+        if at[:1] == ("store",)
+    ]
+    store = loaded.data.get("store", DEFAULT_STORE) if isinstance(loaded.data, Mapping) else None
+    if mine or not isinstance(store, str):
+        mark = loaded.positions.of(("store",))
+        raise ConfigError(
+            mine or [Problem(loaded.file, mark.line, mark.col, None, "store", "expected a URL")]
+        )
+    return resolve_store(store, config_path.parent)
+
+
 def resolve_store(url: str, base_dir: Path) -> str:
     """``sqlite:///nextstep.db`` is relative to the config file's folder; other URLs as written."""
     scheme, sep, rest = url.partition(":///")
