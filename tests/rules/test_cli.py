@@ -258,3 +258,26 @@ def test_schema_is_a_valid_schema_that_accepts_the_demo_files(tmp_path: Path) ->
     demo = load_text((ROOT / "nextstep.yaml").read_text(), "nextstep.yaml", {}).data
     assert list(Draft202012Validator(config_schema).iter_errors(demo)) == []
     assert run("schema", "other").exit_code == 2
+
+
+def test_the_printed_schemas_accept_the_repository_files_as_written(tmp_path: Path) -> None:
+    """Issue 12.5: an editor validates the file before `${VAR:-default}` is replaced; the
+    recommended `port: ${SMTP_PORT:-8025}` and `url: ${CRM_WEBHOOK_URL:-http://…}` are valid
+    wherever a value may be, and the schemas still check (a number where text must be)."""
+    schemas = {}
+    for kind in ("rules", "config"):
+        out = tmp_path / f"{kind}.schema.json"
+        assert run("schema", kind, "-o", str(out)).exit_code == 0
+        schemas[kind] = Draft202012Validator(json.loads(out.read_text(encoding="utf-8")))
+    files = [("config", ROOT / "nextstep.yaml")]
+    files += [("rules", p) for p in sorted((ROOT / "rules").glob("*.yaml"))]
+    for kind, path in files:
+        raw = load_text(path.read_text(encoding="utf-8"), str(path), None).data  # ${…} kept
+        assert [e.message for e in schemas[kind].iter_errors(raw)] == [], path
+    assert "${" in (ROOT / "nextstep.yaml").read_text(encoding="utf-8")
+    bad = {"channels": {"mail": {"type": "smtp", "host": "h", "port": "eighty", "from": "a@b"}}}
+    assert list(schemas["config"].iter_errors(bad))
+    interpolated = {"channels": {"mail": {"type": "smtp", "host": "h", "port": "${P:-25}"}}}
+    assert [e.message for e in schemas["config"].iter_errors(interpolated)] == [
+        "'from' is a required property"
+    ]
