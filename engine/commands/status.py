@@ -218,9 +218,10 @@ def _print_summary(console: Console, report: dict[str, Any]) -> None:
     table = Table(
         title=f"Notifications created in the last {report['window']}", box=box.SIMPLE_HEAD
     )
-    table.add_column("rule", no_wrap=True)
+    table.add_column("rule", overflow="fold", min_width=8)  # narrow: fold the rule, not a state
     for column in [*columns, "total"]:
-        table.add_column(column.replace("_", " "), justify="right")
+        name = column.replace("_", " ")
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     for rule, row in counts.items():
         table.add_row(rule, *(str(row.get(c, 0)) for c in [*columns, "total"]))
     if counts:

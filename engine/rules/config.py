@@ -18,6 +18,7 @@ import phonenumbers
 from nextstep.engine.durations import parse_duration
 from nextstep.engine.errors import ConfigError, Problem
 from nextstep.engine.plugins import PluginUnavailable, channel_class, channel_types
+from nextstep.engine.plural import plural
 from nextstep.engine.rules.blocks import as_text, channel_issues, rule_issues
 from nextstep.engine.rules.compiler import Issue, build_rule
 from nextstep.engine.rules.rule import Rule
@@ -268,7 +269,7 @@ def _server(raw: Any, loaded: Loaded, collector: _Collector) -> ServerConfig:
             collector.located(
                 loaded,
                 ("server", key),
-                f"is {len(secret)} character{'s' if len(secret) != 1 else ''} long; "
+                f"is {plural(len(secret), 'character')} long; "
                 f"a secret needs at least {MIN_SECRET} "
                 "(a random one: python -c 'import secrets; print(secrets.token_urlsafe(24))')",
             )

@@ -51,7 +51,7 @@ _SCHEMA_MAPS = ("properties", "patternProperties")
 
 def _interpolable(schema: Any) -> Any:
     """``schema`` where every scalar value also accepts a ``${VAR:-default}`` text, as the
-    configuration reader does before it checks the value (``port: ${SMTP_PORT:-8025}``)."""
+    configuration reader does before it checks the value (``port: ${PORT:-8025}``)."""
     if not isinstance(schema, dict):
         return schema
     out = dict(schema)
@@ -59,7 +59,8 @@ def _interpolable(schema: Any) -> Any:
         if key in out:
             out[key] = _interpolable(out[key])
     for key in _SUBSCHEMAS:
-        if key in out:
+        # Each alternative as it is (tools look into them); the whole node takes ${VAR} below.
+        if key == "allOf" and key in out:
             out[key] = [_interpolable(s) for s in out[key]]
     for key in _SCHEMA_MAPS:
         if key in out:
@@ -71,7 +72,12 @@ def _interpolable(schema: Any) -> Any:
 
 
 def _scalar(schema: dict[str, Any]) -> bool:
-    """A schema of one value that is not a mapping or a list (and not only a ``$ref``)."""
+    """A schema of one value that is not a mapping or a list (and not only a ``$ref``); one
+    whose alternatives already take any text is left as it is."""
+    alternatives = [*schema.get("anyOf", ()), *schema.get("oneOf", ())]
+    if alternatives:
+        takes_text = any(a.get("type") == "string" and len(a) == 1 for a in alternatives)
+        return not takes_text and all(_scalar(a) for a in alternatives if isinstance(a, dict))
     kinds = schema.get("type")
     kinds = {kinds} if isinstance(kinds, str) else set(kinds or ())
     if kinds and not kinds <= _SCALAR_TYPES:

@@ -281,3 +281,63 @@ def test_the_printed_schemas_accept_the_repository_files_as_written(tmp_path: Pa
     assert [e.message for e in schemas["config"].iter_errors(interpolated)] == [
         "'from' is a required property"
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "usage"),
+    [
+        pytest.param(
+            ["render", "nope", "--event", "-"], "Usage: main render [OPTIONS] RULE", id="rule"
+        ),
+        pytest.param(["test", "nope"], "Usage: main test [OPTIONS] [RULE]...", id="test"),
+        pytest.param(
+            ["render", "loan-docs-required", "--event", "/nonexistent"],
+            "Usage: main render",
+            id="event",
+        ),
+    ],
+)
+def test_a_usage_error_shows_the_command_s_usage(args: list[str], usage: str) -> None:
+    """Issue 12.9: the top-level usage was printed for a mistake in a command's arguments."""
+    result = run(*args, "-c", DEMO, stdin="{}")
+    assert result.exit_code == 2, result.output
+    assert usage in result.output, result.output
+    assert "COMMAND [ARGS]" not in result.output
+    assert f"Try 'main {args[0]} --help' for help." in result.output
+
+
+def test_counts_are_pluralised(tmp_path: Path) -> None:
+    """Issue 12.9: "1 rules"."""
+    from nextstep.engine.plural import plural
+
+    config = write_config(
+        tmp_path,
+        "  - id: r\n    trigger: {csv: {path: 'in/*.csv'}}\n"
+        "    send: {channel: crm, body: {x: 1}}\n",
+    )
+    result = run("validate", "-c", str(config))
+    assert result.output == "ok: 1 rule in 1 file, 3 channels\n"
+    assert [plural(n, "rule") for n in (0, 1, 2, 1500)] == [
+        "0 rules",
+        "1 rule",
+        "2 rules",
+        "1,500 rules",
+    ]
+    bad = write_config(tmp_path, "  - id: r\n    trigger: {csv: {path: 'in/*.csv'}}\n")
+    assert "1 problem found" in run("validate", "-c", str(bad)).output
+
+
+def test_readme_says_which_commands_take_a_config() -> None:
+    """Issue 12.9: README said every command has -c/--config; schema, sandbox, demo do not."""
+    from nextstep.engine.commands.cli import main as cli
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    without = sorted(
+        name
+        for name, command in cli.commands.items()  # type: ignore[attr-defined]
+        if not any("--config" in p.opts for p in command.params)
+    )
+    assert without == ["demo", "sandbox", "schema"]
+    assert (
+        "all but `schema` (the schema of the installed\nplug-ins), `sandbox` and `demo`" in readme
+    )

@@ -3,6 +3,7 @@ broken setting elsewhere, must not stop it — that is when an operator needs it
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,22 @@ def test_a_store_that_cannot_be_read_is_a_located_problem(
     with pytest.raises(ConfigError) as caught:
         store_url(path, env={})
     assert message in str(caught.value.problems[0])
+
+
+def test_the_status_table_never_truncates_a_state(tmp_path: Path) -> None:
+    """Issue 12.9: a narrow terminal showed `skipp…`; the rule name folds instead."""
+    from nextstep.engine.ledger.base import NewNotification
+
+    config = write_config(tmp_path, BROKEN_RULES)
+    store = open_store(store_url(config))
+    rows = [
+        NewNotification("a-rather-long-rule-name", "v1", "crm", "", {}, {}, time.time(), "k")
+        for _ in range(2)
+    ]
+    store.enqueue(rows)
+    store.close()
+    for columns in ("46", "80"):
+        result = CliRunner().invoke(main, ["status", "-c", str(config)], env={"COLUMNS": columns})
+        assert result.exit_code == 0, result.output
+        assert all(s in result.output for s in ("queued", "skipped", "total")), result.output
+        assert "…" not in result.output, result.output
