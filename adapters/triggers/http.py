@@ -41,7 +41,14 @@ from starlette.routing import BaseRoute, Route
 from nextstep.adapters.triggers.config import ConfigReader, read_progress
 from nextstep.engine.errors import StoreError
 from nextstep.engine.model import Event, Progress
-from nextstep.engine.plugins import ConfigProblem, Emit, EventResult, Trigger, TriggerContext
+from nextstep.engine.plugins import (
+    ConfigProblem,
+    Emit,
+    EventFields,
+    EventResult,
+    Trigger,
+    TriggerContext,
+)
 from nextstep.engine.rules.config import DEFAULT_MAX_BODY
 
 log = logging.getLogger(__name__)
@@ -122,6 +129,18 @@ def read_settings(
     return HttpSettings(path, max_body, validator), read.problems
 
 
+def schema_fields(schema: Any) -> EventFields | None:
+    """The top-level fields an event schema allows, when it is closed (``properties`` with
+    ``additionalProperties: false`` or ``unevaluatedProperties: false``); else None."""
+    if not isinstance(schema, Mapping) or schema.get("patternProperties"):
+        return None
+    properties = schema.get("properties")
+    closed = False in (schema.get("additionalProperties"), schema.get("unevaluatedProperties"))
+    if not isinstance(properties, Mapping) or not closed:
+        return None
+    return EventFields(frozenset(map(str, properties)), True, "the http trigger's schema")
+
+
 class HttpTrigger:
     """One event endpoint; the daemon's server routes ``POST /events/<name>`` to
     :meth:`handle` (see :func:`events_app`)."""
@@ -138,6 +157,11 @@ class HttpTrigger:
     def check(config: Mapping[str, Any], base_dir: Path) -> list[ConfigProblem]:
         """What the constructor would refuse (an event schema that is not a JSON Schema…)."""
         return read_settings(config)[1]
+
+    @staticmethod
+    def event_fields(config: Mapping[str, Any]) -> EventFields | None:
+        """The event schema's properties, when it admits no others (``DeclaresFields``)."""
+        return schema_fields(config.get("schema"))
 
     @staticmethod
     def routes(triggers_by_path: Mapping[str, Trigger], token: str) -> list[BaseRoute]:

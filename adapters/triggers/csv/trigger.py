@@ -55,7 +55,7 @@ from nextstep.adapters.triggers.csv.reader import (
 from nextstep.adapters.triggers.csv.settings import CONFIG_SCHEMA, parse_settings, read_settings
 from nextstep.engine.errors import NextstepError
 from nextstep.engine.model import Event, Progress
-from nextstep.engine.plugins import ConfigProblem, Emit, EventResult, TriggerContext
+from nextstep.engine.plugins import ConfigProblem, Emit, EventFields, EventResult, TriggerContext
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,15 @@ class CsvTrigger:
     def check(config: Mapping[str, Any], base_dir: Path) -> list[ConfigProblem]:
         """What the constructor would refuse (an unknown encoding, a bad header map…)."""
         return read_settings(config)[1]
+
+    @staticmethod
+    def event_fields(config: Mapping[str, Any]) -> EventFields | None:
+        """The fields ``header_map`` names (``DeclaresFields``); open: the file's other columns
+        are fields too, so only a near miss of a mapped name is a problem."""
+        mapped = config.get("header_map")
+        if not isinstance(mapped, Mapping) or not mapped:
+            return None
+        return EventFields(frozenset(map(str, mapped)), False, "the csv trigger's header_map")
 
     def __init__(self, config: Mapping[str, Any], context: TriggerContext) -> None:
         self.settings = parse_settings(config)
