@@ -21,6 +21,7 @@ from nextstep.engine.plugins import PluginUnavailable, channel_class, channel_ty
 from nextstep.engine.plural import plural
 from nextstep.engine.rules.blocks import as_text, channel_issues, rule_issues
 from nextstep.engine.rules.compiler import Issue, build_rule
+from nextstep.engine.rules.examples import fallback_problems
 from nextstep.engine.rules.rule import Rule
 from nextstep.engine.rules.schema import Kind, SchemaIssue, did_you_mean, issues
 from nextstep.engine.rules.yamlload import Loaded, PathKey, format_path, load_file
@@ -161,7 +162,7 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
     status = _status(settings.get("status"), loaded, collector)
     files = _rule_files(settings.get("rules", "rules/"), base_dir, loaded, collector)
     types = {c.name: c.type for c in channels.values()}
-    rules = _load_rules(files, types, environ, collector, base_dir)
+    rules = _load_rules(files, types, environ, collector, base_dir, default_country)
     if collector.problems:
         raise ConfigError(collector.problems)
     store = settings.get("store", DEFAULT_STORE)
@@ -328,6 +329,7 @@ def _load_rules(
     env: Mapping[str, str],
     collector: _Collector,
     base_dir: Path,
+    default_country: str | None = None,
 ) -> dict[str, Rule]:
     rules: dict[str, Rule] = {}
     first_seen: dict[str, str] = {}
@@ -345,6 +347,10 @@ def _load_rules(
             if not isinstance(definition, Mapping):
                 continue
             rule = _load_rule(loaded, i, definition, channels, schema_issues, collector)
+            if rule is not None and not _example_problems(
+                loaded, i, rule, default_country, collector
+            ):
+                rule = None
             rule_id = definition.get("id")
             if not isinstance(rule_id, str):
                 continue
@@ -391,6 +397,23 @@ def _load_rule(
     if any(i.path[:2] == base for i in schema_issues):
         return None
     return rule
+
+
+def _example_problems(
+    loaded: Loaded, index: int, rule: Rule, default_country: str | None, collector: _Collector
+) -> bool:
+    """Report what the rule's examples show of its fallbacks (:mod:`rules.examples`); True
+    when there is nothing to report."""
+    problems = fallback_problems(rule, default_country)
+    for problem in problems:
+        collector.located(
+            loaded,
+            ("rules", index, *problem.path),
+            problem.message,
+            rule_id=rule.id,
+            shown=format_path(problem.path),
+        )
+    return not problems
 
 
 def rule_from_definition(definition: Mapping[str, Any], config: Config) -> Rule:

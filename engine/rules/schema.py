@@ -192,34 +192,36 @@ def format_key_path(path: PathKey) -> str:
 def key_homes(root: str) -> dict[str, tuple[str, ...]]:
     """Every key the core schema (and the installed plug-ins' blocks) knows below ``$defs/root``
     (``rule`` or ``config``), with the places it belongs: ``{"fallback": ("policy",)}``."""
-    defs = core_defs()
     homes: dict[str, list[str]] = {}
-
-    def walk(schema: Any, where: str, depth: int) -> None:
-        if not isinstance(schema, Mapping) or depth > 6:
-            return
-        ref = schema.get("$ref", "")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            walk(defs.get(ref.rsplit("/", 1)[1]), where, depth + 1)
-        for key, sub in schema.get("properties", {}).items():
-            homes.setdefault(key, [])
-            if where and where not in homes[key]:
-                homes[key].append(where)
-            walk(sub, f"{where}.{key}" if where else key, depth + 1)
-        for part in ("items", "then", "else", "additionalProperties"):
-            inner = f"{where}[n]" if part == "items" else where
-            walk(schema.get(part), inner, depth + 1)
-        for part in ("anyOf", "oneOf", "allOf"):
-            for sub in schema.get(part, ()):
-                walk(sub, where, depth + 1)
-
-    walk(defs[root], "", 0)
+    _walk_homes(core_defs()[root], "", 0, homes)
     if root == "rule":
         for kind in trigger_kinds():
-            walk(_plugin_schema("trigger", kind), f"trigger.{kind}", 1)
+            _walk_homes(_plugin_schema("trigger", kind), f"trigger.{kind}", 1, homes)
         for kind in channel_types():
-            walk(_plugin_schema("send", kind), "send", 1)
+            _walk_homes(_plugin_schema("send", kind), "send", 1, homes)
     return {key: tuple(places) for key, places in homes.items()}
+
+
+def _walk_homes(schema: Any, where: str, depth: int, homes: dict[str, list[str]]) -> None:
+    """Record the keys of ``schema`` (found at ``where``) and of every schema below it."""
+    if not isinstance(schema, Mapping) or depth > 6:
+        return
+    ref = schema.get("$ref", "")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        _walk_homes(core_defs().get(ref.rsplit("/", 1)[1]), where, depth + 1, homes)
+    for key, sub in schema.get("properties", {}).items():
+        if key == "examples":  # what an example expects is no home for a rule's keys
+            continue
+        places = homes.setdefault(key, [])
+        if where and where not in places:
+            places.append(where)
+        _walk_homes(sub, f"{where}.{key}" if where else key, depth + 1, homes)
+    for part in ("items", "then", "else", "additionalProperties"):
+        inner = f"{where}[n]" if part == "items" else where
+        _walk_homes(schema.get(part), inner, depth + 1, homes)
+    for part in ("anyOf", "oneOf", "allOf"):
+        for sub in schema.get(part, ()):
+            _walk_homes(sub, where, depth + 1, homes)
 
 
 def _plugin_schema(role: str, kind: str) -> Mapping[str, Any]:

@@ -76,7 +76,8 @@ def test_render_seed_example() -> None:
     assert "recipient: 34600111222" in result.output
     assert f"text:      {SEED_TEXT}" in result.output
     assert "POST http://127.0.0.1:8790/demo/sendTemplate" in result.output
-    payload = json.loads(result.output[result.output.index("\n{") :])
+    start = result.output.index("\n{")
+    payload = json.loads(result.output[start : result.output.index("\n}", start) + 2])
     assert payload["language"] == {"policy": "deterministic", "code": "en"}
     [component] = payload["params"]
     assert [p["text"] for p in component["parameters"]] == [
@@ -287,7 +288,7 @@ def test_the_printed_schemas_accept_the_repository_files_as_written(tmp_path: Pa
     ("args", "usage"),
     [
         pytest.param(
-            ["render", "nope", "--event", "-"], "Usage: main render [OPTIONS] RULE", id="rule"
+            ["render", "nope", "--event", "-"], "Usage: main render [OPTIONS] [RULE]", id="rule"
         ),
         pytest.param(["test", "nope"], "Usage: main test [OPTIONS] [RULE]...", id="test"),
         pytest.param(
