@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -167,7 +168,8 @@ def write_config(
     folder: Path, sandbox_url: str, crm_url: str, token: str, channels: dict[str, str]
 ) -> Path:
     """The demo's nextstep.yaml: everything on loopback, the server on a free port, the
-    channels of ``channels`` (those installed)."""
+    channels of ``channels`` (those installed), and secrets of its own (random, 32 characters:
+    a well-known demo token would be a password everyone knows)."""
     settings = {
         "whatsapp": f'{{type: 1msg, base_url: "{sandbox_url}", instance_id: demo, token: {token}}}',
         "crm": f'{{type: webhook, url: "{crm_url}"}}',
@@ -183,11 +185,11 @@ def write_config(
         default_country: ES
         server:
           listen: 127.0.0.1:0
-          event_token: demo-event-token
-          webhook_secret: demo-webhook-secret
-        status: {poll_after: 5s, poll_every: 5s}
+          event_token: {event_token}
+          webhook_secret: {webhook_secret}
+        status: {{poll_after: 5s, poll_every: 5s}}
         channels:
-        """)
+        """).format(event_token=secrets.token_urlsafe(24), webhook_secret=secrets.token_urlsafe(24))
         + listed,
         encoding="utf-8",
     )
@@ -228,9 +230,9 @@ def drop_export(folder: Path) -> Path:
     """Drop the CRM export into the watched folder the way exporters should: write, rename."""
     inbox = folder / "inbox" / "loans"
     inbox.mkdir(parents=True, exist_ok=True)
-    partial = inbox / "crm-export.csv.part"
+    partial = inbox / f"{EXPORT.name}.part"
     shutil.copy(EXPORT, partial)
-    return partial.replace(inbox / "crm-export.csv")
+    return partial.replace(inbox / EXPORT.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,8 +363,8 @@ async def _run(
             f"[bold]nextstep demo[/] in {folder} — 1MSG sandbox {sandbox_url}, "
             f"daemon http://{daemon.listen} (log: {folder / 'nextstep.log'})"
         )
-        drop_export(folder)
-        console.print(f"dropped {EXPORT.name} into inbox/loans/")
+        dropped = drop_export(folder)
+        console.print(f"dropped {dropped.name} into inbox/loans/")
         code, rows, took = await _watch(folder, options, console, daemon, stop)
         console.print()
         console.print(summary(rows, crm, took, refused_rows(folder)))

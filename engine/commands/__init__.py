@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from nextstep.engine.errors import ConfigError, NextstepError, UsageError
+from nextstep.engine.plural import plural
 from nextstep.engine.rules.config import Config, load_config
 from nextstep.engine.rules.yamlload import load_text
 
@@ -33,13 +34,22 @@ class NextstepGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UsageError as exc:
-            raise click.UsageError(str(exc), ctx) from None
+            raise click.UsageError(str(exc), self._command_context(ctx)) from None
         except ConfigError as exc:
             print_problems(exc)
             ctx.exit(EXIT_INVALID)
         except NextstepError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(EXIT_INVALID)
+
+    def _command_context(self, ctx: click.Context) -> click.Context:
+        """The context of the command that was running (its usage line is the one to show),
+        else the group's."""
+        name = ctx.invoked_subcommand
+        command = self.get_command(ctx, name) if name else None
+        if command is None:
+            return ctx
+        return click.Context(command, info_name=name, parent=ctx)
 
 
 def config_option(function: F) -> F:
@@ -62,7 +72,7 @@ def print_problems(error: ConfigError) -> None:
     for problem in error.problems:
         click.echo(str(problem))
     count = len(error.problems)
-    click.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
+    click.echo(f"{plural(count, 'problem')} found", err=True)
 
 
 def load(config_path: Path) -> Config:

@@ -1,22 +1,25 @@
-"""``nextstep render RULE --event FILE|-``: what one event would send, without sending it."""
+"""``nextstep render RULE --event FILE|-``: what one event would send (and each fallback, with a
+sample failure), without sending it; ``--all`` offers the event to every rule."""
 
 from __future__ import annotations
 
 import datetime
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from nextstep.engine.commands import config_option, load, read_mapping
-from nextstep.engine.errors import UsageError
+from nextstep.engine.errors import RenderError, UsageError
 from nextstep.engine.ledger.base import NewNotification
 from nextstep.engine.model import Event, Message
 from nextstep.engine.plugins import channel_class
+from nextstep.engine.plural import plural
 from nextstep.engine.rules.config import Config
+from nextstep.engine.rules.examples import render_fallback
 from nextstep.engine.rules.render import Skipped, evaluate
 from nextstep.engine.rules.rule import Rule
 from nextstep.engine.rules.schema import did_you_mean
@@ -51,7 +54,7 @@ def payload(config: Config, message: Message) -> tuple[str, Any]:
 
 
 @click.command()
-@click.argument("rule_id", metavar="RULE")
+@click.argument("rule_id", metavar="[RULE]", required=False)
 @click.option(
     "--event",
     "event_source",
@@ -59,6 +62,7 @@ def payload(config: Config, message: Message) -> tuple[str, Any]:
     metavar="FILE|-",
     help="The event as a JSON (or YAML) object; - reads standard input.",
 )
+@click.option("--all", "every_rule", is_flag=True, help="Offer the event to every rule.")
 @click.option(
     "--trigger",
     "trigger_source",
@@ -69,39 +73,72 @@ def payload(config: Config, message: Message) -> tuple[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @config_option
 def render(
-    rule_id: str,
+    rule_id: str | None,
     event_source: str,
+    every_rule: bool,
     trigger_source: str | None,
     now_text: str | None,
     as_json: bool,
     config_path: Path,
 ) -> None:
     """Show what RULE makes of one event: whether it matches (and why not), the recipient, the
-    filled text and the exact request the channel would make. Never sends anything."""
+    filled text, the exact request the channel would make, and each fallback's (with a sample
+    failure). With --all, offer the event to every rule and show which match. Never sends
+    anything."""
+    if every_rule == (rule_id is not None):
+        raise UsageError("name a RULE, or give --all to offer the event to every rule")
     config = load(config_path)
-    rule = find_rule(config, rule_id)
     data = read_mapping(event_source, "event")
-    trigger = (
-        read_mapping(trigger_source, "trigger")
-        if trigger_source
-        else {"kind": rule.trigger_kind, "source": rule.source_key}
-    )
-    result = evaluate(
-        rule, Event(data, trigger), now=parse_now(now_text), default_country=config.default_country
-    )
-    report = _report(config, rule, result)
+    given = read_mapping(trigger_source, "trigger") if trigger_source else None
+    now = parse_now(now_text)
+    if rule_id is not None:
+        rule = find_rule(config, rule_id)
+        report = rule_report(config, rule, data, given, now, errors_raise=True)
+        if as_json:
+            click.echo(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+        else:
+            _print_text(report)
+        return
+    rules = sorted(config.rules.values(), key=lambda r: (r.file, r.line))
+    reports = [rule_report(config, rule, data, given, now) for rule in rules]
     if as_json:
-        click.echo(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+        click.echo(json.dumps(reports, indent=2, ensure_ascii=False, default=str))
     else:
-        _print_text(report)
+        print_routes(reports)
+
+
+def rule_report(
+    config: Config,
+    rule: Rule,
+    data: Mapping[str, Any],
+    trigger: Mapping[str, Any] | None,
+    now: float,
+    *,
+    errors_raise: bool = False,
+) -> dict[str, Any]:
+    """What ``rule`` makes of one event, as ``render`` prints it; a render error of the main
+    send is raised with ``errors_raise``, else reported (``matches`` None)."""
+    event = Event(data, trigger or {"kind": rule.trigger_kind, "source": rule.source_key})
+    try:
+        result = evaluate(rule, event, now=now, default_country=config.default_country)
+    except RenderError as exc:
+        if errors_raise:
+            raise
+        return {**_head(rule), "matches": None, "error": f"{exc.field}: {exc.reason}"}
+    report = _report(config, rule, result)
+    if report["matches"]:
+        report["fallbacks"] = [
+            _fallback(config, rule, index, event, now) for index in range(len(rule.policy.fallback))
+        ]
+    return report
+
+
+def _head(rule: Rule) -> dict[str, Any]:
+    return {"rule": rule.id, "version": rule.version, "file": f"{rule.file}:{rule.line}"}
 
 
 def _report(config: Config, rule: Rule, result: NewNotification | Skipped) -> dict[str, Any]:
-    report: dict[str, Any] = {
-        "rule": rule.id,
-        "version": rule.version,
-        "file": f"{rule.file}:{rule.line}",
-    }
+    report = _head(rule)
     if isinstance(result, Skipped):
         return {**report, "matches": False, "reason": result.reason}
     message = Message(result.channel, result.recipient, result.fields)
@@ -122,6 +159,29 @@ def _report(config: Config, rule: Rule, result: NewNotification | Skipped) -> di
     return report
 
 
+def _fallback(config: Config, rule: Rule, index: int, event: Event, now: float) -> dict[str, Any]:
+    """One fallback step's preview, rendered with a sample failure that fits its ``on``."""
+    step = rule.policy.fallback[index]
+    report: dict[str, Any] = {"step": index, "on": sorted(step.on)}
+    try:
+        message, failure = render_fallback(
+            rule, index, event, now=now, default_country=config.default_country
+        )
+    except RenderError as exc:
+        return {**report, "error": f"{exc.field}: {exc.reason}"}
+    target, body = payload(config, message)
+    channel = config.channels[message.channel]
+    return {
+        **report,
+        "failure": failure,
+        "recipient": message.to,
+        "channel": f"{channel.name} ({channel.type})",
+        "text": message.fields.get("text"),
+        "request": target,
+        "payload": body,
+    }
+
+
 def _iso(moment: float | None) -> str | None:
     if moment is None:
         return None
@@ -130,6 +190,9 @@ def _iso(moment: float | None) -> str | None:
 
 def _print_text(report: Mapping[str, Any]) -> None:
     click.echo(f"rule:      {report['rule']} (version {report['version']}, {report['file']})")
+    if report["matches"] is None:
+        click.echo(f"matches:   error ({report['error']})")
+        return
     if not report["matches"]:
         click.echo(f"matches:   no ({report['reason']})")
         return
@@ -147,3 +210,40 @@ def _print_text(report: Mapping[str, Any]) -> None:
             click.echo(f"{label + ':':<10} {report[key]}")
     click.echo(f"request:   {report['request']}")
     click.echo(json.dumps(report["payload"], indent=2, ensure_ascii=False, default=str))
+    for step in report.get("fallbacks", ()):
+        _print_fallback(step)
+
+
+def _print_fallback(step: Mapping[str, Any]) -> None:
+    head = f"fallback:  policy.fallback[{step['step']}] on {', '.join(step['on'])}"
+    if "error" in step:
+        click.echo(f"{head}: cannot render ({step['error']})")
+        return
+    failure = step["failure"]
+    shown = failure["status"] + (f", {failure['class']}" if failure.get("class") else "")
+    click.echo(f"{head} (sample failure: {shown}: {failure['reason']})")
+    for label, key in (("recipient", "recipient"), ("channel", "channel"), ("text", "text")):
+        if step.get(key):
+            click.echo(f"  {label + ':':<10} {step[key]}")
+    click.echo(f"  request:   {step['request']}")
+    click.echo(f"  payload:   {json.dumps(step['payload'], ensure_ascii=False, default=str)}")
+
+
+def print_routes(reports: Sequence[Mapping[str, Any]]) -> None:
+    """One line per rule: does it match the event, to whom through which channel, or why not
+    (``amtool config routes test``'s question: where does this event go?)."""
+    width = max((len(r["rule"]) for r in reports), default=4)
+    for report in reports:
+        if report["matches"] is None:
+            outcome = f"error    {report['error']}"
+        elif report["matches"]:
+            outcome = f"matches  → {report['recipient'] or '-'} via {report['channel']}"
+            steps = len(report.get("fallbacks", ()))
+            outcome += f", {plural(steps, 'fallback')}" if steps else ""
+        else:
+            outcome = f"no       {report['reason']}"
+        click.echo(f"{report['rule']:<{width}}  {outcome}")
+    matched = sum(1 for r in reports if r["matches"])
+    click.echo(
+        f"{matched} of {plural(len(reports), 'rule')} {'matches' if matched == 1 else 'match'}"
+    )

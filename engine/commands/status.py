@@ -30,7 +30,7 @@ from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.base import HistoryEntry, Notification, Store
 from nextstep.engine.model import State
 from nextstep.engine.redact import mask_phone
-from nextstep.engine.rules.config import load_config
+from nextstep.engine.rules.config import store_url as read_store_url
 from nextstep.engine.runtime.server import HEALTH_KEY, HEALTH_STALE_AFTER
 
 COLUMNS = (
@@ -51,20 +51,23 @@ store_option = click.option(
     "store_url",
     default=None,
     metavar="URL",
-    help="Ledger URL (overrides the config's store:, e.g. when the config does not load).",
+    help="Ledger URL (overrides the config's store:, e.g. when nextstep.yaml cannot be read).",
 )
 
 
 @contextmanager
 def open_ledger(config_path: Path, store_url: str | None) -> Iterator[Store]:
-    """The ledger named by ``--store`` or the config's ``store:``; exit 1 with the problems
-    (in the ``validate`` format) when the config does not load."""
+    """The ledger named by ``--store`` or the config's ``store:`` (read from nextstep.yaml alone,
+    so that broken rules do not stop it); exit 1 with the problems (in the ``validate`` format)
+    when even that cannot be read."""
     if store_url is None:
         try:
-            store_url = load_config(config_path).store
+            store_url = read_store_url(config_path)
         except ConfigError as exc:
             print_problems(exc)
-            click.echo("the config does not load; name the ledger with --store URL", err=True)
+            click.echo(
+                "the config's store: cannot be read; name the ledger with --store URL", err=True
+            )
             raise SystemExit(EXIT_INVALID) from exc
     try:
         store = open_store(store_url)
@@ -215,9 +218,10 @@ def _print_summary(console: Console, report: dict[str, Any]) -> None:
     table = Table(
         title=f"Notifications created in the last {report['window']}", box=box.SIMPLE_HEAD
     )
-    table.add_column("rule", no_wrap=True)
+    table.add_column("rule", overflow="fold", min_width=8)  # narrow: fold the rule, not a state
     for column in [*columns, "total"]:
-        table.add_column(column.replace("_", " "), justify="right")
+        name = column.replace("_", " ")
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     for rule, row in counts.items():
         table.add_row(rule, *(str(row.get(c, 0)) for c in [*columns, "total"]))
     if counts:

@@ -23,6 +23,7 @@ from nextstep.engine.commands import EXIT_INVALID, config_option, load
 from nextstep.engine.errors import UsageError
 from nextstep.engine.plugins import channel_class
 from nextstep.engine.plugins.abilities import ListsTemplates, ProviderTemplate
+from nextstep.engine.plural import plural
 from nextstep.engine.rules.config import Config
 from nextstep.engine.rules.rule import Rule
 
@@ -120,7 +121,7 @@ def _listing_lines(
     lines = []
     for channel, templates in listings.items():
         shown = [t for t in templates if everything or t.approved]
-        lines.append(f"{channel}: {len(shown)} template{'s' if len(shown) != 1 else ''}")
+        lines.append(f"{channel}: {plural(len(shown), 'template')}")
         for t in sorted(shown, key=lambda t: (t.name, t.language)):
             status = "" if t.approved else f"  [{t.status}]"
             lines.append(f"  {t.name:<28} {t.language:<6} {t.variables} var  {t.namespace}{status}")
@@ -174,7 +175,8 @@ def templates(
         for finding in findings:
             click.echo(str(finding))
         bad = sum(1 for f in findings if not f.ok)
-        click.echo(f"{len(findings) - bad} sends match, {bad} do not")
+        good = len(findings) - bad
+        click.echo(f"{plural(good, 'send')} {'matches' if good == 1 else 'match'}, {bad} do not")
     else:
         for line in _listing_lines(listings, everything):
             click.echo(line)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,22 +12,56 @@ import click
 from nextstep.engine.commands import EXIT_INVALID, config_option, load
 from nextstep.engine.commands.render import find_rule
 from nextstep.engine.errors import RenderError
-from nextstep.engine.ledger.base import NewNotification
-from nextstep.engine.model import Event
+from nextstep.engine.rules.examples import example_event, render_fallback
 from nextstep.engine.rules.render import Skipped, evaluate
 from nextstep.engine.rules.rule import Example, Rule
 
 
 def check_example(rule: Rule, example: Example, *, default_country: str | None) -> list[str]:
     """What differs between the example's expectation and what the rule makes of its event
-    (empty when the example passes)."""
-    trigger = example.trigger or {"kind": rule.trigger_kind, "source": rule.source_key}
-    now = example.now if example.now is not None else time.time()
+    (empty when the example passes); its ``fallback`` expectations too."""
+    found = _check_main(rule, example, default_country=default_country)
+    expect = example.expect
+    wanted = expect.get("fallback") if isinstance(expect, Mapping) else None
+    for key, step in (wanted or {}).items():
+        found += [
+            f"fallback[{key}].{difference}"
+            for difference in _check_fallback(rule, example, int(key), step, default_country)
+        ]
+    return found
+
+
+def _check_fallback(
+    rule: Rule,
+    example: Example,
+    index: int,
+    expect: Mapping[str, Any],
+    default_country: str | None,
+) -> list[str]:
+    """Differences between fallback step ``index``'s expectation and what it renders."""
+    if index >= len(rule.policy.fallback):
+        return [f"{index}: the rule has no such fallback step"]
+    event, now = example_event(rule, example)
+    try:
+        message, _ = render_fallback(
+            rule, index, event, now=now, default_country=default_country, failure=example.failure
+        )
+    except RenderError as exc:
+        wanted = expect.get("error")
+        if isinstance(wanted, str) and wanted in str(exc):
+            return []
+        expected = f" (expected an error with {wanted!r})" if wanted else ""
+        return [f"render error: {exc.field}: {exc.reason}{expected}"]
+    if "error" in expect:
+        return [f"error: expected an error with {expect['error']!r}, but it rendered"]
+    return _differences(expect, message.to, message.fields)
+
+
+def _check_main(rule: Rule, example: Example, *, default_country: str | None) -> list[str]:
+    event, now = example_event(rule, example)
     expect = example.expect
     try:
-        result = evaluate(
-            rule, Event(example.event, trigger), now=now, default_country=default_country
-        )
+        result = evaluate(rule, event, now=now, default_country=default_country)
     except RenderError as exc:
         wanted = expect.get("error") if isinstance(expect, Mapping) else None
         if isinstance(wanted, str) and wanted in str(exc):
@@ -43,19 +76,21 @@ def check_example(rule: Rule, example: Example, *, default_country: str | None) 
         return [f"expected a message, but skipped: {result.reason}"]
     if "error" in expect:
         return [f"expected an error with {expect['error']!r}, but it rendered"]
-    return _differences(expect, result)
+    return _differences(expect, result.recipient, result.fields)
 
 
-def _differences(expect: Mapping[str, Any], result: NewNotification) -> list[str]:
+def _differences(expect: Mapping[str, Any], to: str, fields: Mapping[str, Any]) -> list[str]:
     actual: dict[str, Any] = {
-        "to": result.recipient,
-        "text": result.fields.get("text"),
-        "params": result.fields.get("params"),
-        "body": result.fields.get("body"),
-        "subject": result.fields.get("subject"),
+        "to": to,
+        "text": fields.get("text"),
+        "params": fields.get("params"),
+        "body": fields.get("body"),
+        "subject": fields.get("subject"),
     }
     found = []
     for key, wanted in expect.items():
+        if key == "fallback":
+            continue
         if key == "to":
             wanted = str(wanted)
         elif key == "params":

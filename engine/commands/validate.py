@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from nextstep.engine.commands import config_option, load
+from nextstep.engine.plural import plural
 
 
 @click.command()
@@ -17,9 +18,7 @@ def validate(config_path: Path) -> None:
     Prints each problem as FILE:LINE:COL: rule ID: path: message and exits 1 if there is any.
     """
     config = load(config_path)
-    files = len(config.rule_files)
     click.echo(
-        f"ok: {len(config.rules)} rule{'s' if len(config.rules) != 1 else ''} in {files} "
-        f"file{'s' if files != 1 else ''}, {len(config.channels)} "
-        f"channel{'s' if len(config.channels) != 1 else ''}"
+        f"ok: {plural(len(config.rules), 'rule')} in {plural(len(config.rule_files), 'file')}, "
+        f"{plural(len(config.channels), 'channel')}"
     )

@@ -9,6 +9,8 @@ Protocols and values, :mod:`.abilities` the optional abilities. docs/plugins.md 
 from nextstep.engine.plugins.abilities import (
     AckRecorder,
     AckRegistration,
+    DeclaresFields,
+    EventFields,
     FileReader,
     FileRow,
     FileSummary,
@@ -57,7 +59,9 @@ __all__ = [
     "ChannelTraits",
     "CompiledSend",
     "ConfigProblem",
+    "DeclaresFields",
     "Emit",
+    "EventFields",
     "EventResult",
     "FileReader",
     "FileRow",

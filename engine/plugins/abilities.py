@@ -28,6 +28,30 @@ class ServesRoutes(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class EventFields:
+    """The fields a trigger's events have, as its config declares them (``validate`` checks
+    every ``event.<name>`` a rule reads against them). ``closed``: no other field can come (a
+    JSON Schema with ``additionalProperties: false``, a query's columns); open: others may (a
+    file's columns that a mapping does not name), so only a near miss of a declared name
+    (``event.phon`` for ``phone``) is a problem."""
+
+    names: frozenset[str]
+    closed: bool = True
+    source: str = "the trigger"  # how problems name the declaration ("the http schema")
+
+
+@runtime_checkable
+class DeclaresFields(Protocol):
+    """A trigger class that can tell, from a rule's trigger config alone, which fields its
+    events have."""
+
+    @staticmethod
+    def event_fields(config: Mapping[str, Any]) -> EventFields | None:
+        """The fields, or None when the config does not say (an open schema, ``SELECT *``)."""
+        ...
+
+
 @runtime_checkable
 class ReportsStatus(Protocol):
     """A trigger or channel instance that reports its state; merged into ``/healthz``."""

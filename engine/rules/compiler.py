@@ -15,6 +15,7 @@ from typing import Any
 
 from nextstep.engine.durations import parse_duration
 from nextstep.engine.plugins import (
+    DeclaresFields,
     PluginUnavailable,
     Whitespace,
     channel_class,
@@ -26,6 +27,7 @@ from nextstep.engine.rules.expressions import (
     NAMES,
     CompiledExpression,
     CompiledTemplate,
+    Ref,
     TemplateProblem,
     compile_expression,
     compile_template,
@@ -62,6 +64,7 @@ class _Builder:
         self.issues: list[Issue] = []
         self.sends: list[tuple[PathKey, SendSpec]] = []
         self.valid_for: float | None = None  # policy.valid_for, for the sends' compilers
+        self.lookups: list[tuple[PathKey, tuple[Ref, ...]]] = []  # what each template reads
 
     def add(self, path: PathKey, message: str) -> None:
         self.issues.append(Issue(path, message))
@@ -74,21 +77,25 @@ class _Builder:
         if not isinstance(source, str):
             return None
         try:
-            return compile_template(
+            compiled = compile_template(
                 source, rule_id=self.rule_id, field=format_path(path), names=names
             )
         except TemplateProblem as exc:
             self.add(path, str(exc))
             return None
+        self.lookups.append((path, compiled.refs))
+        return compiled
 
     def expression(self, source: Any, path: PathKey) -> CompiledExpression | None:
         if not isinstance(source, str):
             return None
         try:
-            return compile_expression(source, rule_id=self.rule_id, field=format_path(path))
+            compiled = compile_expression(source, rule_id=self.rule_id, field=format_path(path))
         except TemplateProblem as exc:
             self.add(path, str(exc))
             return None
+        self.lookups.append((path, compiled.refs))
+        return compiled
 
     def duration(self, value: Any, path: PathKey) -> float | None:
         if value is None or isinstance(value, bool) or not isinstance(value, str | int | float):
@@ -306,6 +313,8 @@ def build_rule(
     keys = {key: b.template(definition.get(key), (key,)) for key in ("to", "dedupe", "supersedes")}
     policy = b.policy(definition.get("policy"), whitespace)
     _check_recipient(b, definition)
+    if trigger is not None:
+        check_event_fields(b, trigger[0], trigger[1])
     examples, problems = parse_examples(definition.get("examples"), lines or (lambda _path: line))
     for path, message in problems:
         b.add(path, message)
@@ -349,6 +358,41 @@ def _when(b: _Builder, when: Any) -> tuple[CompiledExpression, ...] | None:
     if any(c is None for c in compiled):
         return None
     return tuple(c for c in compiled if c is not None)
+
+
+# Dict methods a template may call on the event (`event.get('x')`): not fields.
+_EVENT_METHODS = frozenset({"get", "keys", "values", "items"})
+
+
+def check_event_fields(b: _Builder, kind: str, config: Mapping[str, Any]) -> None:
+    """Every ``event.<name>`` the rule's templates read against the fields the trigger declares
+    (:class:`DeclaresFields`): an unknown one is a problem at the template, with a
+    did-you-mean; with an open declaration only a near miss is."""
+    plugin = trigger_class(kind)
+    if not isinstance(plugin, DeclaresFields):
+        return
+    try:
+        fields = plugin.event_fields(config)
+    except Exception as exc:  # a plug-in's bug is reported, not raised
+        b.add(("trigger", kind), f"the {kind} trigger cannot list its fields: {exc!r}")
+        return
+    if fields is None:
+        return
+    for path, refs in b.lookups:
+        unknown = {
+            ref[1] for ref in refs if len(ref) > 1 and ref[0] == "event" and isinstance(ref[1], str)
+        } - fields.names
+        for name in sorted(unknown):
+            hint = did_you_mean(name, fields.names)
+            if not fields.closed and not hint or name in _EVENT_METHODS and not hint:
+                continue
+            listed = ", ".join(sorted(fields.names)[:12])
+            more = ", …" if len(fields.names) > 12 else ""
+            b.add(
+                path,
+                f"'event.{name}' is not a field of {fields.source}"
+                + (hint or f" (it has: {listed}{more})"),
+            )
 
 
 def _check_recipient(b: _Builder, definition: Mapping[str, Any]) -> None:

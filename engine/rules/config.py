@@ -18,8 +18,10 @@ import phonenumbers
 from nextstep.engine.durations import parse_duration
 from nextstep.engine.errors import ConfigError, Problem
 from nextstep.engine.plugins import PluginUnavailable, channel_class, channel_types
+from nextstep.engine.plural import plural
 from nextstep.engine.rules.blocks import as_text, channel_issues, rule_issues
 from nextstep.engine.rules.compiler import Issue, build_rule
+from nextstep.engine.rules.examples import fallback_problems
 from nextstep.engine.rules.rule import Rule
 from nextstep.engine.rules.schema import Kind, SchemaIssue, did_you_mean, issues
 from nextstep.engine.rules.yamlload import Loaded, PathKey, format_path, load_file
@@ -27,6 +29,7 @@ from nextstep.engine.rules.yamlload import Loaded, PathKey, format_path, load_fi
 DEFAULT_STORE = "sqlite:///nextstep.db"
 DEFAULT_LISTEN = "127.0.0.1:8787"
 DEFAULT_MAX_BODY = 1_048_576  # the one default limit of HTTP request bodies (server.max_body)
+MIN_SECRET = 16  # characters of server.event_token and server.webhook_secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +162,7 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
     status = _status(settings.get("status"), loaded, collector)
     files = _rule_files(settings.get("rules", "rules/"), base_dir, loaded, collector)
     types = {c.name: c.type for c in channels.values()}
-    rules = _load_rules(files, types, environ, collector, base_dir)
+    rules = _load_rules(files, types, environ, collector, base_dir, default_country)
     if collector.problems:
         raise ConfigError(collector.problems)
     store = settings.get("store", DEFAULT_STORE)
@@ -175,6 +178,30 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
         rule_files=tuple(files),
         settings=settings,
     )
+
+
+def store_url(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> str:
+    """The ledger URL of ``nextstep.yaml`` alone (resolved like :func:`load_config`'s), read
+    even when the rules or other settings have problems: what ``nextstep status`` needs, most of
+    all when the rules are broken. ConfigError when the file or its ``store:`` cannot be read."""
+    config_path = Path(path).absolute()
+    loaded = load_file(
+        config_path, os.environ if env is None else env, display=display(config_path)
+    )
+    if loaded.data is None:
+        raise ConfigError(loaded.problems or [Problem(loaded.file, 1, 1, None, "", "is empty")])
+    mine = [
+        p
+        for p, at in zip(loaded.problems, loaded.problem_paths, strict=True)
+        if at[:1] == ("store",)
+    ]
+    store = loaded.data.get("store", DEFAULT_STORE) if isinstance(loaded.data, Mapping) else None
+    if mine or not isinstance(store, str):
+        mark = loaded.positions.of(("store",))
+        raise ConfigError(
+            mine or [Problem(loaded.file, mark.line, mark.col, None, "store", "expected a URL")]
+        )
+    return resolve_store(store, config_path.parent)
 
 
 def resolve_store(url: str, base_dir: Path) -> str:
@@ -237,6 +264,17 @@ def _server(raw: Any, loaded: Loaded, collector: _Collector) -> ServerConfig:
         value = raw.get(key)
         return None if value is None or value == "" else str(value)
 
+    for key in ("event_token", "webhook_secret"):
+        secret = text(key)
+        if secret is not None and len(secret) < MIN_SECRET:
+            collector.located(
+                loaded,
+                ("server", key),
+                f"is {plural(len(secret), 'character')} long; "
+                f"a secret needs at least {MIN_SECRET} "
+                "(a random one: python -c 'import secrets; print(secrets.token_urlsafe(24))')",
+            )
+
     max_body = raw.get("max_body")
     return ServerConfig(
         host=host.strip("[]") or "127.0.0.1",
@@ -291,6 +329,7 @@ def _load_rules(
     env: Mapping[str, str],
     collector: _Collector,
     base_dir: Path,
+    default_country: str | None = None,
 ) -> dict[str, Rule]:
     rules: dict[str, Rule] = {}
     first_seen: dict[str, str] = {}
@@ -308,6 +347,10 @@ def _load_rules(
             if not isinstance(definition, Mapping):
                 continue
             rule = _load_rule(loaded, i, definition, channels, schema_issues, collector)
+            if rule is not None and not _example_problems(
+                loaded, i, rule, default_country, collector
+            ):
+                rule = None
             rule_id = definition.get("id")
             if not isinstance(rule_id, str):
                 continue
@@ -354,6 +397,23 @@ def _load_rule(
     if any(i.path[:2] == base for i in schema_issues):
         return None
     return rule
+
+
+def _example_problems(
+    loaded: Loaded, index: int, rule: Rule, default_country: str | None, collector: _Collector
+) -> bool:
+    """Report what the rule's examples show of its fallbacks (:mod:`rules.examples`); True
+    when there is nothing to report."""
+    problems = fallback_problems(rule, default_country)
+    for problem in problems:
+        collector.located(
+            loaded,
+            ("rules", index, *problem.path),
+            problem.message,
+            rule_id=rule.id,
+            shown=format_path(problem.path),
+        )
+    return not problems
 
 
 def rule_from_definition(definition: Mapping[str, Any], config: Config) -> Rule:

@@ -29,7 +29,62 @@ def document(kind: Kind = "rules") -> dict[str, Any]:
     _add_triggers(defs, triggers)
     _add_channels(defs, channels)
     _add_sends(defs, channels)
-    return {**core, "$defs": defs}
+    root = {key: value for key, value in core.items() if key != "$defs"}
+    interpolable = {key: _interpolable(value) for key, value in defs.items()}
+    interpolable[INTERPOLATED] = {
+        "description": "A value from the environment: ${VAR} or ${VAR:-default}.",
+        "type": "string",
+        "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}",
+    }
+    return {**_interpolable(root), "$defs": interpolable}
+
+
+INTERPOLATED = "interpolated"
+_SCALAR_TYPES = {"string", "integer", "number", "boolean", "null"}
+_SCALAR_KEYWORDS = ("enum", "const", "pattern", "format", "minimum", "maximum", "minLength")
+# Keywords whose values are schemas (or lists / maps of them) to walk into; `if`, `not`,
+# `propertyNames` and `contains` are conditions: a ${VAR} there would change their meaning.
+_SUBSCHEMA = ("items", "additionalProperties", "then", "else")
+_SUBSCHEMAS = ("anyOf", "oneOf", "allOf")
+_SCHEMA_MAPS = ("properties", "patternProperties")
+
+
+def _interpolable(schema: Any) -> Any:
+    """``schema`` where every scalar value also accepts a ``${VAR:-default}`` text, as the
+    configuration reader does before it checks the value (``port: ${PORT:-8025}``)."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in _SUBSCHEMA:
+        if key in out:
+            out[key] = _interpolable(out[key])
+    for key in _SUBSCHEMAS:
+        # Each alternative as it is (tools look into them); the whole node takes ${VAR} below.
+        if key == "allOf" and key in out:
+            out[key] = [_interpolable(s) for s in out[key]]
+    for key in _SCHEMA_MAPS:
+        if key in out:
+            out[key] = {name: _interpolable(s) for name, s in out[key].items()}
+    if not _scalar(out):
+        return out
+    annotations = {k: out.pop(k) for k in ("description", "default", "title") if k in out}
+    return {**annotations, "anyOf": [out, {"$ref": f"#/$defs/{INTERPOLATED}"}]}
+
+
+def _scalar(schema: dict[str, Any]) -> bool:
+    """A schema of one value that is not a mapping or a list (and not only a ``$ref``); one
+    whose alternatives already take any text is left as it is."""
+    alternatives = [*schema.get("anyOf", ()), *schema.get("oneOf", ())]
+    if alternatives:
+        takes_text = any(a.get("type") == "string" and len(a) == 1 for a in alternatives)
+        return not takes_text and all(_scalar(a) for a in alternatives if isinstance(a, dict))
+    kinds = schema.get("type")
+    kinds = {kinds} if isinstance(kinds, str) else set(kinds or ())
+    if kinds and not kinds <= _SCALAR_TYPES:
+        return False
+    if "properties" in schema or "items" in schema:
+        return False
+    return bool(kinds) or any(k in schema for k in _SCALAR_KEYWORDS)
 
 
 def _own(defs: dict[str, Any], name: str, schema: Mapping[str, Any]) -> None:

@@ -1,10 +1,12 @@
 """Jinja2 for rules: one sandboxed environment, everything compiled once at load.
 
-The environment is an ``ImmutableSandboxedEnvironment`` with ``StrictUndefined`` and no globals:
-a template sees only ``event``, ``trigger``, ``now`` (and ``failure`` in fallbacks). Names are
-checked when a rule loads, so ``evnt.phone`` is a validation problem, not a failed send. At
-render time a missing field, a bad date or a sandbox refusal raises :class:`RenderError` naming
-the rule, the field and the missing name (``'event.due' is undefined``).
+The environment (:mod:`.sandbox`) is an ``ImmutableSandboxedEnvironment`` with ``StrictUndefined``
+and no globals that also bounds what a template may build and how long it may loop: a template
+sees only ``event``, ``trigger``, ``now`` (and ``failure`` in fallbacks). Names, filters and
+tests are checked when a rule loads (:mod:`.treecheck`), so ``evnt.phone`` is a validation
+problem, not a failed send. At render time a missing field, a bad date or a sandbox refusal
+raises :class:`RenderError` naming the rule, the field and the missing name (``'event.due' is
+undefined``).
 """
 
 from __future__ import annotations
@@ -13,58 +15,21 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import nodes
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.meta import find_undeclared_variables
-from jinja2.parser import Parser
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from nextstep.engine.errors import RenderError
-from nextstep.engine.rules import lookups
+from nextstep.engine.rules import lookups, sandbox, treecheck
 from nextstep.engine.rules.compat import Context
-from nextstep.engine.rules.filters import FILTERS
 from nextstep.engine.rules.schema import did_you_mean
+from nextstep.engine.rules.treecheck import TemplateProblem as TemplateProblem
 
 NAMES = frozenset({"event", "trigger", "now"})
 FALLBACK_NAMES = NAMES | {"failure"}
-MAX_SIZE = 100_000  # longest string or list `*` may build inside a template
-_FORBIDDEN_NODES = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
+MAX_SIZE = sandbox.MAX_SIZE  # longest value a template may build, and longest rendered field
 Ref = tuple[str | int, ...]
 
-
-class TemplateProblem(ValueError):
-    """A template or expression does not compile; the message says where and why."""
-
-
-class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, also bounding ``*`` and ``**`` so a template cannot exhaust memory."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        # A field of the event wins over a dict method of the same name (`event.items`), and
-        # skipping the failed attribute lookup keeps `event.x` fast.
-        if type(obj) is dict:
-            if attribute in obj:
-                return obj[attribute]
-            if not hasattr(dict, attribute):
-                return self.undefined(obj=obj, name=attribute)
-        return super().getattr(obj, attribute)
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int | float) and abs(right) > 100:
-            raise SecurityError("exponent too large for the sandbox")
-        if operator == "*":
-            for seq, count in ((left, right), (right, left)):
-                sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
-                if sized and len(seq) * count > MAX_SIZE:
-                    raise SecurityError("result too large for the sandbox")
-        return super().call_binop(context, operator, left, right)
-
-
-ENV = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-ENV.globals.clear()
-ENV.filters.update(FILTERS)
+ENV = sandbox.ENV
 
 
 class Scope:
@@ -107,6 +72,7 @@ class CompiledTemplate:
     template: Any = None  # jinja2.Template
     refs: tuple[Ref, ...] = ()
     direct: lookups.Direct | None = None
+    checked: bool = False  # loops or several outputs: a budget, and the output counted
 
     def render(self, scope: Scope | dict[str, Any]) -> str:
         """Render in ``scope`` (see :func:`new_scope`; a dict is wrapped); raises RenderError."""
@@ -124,6 +90,9 @@ class CompiledTemplate:
                 return done  # type: ignore[no-any-return]
         context = scope.context
         try:
+            if self.checked:
+                with sandbox.budgeted():
+                    return sandbox.concat(self.template.root_render_func(context))
             return "".join(self.template.root_render_func(context))
         except Exception as exc:  # every failure of one render is a RenderError
             raise render_error(self.rule_id, self.field, exc, self.refs, scope.names) from None
@@ -192,62 +161,35 @@ def compile_template(
     """Compile ``source`` once; raises TemplateProblem. ``names=None`` skips the name check."""
     if not _is_template(source):
         return CompiledTemplate(source, rule_id, field)
-    try:
-        tree = ENV.parse(source)
-    except TemplateSyntaxError as exc:
-        raise TemplateProblem(_syntax(exc, source)) from None
-    _check_tree(tree, names)
-    return CompiledTemplate(
-        source,
-        rule_id,
-        field,
-        ENV.from_string(tree),
-        tuple(_refs(tree)),
-        lookups.template(tree, ENV.filters),
-    )
+    with treecheck.nesting():
+        tree = treecheck.parse_template(source)
+        treecheck.check(tree, names)
+        refs, direct = tuple(_refs(tree)), lookups.template(tree, ENV.filters)
+        _constant_problems(tree)
+        checked = treecheck.bound(tree)
+        template = treecheck.compile_tree(tree, source)
+    return CompiledTemplate(source, rule_id, field, template, refs, direct, checked)
 
 
 def compile_expression(
     source: str, *, rule_id: str, field: str, names: frozenset[str] | None = NAMES
 ) -> CompiledExpression:
     """Compile a Jinja2 expression once; raises TemplateProblem."""
-    try:
-        parser = Parser(ENV, source, state="variable")
-        expr = parser.parse_expression()
-        if not parser.stream.eos:
-            token = parser.stream.current
-            raise TemplateSyntaxError(
-                f"unexpected {token.value!r} after the expression", token.lineno
-            )
-    except TemplateSyntaxError as exc:
-        raise TemplateProblem(_syntax(exc, source)) from None
-    tree = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr)], lineno=1)
-    tree.set_environment(ENV)
-    _check_tree(tree, names)
-    template = ENV.from_string(tree)
-    direct = lookups.expression(expr, ENV.filters)
-    return CompiledExpression(source, rule_id, field, template, tuple(_refs(tree)), direct)
+    with treecheck.nesting():
+        tree = treecheck.parse_expression(source)
+        treecheck.check(tree, names)
+        expr = tree.body[0].node  # type: ignore[attr-defined]
+        refs, direct = tuple(_refs(tree)), lookups.expression(expr, ENV.filters)
+        _constant_problems(tree)
+        treecheck.bound(tree)
+        template = treecheck.compile_tree(tree, source)
+    return CompiledExpression(source, rule_id, field, template, refs, direct)
 
 
-def _syntax(exc: TemplateSyntaxError, source: str) -> str:
-    where = f" (line {exc.lineno} of the template)" if "\n" in source.strip() else ""
-    return f"Jinja2 syntax error{where}: {exc.message}"
-
-
-def _check_tree(tree: nodes.Template, names: frozenset[str] | None) -> None:
-    for node in tree.find_all(_FORBIDDEN_NODES):
-        raise TemplateProblem(f"'{type(node).__name__.lower()}' is not available in rules")
-    if names is None:
-        return
-    if any(n.name == "self" for n in tree.find_all(nodes.Name)):
-        raise TemplateProblem("'self' is not available in rules")
-    unknown = sorted(find_undeclared_variables(tree) - names)
-    if unknown:
-        name = unknown[0]
-        if name == "failure":
-            raise TemplateProblem("'failure' is only available in policy.fallback sends")
-        hint = did_you_mean(name, names) or f"; rules see {', '.join(sorted(names))}"
-        raise TemplateProblem(f"unknown name '{name}'{hint}")
+def _constant_problems(tree: nodes.Template) -> None:
+    problems = treecheck.constant_problems(tree)
+    if problems:
+        raise TemplateProblem("; ".join(problems))
 
 
 def _refs(tree: nodes.Template) -> Iterator[Ref]:

@@ -18,6 +18,7 @@ from typing import Any
 from jinja2 import nodes
 
 from nextstep.engine.rules.compat import PassArg as _PassArg
+from nextstep.engine.rules.sandbox import finalize
 
 GIVE_UP: Any = object()
 """Returned when the direct way cannot decide: Jinja renders instead."""
@@ -54,7 +55,7 @@ def render(direct: Direct, names: dict[str, Any]) -> Any:
         for apply in filters:
             found = apply(found)
         out.append(text)
-        out.append(str(found))
+        out.append(found if type(found) is str else str(finalize(found)))
     out.append(tail)
     return "".join(out)
 

@@ -87,6 +87,7 @@ class Example:
     now: float | None
     expect: Literal["skip"] | Mapping[str, Any]
     description: str = ""
+    failure: Mapping[str, Any] | None = None  # what fallbacks see as `failure` (rules.examples)
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -144,6 +145,7 @@ def parse_examples(
                 now=moment,
                 expect="skip" if expect == "skip" else expect,
                 description=str(example.get("description", "")),
+                failure=example["failure"] if isinstance(example.get("failure"), Mapping) else None,
             )
         )
     return tuple(found), problems

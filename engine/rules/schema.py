@@ -23,7 +23,13 @@ from typing import Any, Literal
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from nextstep.engine.plugins import trigger_kinds
+from nextstep.engine.plugins import (
+    PluginUnavailable,
+    channel_class,
+    channel_types,
+    trigger_class,
+    trigger_kinds,
+)
 from nextstep.engine.rules.yamlload import PathKey
 
 Kind = Literal["rules", "config"]
@@ -158,10 +164,75 @@ def _unknown_keys(error: ValidationError, path: PathKey) -> Iterator[tuple[PathK
     for key in instance:
         if key in known:
             continue
-        hint = did_you_mean(str(key), known)
+        hint = _home_hint(str(key), path) or did_you_mean(str(key), known)
         if not hint:
             hint = f" (allowed here: {', '.join(known)})" if known else ""
         yield (*path, key), True, f"unknown key '{key}'{hint}"
+
+
+def _home_hint(key: str, path: PathKey) -> str:
+    """`` (a key of policy: indent it under policy)`` for a key written at the wrong level."""
+    in_rule = len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int)
+    here = path[2:] if in_rule else path
+    shown = format_key_path(here)
+    places = [p for p in key_homes("rule" if in_rule else "config").get(key, ()) if p != shown]
+    if not places:
+        return ""
+    if len(places) == 1:
+        return f" (a key of {places[0]}: indent it under {places[0].split('.')[-1]})"
+    return f" (a key of {' or '.join(places[:3])})"
+
+
+def format_key_path(path: PathKey) -> str:
+    """A place in a document as :func:`key_homes` names it: ``policy.fallback[n].send``."""
+    return ".".join("[n]" if isinstance(p, int) else str(p) for p in path).replace(".[n]", "[n]")
+
+
+@cache
+def key_homes(root: str) -> dict[str, tuple[str, ...]]:
+    """Every key the core schema (and the installed plug-ins' blocks) knows below ``$defs/root``
+    (``rule`` or ``config``), with the places it belongs: ``{"fallback": ("policy",)}``."""
+    homes: dict[str, list[str]] = {}
+    _walk_homes(core_defs()[root], "", 0, homes)
+    if root == "rule":
+        for kind in trigger_kinds():
+            _walk_homes(_plugin_schema("trigger", kind), f"trigger.{kind}", 1, homes)
+        for kind in channel_types():
+            _walk_homes(_plugin_schema("send", kind), "send", 1, homes)
+    return {key: tuple(places) for key, places in homes.items()}
+
+
+def _walk_homes(schema: Any, where: str, depth: int, homes: dict[str, list[str]]) -> None:
+    """Record the keys of ``schema`` (found at ``where``) and of every schema below it."""
+    if not isinstance(schema, Mapping) or depth > 6:
+        return
+    ref = schema.get("$ref", "")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        _walk_homes(core_defs().get(ref.rsplit("/", 1)[1]), where, depth + 1, homes)
+    for key, sub in schema.get("properties", {}).items():
+        if key == "examples":  # what an example expects is no home for a rule's keys
+            continue
+        places = homes.setdefault(key, [])
+        if where and where not in places:
+            places.append(where)
+        _walk_homes(sub, f"{where}.{key}" if where else key, depth + 1, homes)
+    for part in ("items", "then", "else", "additionalProperties"):
+        inner = f"{where}[n]" if part == "items" else where
+        _walk_homes(schema.get(part), inner, depth + 1, homes)
+    for part in ("anyOf", "oneOf", "allOf"):
+        for sub in schema.get(part, ()):
+            _walk_homes(sub, where, depth + 1, homes)
+
+
+def _plugin_schema(role: str, kind: str) -> Mapping[str, Any]:
+    """A plug-in's block schema (a trigger's config, a channel's send), or {} when it does not
+    load (the registry says why elsewhere)."""
+    try:
+        if role == "trigger":
+            return trigger_class(kind).config_schema
+        return channel_class(kind).send_schema
+    except PluginUnavailable:
+        return {}
 
 
 def _quoted(message: str) -> str:

@@ -8,7 +8,10 @@ PyYAML's composer gives nodes with marks; we walk them ourselves so that
 * ``${VAR}`` / ``${VAR:-default}`` is replaced from the environment inside scalars, and a missing
   variable is a problem at the scalar's line;
 * the result is JSON-compatible (mapping keys become strings, dates ISO strings), so the same
-  data is validated by the JSON Schema, hashed into a rule version and stored in the ledger.
+  data is validated by the JSON Schema, hashed into a rule version and stored in the ledger;
+* hostile input is bounded before it costs anything: a file over :data:`MAX_FILE_BYTES` is not
+  read, nesting deeper than :data:`MAX_DEPTH` and aliases that expand past :data:`MAX_NODES`
+  values ("billion laughs") stop the composer, each a problem at its line.
 """
 
 from __future__ import annotations
@@ -22,18 +25,61 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from nextstep.engine.errors import Problem
 
 PathKey = tuple[str | int, ...]
 
+MAX_FILE_BYTES = 1_000_000  # a rule file or nextstep.yaml; larger is refused unread
+MAX_DEPTH = 64  # nested mappings and lists (rule files need about 12)
+MAX_NODES = 100_000  # values once every alias is expanded (the repository's rules: ~1,000)
+
 _BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float"))
+
+
+class _Bounded(yaml.MarkedYAMLError):
+    """The document is too deep or expands too much; ``problem_mark`` is where."""
 
 
 class _Loader(yaml.SafeLoader):
     """YAML 1.2 scalars: only true/false are booleans (``on:``, ``NO`` and ``yes`` stay text),
-    no sexagesimal 10:30, and a number with a leading zero (0034…, 08001) stays text."""
+    no sexagesimal 10:30, and a number with a leading zero (0034…, 08001) stays text.
+
+    Composing counts: the depth of nesting, and each node's size once aliases are expanded
+    (its own node plus its children's sizes, an alias weighing what its anchor weighs), so an
+    alias bomb stops after a few hundred nodes instead of being expanded by the walker.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> its size with aliases expanded
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:  # noqa: D102
+        if self.check_event(AliasEvent):
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            alias: Node = super().compose_node(parent, index)  # type: ignore[assignment]
+            if id(alias) not in self._sizes:
+                raise _Bounded(None, None, "an alias refers to its own anchor (a loop)", mark)
+            return alias
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise _Bounded(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+        node: Node = super().compose_node(parent, index)  # type: ignore[assignment]
+        self._depth -= 1
+        size = 1 + sum(self._sizes[id(child)] for child in _children(node))
+        if size > MAX_NODES:
+            raise _Bounded(
+                None,
+                None,
+                f"expands to more than {MAX_NODES:,} values (aliases repeat what they name)",
+                node.start_mark,
+            )
+        self._sizes[id(node)] = size
+        return node
 
     def construct_int(self, node: ScalarNode) -> int:
         """Decimal, 0x hex or 0o octal (YAML 1.1's 0-prefixed octal never reaches here)."""
@@ -43,6 +89,14 @@ class _Loader(yaml.SafeLoader):
         if digits.startswith(("0x", "0o")):
             return sign * int(digits[2:], 16 if digits[1] == "x" else 8)
         return sign * int(digits)
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -264,15 +318,66 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _syntax_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
+_BLOCK_ERRORS = ("mapping values are not allowed here", "expected <block end>")
+
+
+def _syntax_problem(file: str, exc: yaml.MarkedYAMLError, text: str) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     message = f"YAML syntax error: {exc.problem or exc}"
     if exc.context and exc.context_mark:
         message += f" ({exc.context} that starts at line {exc.context_mark.line + 1})"
+    if str(exc.problem or "").startswith(_BLOCK_ERRORS):
+        lines = text.splitlines()
+        wrong, other = _misindented(lines, line)
+        if wrong != line:
+            message += f"; check the indentation of this line (YAML noticed at line {line})"
+            return Problem(file, wrong, _indent(lines, wrong) + 1, None, "", message)
+        if other is not None:
+            message += f"; check the indentation of this line (or of line {other} above it)"
+            return Problem(file, line, col, None, "", message)
     if "block" in message or "indent" in message:
         message += "; check the indentation"
     return Problem(file, line, col, None, "", message)
+
+
+def _indent(lines: list[str], number: int) -> int:
+    text = lines[number - 1]
+    return len(text) - len(text.lstrip(" "))
+
+
+def _misindented(lines: list[str], line: int) -> tuple[int, int | None]:
+    """(the line most likely indented wrong, the other candidate) when YAML stops at ``line``
+    (1-based) on an indentation mistake.
+
+    YAML notices a badly indented line only at the next one, so the line before (P) is a
+    candidate too. P is the one when the line before it opens a block (``send:``) that P is
+    not indented under, or when the lines after ``line`` agree with ``line``'s indentation
+    (``- id:`` one space too deep, the next keys right).
+    """
+
+    def content(number: int) -> bool:
+        stripped = lines[number - 1].strip()
+        return bool(stripped) and not stripped.startswith("#")
+
+    def opens(number: int) -> bool:
+        code = lines[number - 1].split(" #")[0].rstrip()
+        return code.endswith((":", "|", ">", "|-", ">-", "|+", ">+"))
+
+    if not 1 <= line <= len(lines) or not content(line):
+        return line, None
+    before = next((n for n in range(line - 1, 0, -1) if content(n)), None)
+    if before is None:
+        return line, None
+    above = next((n for n in range(before - 1, 0, -1) if content(n)), None)
+    if above is not None and opens(above) and _indent(lines, before) <= _indent(lines, above):
+        return before, line
+    if opens(line):
+        return line, before
+    after = next((n for n in range(line + 1, len(lines) + 1) if content(n)), None)
+    if after is None or _indent(lines, after) != _indent(lines, line):
+        return line, before
+    return before, line
 
 
 def load_text(text: str, file: str, env: Mapping[str, str] | None) -> Loaded:
@@ -281,8 +386,13 @@ def load_text(text: str, file: str, env: Mapping[str, str] | None) -> Loaded:
     walker = _Walker(file, env)
     try:
         node = yaml.compose(text, Loader=_Loader)
+    except _Bounded as exc:
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message = f"YAML refused: {exc.problem}"
+        return Loaded(file, None, walker.positions, [Problem(file, line, col, None, "", message)])
     except yaml.MarkedYAMLError as exc:
-        return Loaded(file, None, walker.positions, [_syntax_problem(file, exc)])
+        return Loaded(file, None, walker.positions, [_syntax_problem(file, exc, text)])
     except yaml.YAMLError as exc:
         return Loaded(file, None, walker.positions, [Problem(file, 1, 1, None, "", str(exc))])
     if node is None:
@@ -295,6 +405,10 @@ def load_file(path: Path, env: Mapping[str, str], *, display: str | None = None)
     """Read and parse ``path``; an unreadable file is a problem, not an exception."""
     name = display or str(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            message = f"{size:,} bytes is too large (at most {MAX_FILE_BYTES:,}): not read"
+            return Loaded(name, None, Positions(), [Problem(name, 1, 1, None, "", message)])
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

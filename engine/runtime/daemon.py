@@ -44,6 +44,7 @@ from nextstep.engine.plugins import (
     trigger_class,
 )
 from nextstep.engine.plugins.registry import TRIGGERS
+from nextstep.engine.plural import plural
 from nextstep.engine.rules.config import Config, load_config, rule_from_definition
 from nextstep.engine.rules.rule import Rule
 from nextstep.engine.runtime.gctune import tuned_gc
@@ -123,9 +124,9 @@ class Daemon:
         dispatching = group.create_task(self.dispatcher.run(), name="dispatcher")
         watcher, loops = self._loops(group)
         log.info(
-            "nextstep running: %d rules, %d triggers, listening on http://%s",
-            len(self.config.rules),
-            len(self.live.specs),
+            "nextstep running: %s, %s, listening on http://%s",
+            plural(len(self.config.rules), "rule"),
+            plural(len(self.live.specs), "trigger"),
             self.listen,
         )
         self.ready.set()

@@ -1,9 +1,11 @@
 """Logging for the daemon and the CLI: text or JSON lines, with personal data and secrets removed.
 
 Every handler gets one :class:`RedactingFilter`. It renders the message once, masks phone
-numbers (last 4 digits kept), replaces every known secret value (tokens and passwords from the
-config, refreshed on reload) and bearer/query tokens with ``***``, and does the same to the
-exception text, so neither formatter can leak what the filter removed.
+numbers (last 4 digits kept; addresses, ports, dates, file positions, ids and durations stay:
+:mod:`nextstep.engine.redact`), replaces every known secret value where it stands as a whole
+token (tokens and passwords from the config, refreshed on reload) and bearer/query tokens with
+``***``, and does the same to the exception text, so neither formatter can leak what the
+filter removed.
 """
 
 from __future__ import annotations
@@ -27,13 +29,6 @@ _SECRET_KEY = re.compile(r"token|secret|password|passwd|api[_-]?key|authorizatio
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
 _QUERY_TOKEN = re.compile(r"(?i)([?&](?:token|access_token|api_key)=)[^&\s\"']+")
 _REDACTED = "***"
-# Left alone by phone masking: IPv4 addresses (with a port) and ISO dates/times, which are
-# digit runs too but never personal data.
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_NOT_PHONES = re.compile(
-    rf"\b{_OCTET}(?:\.{_OCTET}){{3}}(?::\d{{1,5}})?\b"
-    r"|\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?"
-)
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -59,19 +54,30 @@ def secrets_in(value: Any, key: str = "") -> set[str]:
     return found
 
 
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
+class Secrets:
+    """Known secret values, scrubbed where they appear as a whole token: not inside a longer
+    word (a one-letter token must not turn ``next_step`` into ``ne***t_step``), nor a part of
+    a longer token. One regular expression, longest values first."""
+
+    __slots__ = ("pattern",)
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        ordered = sorted({v for v in values if v}, key=len, reverse=True)
+        alternatives = "|".join(map(re.escape, ordered))
+        self.pattern = re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])") if ordered else None
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every whole occurrence of a secret replaced by ``***``."""
+        return text if self.pattern is None else self.pattern.sub(_REDACTED, text)
+
+
+def redact(text: str, secrets: Iterable[str] | Secrets = ()) -> str:
     """``text`` with known secrets, bearer tokens, ``?token=`` values and phone numbers hidden."""
-    # Longest first, so a secret that contains another is replaced whole.
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, _REDACTED)
+    known = secrets if isinstance(secrets, Secrets) else Secrets(secrets)
+    text = known.scrub(text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {_REDACTED}", text)
     text = _QUERY_TOKEN.sub(lambda m: f"{m.group(1)}{_REDACTED}", text)
-    parts, last = [], 0
-    for kept in _NOT_PHONES.finditer(text):
-        parts += [mask_phones_in(text[last : kept.start()]), kept.group(0)]
-        last = kept.end()
-    parts.append(mask_phones_in(text[last:]))
-    return "".join(parts)
+    return mask_phones_in(text)
 
 
 class RedactingFilter(logging.Filter):
@@ -79,11 +85,11 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._secrets: frozenset[str] = frozenset(secrets)
+        self._secrets = Secrets(secrets)
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
         """Replace the known secret values (called when the config is loaded or reloaded)."""
-        self._secrets = frozenset(s for s in secrets if s)
+        self._secrets = Secrets(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact the record in place; never drops one."""

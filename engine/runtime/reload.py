@@ -27,6 +27,7 @@ from nextstep.engine.errors import ConfigError, NextstepError, Problem
 from nextstep.engine.metrics import RELOAD_OK, RELOAD_TIME
 from nextstep.engine.model import Event, Progress
 from nextstep.engine.plugins import Emit, EventResult, Trigger
+from nextstep.engine.plural import plural
 from nextstep.engine.rules.rule import canonical_json
 from nextstep.engine.runtime.supervisor import Supervisor
 
@@ -326,9 +327,9 @@ class Reloader:
                 log.warning("reload: %s changed; restart nextstep to apply it", setting)
             self._succeeded(config)
             log.info(
-                "reload applied in %.0f ms: %d rules (rules %s; triggers %s)",
+                "reload applied in %.0f ms: %s (rules %s; triggers %s)",
                 (time.perf_counter() - started) * 1000,
-                len(config.rules),
+                plural(len(config.rules), "rule"),
                 report.rules.summary(),
                 report.triggers.summary(),
             )

@@ -96,7 +96,7 @@ def write_config(
             store: "{store}"
             rules: rules/
             default_country: ES
-            server: {{listen: "127.0.0.1:0", webhook_secret: s3cret}}
+            server: {{listen: "127.0.0.1:0", webhook_secret: s3cret-webhook-secret}}
             channels:
               whatsapp: {{type: 1msg, base_url: "{onemsg_url}", instance_id: inst1,
                           token: sandbox-token}}

@@ -12,7 +12,7 @@ CONFIG = """\
 store: sqlite:///test.db
 rules: rules/
 default_country: ES
-server: {listen: "127.0.0.1:0", event_token: t, webhook_secret: s}
+server: {listen: "127.0.0.1:0", event_token: test-event-token, webhook_secret: test-hook-secret}
 channels:
   whatsapp: {type: 1msg, base_url: "http://127.0.0.1:9", instance_id: inst, token: secret-token}
   crm: {type: webhook, url: "http://127.0.0.1:9/hook"}

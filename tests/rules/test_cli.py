@@ -76,7 +76,8 @@ def test_render_seed_example() -> None:
     assert "recipient: 34600111222" in result.output
     assert f"text:      {SEED_TEXT}" in result.output
     assert "POST http://127.0.0.1:8790/demo/sendTemplate" in result.output
-    payload = json.loads(result.output[result.output.index("\n{") :])
+    start = result.output.index("\n{")
+    payload = json.loads(result.output[start : result.output.index("\n}", start) + 2])
     assert payload["language"] == {"policy": "deterministic", "code": "en"}
     [component] = payload["params"]
     assert [p["text"] for p in component["parameters"]] == [
@@ -258,3 +259,86 @@ def test_schema_is_a_valid_schema_that_accepts_the_demo_files(tmp_path: Path) ->
     demo = load_text((ROOT / "nextstep.yaml").read_text(), "nextstep.yaml", {}).data
     assert list(Draft202012Validator(config_schema).iter_errors(demo)) == []
     assert run("schema", "other").exit_code == 2
+
+
+def test_the_printed_schemas_accept_the_repository_files_as_written(tmp_path: Path) -> None:
+    """Issue 12.5: an editor validates the file before `${VAR:-default}` is replaced; the
+    recommended `port: ${SMTP_PORT:-8025}` and `url: ${CRM_WEBHOOK_URL:-http://…}` are valid
+    wherever a value may be, and the schemas still check (a number where text must be)."""
+    schemas = {}
+    for kind in ("rules", "config"):
+        out = tmp_path / f"{kind}.schema.json"
+        assert run("schema", kind, "-o", str(out)).exit_code == 0
+        schemas[kind] = Draft202012Validator(json.loads(out.read_text(encoding="utf-8")))
+    files = [("config", ROOT / "nextstep.yaml")]
+    files += [("rules", p) for p in sorted((ROOT / "rules").glob("*.yaml"))]
+    for kind, path in files:
+        raw = load_text(path.read_text(encoding="utf-8"), str(path), None).data  # ${…} kept
+        assert [e.message for e in schemas[kind].iter_errors(raw)] == [], path
+    assert "${" in (ROOT / "nextstep.yaml").read_text(encoding="utf-8")
+    bad = {"channels": {"mail": {"type": "smtp", "host": "h", "port": "eighty", "from": "a@b"}}}
+    assert list(schemas["config"].iter_errors(bad))
+    interpolated = {"channels": {"mail": {"type": "smtp", "host": "h", "port": "${P:-25}"}}}
+    assert [e.message for e in schemas["config"].iter_errors(interpolated)] == [
+        "'from' is a required property"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "usage"),
+    [
+        pytest.param(
+            ["render", "nope", "--event", "-"], "Usage: main render [OPTIONS] [RULE]", id="rule"
+        ),
+        pytest.param(["test", "nope"], "Usage: main test [OPTIONS] [RULE]...", id="test"),
+        pytest.param(
+            ["render", "loan-docs-required", "--event", "/nonexistent"],
+            "Usage: main render",
+            id="event",
+        ),
+    ],
+)
+def test_a_usage_error_shows_the_command_s_usage(args: list[str], usage: str) -> None:
+    """Issue 12.9: the top-level usage was printed for a mistake in a command's arguments."""
+    result = run(*args, "-c", DEMO, stdin="{}")
+    assert result.exit_code == 2, result.output
+    assert usage in result.output, result.output
+    assert "COMMAND [ARGS]" not in result.output
+    assert f"Try 'main {args[0]} --help' for help." in result.output
+
+
+def test_counts_are_pluralised(tmp_path: Path) -> None:
+    """Issue 12.9: "1 rules"."""
+    from nextstep.engine.plural import plural
+
+    config = write_config(
+        tmp_path,
+        "  - id: r\n    trigger: {csv: {path: 'in/*.csv'}}\n"
+        "    send: {channel: crm, body: {x: 1}}\n",
+    )
+    result = run("validate", "-c", str(config))
+    assert result.output == "ok: 1 rule in 1 file, 3 channels\n"
+    assert [plural(n, "rule") for n in (0, 1, 2, 1500)] == [
+        "0 rules",
+        "1 rule",
+        "2 rules",
+        "1,500 rules",
+    ]
+    bad = write_config(tmp_path, "  - id: r\n    trigger: {csv: {path: 'in/*.csv'}}\n")
+    assert "1 problem found" in run("validate", "-c", str(bad)).output
+
+
+def test_readme_says_which_commands_take_a_config() -> None:
+    """Issue 12.9: README said every command has -c/--config; schema, sandbox, demo do not."""
+    from nextstep.engine.commands.cli import main as cli
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    without = sorted(
+        name
+        for name, command in cli.commands.items()  # type: ignore[attr-defined]
+        if not any("--config" in p.opts for p in command.params)
+    )
+    assert without == ["demo", "sandbox", "schema"]
+    assert (
+        "all but `schema` (the schema of the installed\nplug-ins), `sandbox` and `demo`" in readme
+    )

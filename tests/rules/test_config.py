@@ -37,7 +37,7 @@ def test_demo_configuration_loads() -> None:
     assert kinds >= {"csv", "http", "db_poll"}
     assert config.default_country == "ES"
     assert (config.server.host, config.server.port) == ("127.0.0.1", 8787)
-    assert config.server.event_token == "demo-event-token"
+    assert config.server.event_token == "demo-event-token-change-me"
     assert config.channels["whatsapp"].type == "1msg"
     assert config.channels["whatsapp"].settings["base_url"] == "http://127.0.0.1:8790"
     assert config.channels["mail"].settings["port"] == 8025

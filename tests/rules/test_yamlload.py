@@ -105,3 +105,75 @@ def test_format_path() -> None:
     assert format_path(("rules", 0, "send", "params", "3")) == "rules[0].send.params.3"
     assert format_path(("when", 1)) == "when[1]"
     assert format_path(()) == ""
+
+
+RULE = """\
+rules:
+  - id: loan-docs
+    description: Ask for documents
+    trigger:
+      csv: {path: "in/*.csv"}
+    send:
+      channel: whatsapp
+      template: next_step
+      language: en
+"""
+
+
+def _indented(line: int, delta: int) -> str:
+    lines = RULE.splitlines()
+    text = lines[line - 1]
+    lines[line - 1] = " " * (len(text) - len(text.lstrip()) + delta) + text.lstrip()
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "delta", "noticed"),
+    [
+        pytest.param(2, 1, 3, id="list-item-too-deep"),  # YAML stops at line 3
+        pytest.param(2, -1, 3, id="list-item-too-shallow"),
+        pytest.param(7, -2, 8, id="first-key-dedented-out-of-its-block"),
+        pytest.param(8, 2, 8, id="key-too-deep"),
+        pytest.param(9, -1, 9, id="key-between-levels"),
+    ],
+)
+def test_indentation_errors_point_at_the_wrong_line(line: int, delta: int, noticed: int) -> None:
+    """Issue 12.7: YAML notices a bad indentation at the next line; the problem names the line
+    whose indentation is wrong, and the other candidate."""
+    loaded = load_text(_indented(line, delta), "r.yaml", {})
+    (problem,) = loaded.problems
+    assert problem.line == line, problem
+    assert "check the indentation of this line" in problem.message
+    if noticed != line:
+        assert f"(YAML noticed at line {noticed})" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "line"),
+    [
+        pytest.param("a: " + "[" * 70 + "]" * 70, "nested deeper than 64 levels", 1, id="depth"),
+        pytest.param(
+            "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n"
+            + "".join(
+                f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n"
+                for p, n in zip("abcdef", "bcdefg", strict=True)
+            ),
+            "expands to more than 100,000 values",
+            5,  # e: 111,111 values
+            id="alias-bomb",
+        ),
+        pytest.param("a: &x [*x]\n", "an alias refers to its own anchor", 1, id="alias-loop"),
+    ],
+)
+def test_hostile_documents_are_refused_at_their_line(text: str, message: str, line: int) -> None:
+    loaded = load_text(text, "h.yaml", {})
+    assert loaded.data is None
+    (problem,) = loaded.problems
+    assert (problem.line, message in problem.message) == (line, True), problem
+
+
+def test_a_file_too_large_is_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("#" * 1_000_001, encoding="utf-8")
+    (problem,) = load_file(path, {}).problems
+    assert "1,000,001 bytes is too large (at most 1,000,000): not read" in problem.message

@@ -94,3 +94,66 @@ def test_config_secrets_cover_tokens_and_channel_credentials(tmp_path: Path) -> 
     space.write_config()
     config = load_config(space.config)
     assert config_secrets(config) >= {EVENT_TOKEN, WEBHOOK_SECRET, DEFAULT_TOKEN}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("SMTPConnectError: Error connecting to 127.0.0.1 on port 8025", id="ipv4"),
+        pytest.param("Connect call failed ('127.0.0.1', 8025)", id="ipv4-tuple"),
+        pytest.param("h.yaml:5:13: rule r: to: 'event.x' is undefined", id="file-position"),
+        pytest.param("rules/h.yaml:5:1342: problem", id="long-column"),
+        pytest.param("at 2026-06-20T10:00:00.123456+02:00 and 20/06/2026 10:30", id="dates"),
+        pytest.param("took 0.123456 s, 1234567ms, 1766500000.123", id="durations"),
+        pytest.param("notification 12345678 queued, row 1500000, ttl 86400000", id="ids-counts"),
+        pytest.param("wamid.HBgLMzQ2MDAxMTEyMjIVAgARGBI5 and 123e4567-426614174000", id="ids"),
+        pytest.param("version 3.11.4 on 10.0.0.12:8080", id="version-address"),
+    ],
+)
+def test_digits_that_are_not_phone_numbers_stay(text: str) -> None:
+    """Issue 12.3 / 15: an address was masked like a phone (`**7001`), and so was a column."""
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("to 34600111222", "to *******1222", id="international-digits"),
+        pytest.param("to +34 600 111 222.", "to *******1222.", id="formatted"),
+        pytest.param("0034600111222", "*********1222", id="00-prefix"),
+        pytest.param("call 600-111-222 or 600.111.222", "call *****1222 or *****1222", id="seps"),
+        pytest.param('{"to": "447700900123"}', '{"to": "********0123"}', id="json"),
+        pytest.param("2026-06-20 600111222", "2026-06-20 *****1222", id="after-a-date"),
+    ],
+)
+def test_phone_numbers_are_masked(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_a_secret_is_scrubbed_as_a_whole_token_only() -> None:
+    """Issue 12.3: with a one-character token every `x` became `***` (`ne***t_step`)."""
+    assert redact("next_step x, x-ray, xx: x", ["x"]) == "next_step ***, x-ray, xx: ***"
+    secret = "s3cr3t-webhook-value"
+    text = f"POST /webhooks/1msg/{secret} ok; {secret}. ?token={secret} not-{secret}-x"
+    assert (
+        redact(text, [secret]) == "POST /webhooks/1msg/*** ok; ***. ?token=*** not-" + secret + "-x"
+    )
+
+
+def test_short_server_secrets_are_refused_at_their_place(tmp_path: Path) -> None:
+    from nextstep.engine.errors import ConfigError
+
+    (tmp_path / "rules").mkdir()
+    path = tmp_path / "nextstep.yaml"
+    path.write_text(
+        "server:\n  event_token: x\n  webhook_secret: ${SECRET:-short-secret}\n", encoding="utf-8"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    found = [(p.line, p.path, p.message) for p in caught.value.problems]
+    assert found == [
+        (2, "server.event_token", found[0][2]),
+        (3, "server.webhook_secret", found[1][2]),
+    ]
+    assert "is 1 character long; a secret needs at least 16" in found[0][2]
+    assert "short-secret" not in found[1][2] and "is 12 characters long" in found[1][2]

@@ -6,6 +6,7 @@ template's category (:mod:`onemsg.ttl`). Pure.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 
@@ -84,8 +85,12 @@ def _compare(
                 f"the rule fills {wanted} body variable{'s' if wanted != 1 else ''}, "
                 f"the template has {template.variables}{label}"
             )
-        if not per_language and not _same_text(send.text, template.body):
-            notes.append("the rule's text differs from the approved body (previews will differ)")
+        difference = None if per_language else text_difference(send.text, template.body)
+        if difference is not None:
+            notes.append(
+                "the rule's text differs from the approved body (previews will differ): "
+                + difference
+            )
         if send.ttl is not None and isinstance(template, TemplateInfo):
             _check_ttl(send.ttl, template.category, label, errors, notes)
     return tuple(errors), tuple(notes)
@@ -104,7 +109,28 @@ def _check_ttl(ttl: int, category: str, label: str, errors: list[str], notes: li
         notes.append("a marketing template's TTL applies only when 1MSG sends it by MM Lite")
 
 
-def _same_text(rule_text: str, body: str) -> bool:
-    as_meta = _RULE_VARIABLE.sub(lambda m: "{{" + m.group(1) + "}}", rule_text)
-    normal = _META_VARIABLE.sub(lambda m: "{{" + m.group(1) + "}}", body)
-    return " ".join(as_meta.split()) == " ".join(normal.split())
+def text_difference(rule_text: str, body: str, context: int = 3) -> str | None:
+    """A word-level diff of the rule's text against the approved body, None when they agree
+    (variables compared as ``{{n}}``, whitespace ignored): the approved words as ``[-…-]``, the
+    rule's as ``{+…+}``, with ``context`` words around each change."""
+    ours = _RULE_VARIABLE.sub(lambda m: "{{" + m.group(1) + "}}", rule_text).split()
+    theirs = _META_VARIABLE.sub(lambda m: "{{" + m.group(1) + "}}", body).split()
+    if ours == theirs:
+        return None
+    pieces: list[str] = []
+    opcodes = difflib.SequenceMatcher(a=theirs, b=ours, autojunk=False).get_opcodes()
+    for number, (tag, a0, a1, b0, b1) in enumerate(opcodes):
+        if tag != "equal":
+            pieces += [f"[-{' '.join(theirs[a0:a1])}-]"] if a1 > a0 else []
+            pieces += [f"{{+{' '.join(ours[b0:b1])}+}}"] if b1 > b0 else []
+            continue
+        same = theirs[a0:a1]
+        after = number > 0  # this run follows a change: its first words are context
+        before = number < len(opcodes) - 1  # a change follows: its last words are context
+        if len(same) <= context * (after + before):
+            pieces += same
+            continue
+        head = same[:context] if after else []
+        tail = same[-context:] if before else []
+        pieces += [*head, "…", *tail]
+    return " ".join(pieces)

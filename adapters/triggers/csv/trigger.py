@@ -58,7 +58,14 @@ from nextstep.adapters.triggers.csv.settings import CONFIG_SCHEMA, parse_setting
 from nextstep.engine.errors import NextstepError
 from nextstep.engine.metrics import EVENTS_REFUSED
 from nextstep.engine.model import Event, Progress
-from nextstep.engine.plugins import ConfigProblem, Emit, EventResult, FileRow, TriggerContext
+from nextstep.engine.plugins import (
+    ConfigProblem,
+    Emit,
+    EventFields,
+    EventResult,
+    FileRow,
+    TriggerContext,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +107,15 @@ class CsvTrigger:
     def check(config: Mapping[str, Any], base_dir: Path) -> list[ConfigProblem]:
         """What the constructor would refuse (an unknown encoding, a bad header map…)."""
         return read_settings(config)[1]
+
+    @staticmethod
+    def event_fields(config: Mapping[str, Any]) -> EventFields | None:
+        """The fields ``header_map`` names (``DeclaresFields``); open: the file's other columns
+        are fields too, so only a near miss of a mapped name is a problem."""
+        mapped = config.get("header_map")
+        if not isinstance(mapped, Mapping) or not mapped:
+            return None
+        return EventFields(frozenset(map(str, mapped)), False, "the csv trigger's header_map")
 
     @staticmethod
     def _settings(config: Mapping[str, Any]) -> Any:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from nextstep.adapters.triggers.config import ConfigReader, read_progress
+from nextstep.adapters.triggers.db_poll.columns import select_columns
 from nextstep.adapters.triggers.db_poll.settings import (
     CONFIG_SCHEMA,
     driver_problems,
@@ -33,7 +34,7 @@ from nextstep.adapters.triggers.db_poll.values import (
 )
 from nextstep.adapters.triggers.refusals import refuse_render_errors, render_errors
 from nextstep.engine.model import Event, Progress
-from nextstep.engine.plugins import ConfigProblem, Emit, TriggerContext
+from nextstep.engine.plugins import ConfigProblem, Emit, EventFields, TriggerContext
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,16 @@ class DbPollTrigger:
         if problems or not settings.url:
             return problems
         return driver_problems(settings.url)
+
+    @staticmethod
+    def event_fields(config: Mapping[str, Any]) -> EventFields | None:
+        """The query's columns when its text says them (``DeclaresFields``); None for
+        ``SELECT *`` and expressions without an alias."""
+        query, url = config.get("query"), str(config.get("url", ""))
+        if not isinstance(query, str):
+            return None
+        names = select_columns(query, fold_case=url.startswith("postgres"))
+        return None if names is None else EventFields(names, True, "the db_poll query's columns")
 
     def __init__(self, config: Mapping[str, Any], context: TriggerContext) -> None:
         settings, problems = read_settings(config)

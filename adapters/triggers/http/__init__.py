@@ -29,7 +29,12 @@ client that hangs up mid-body is one INFO line.
 
 from nextstep.adapters.triggers.http.body import MAX_DEPTH, BadRequest
 from nextstep.adapters.triggers.http.routes import events_app, events_routes
-from nextstep.adapters.triggers.http.settings import CONFIG_SCHEMA, PREFIX, event_path
+from nextstep.adapters.triggers.http.settings import (
+    CONFIG_SCHEMA,
+    PREFIX,
+    event_path,
+    schema_fields,
+)
 from nextstep.adapters.triggers.http.trigger import MAX_KEY_LENGTH, HttpTrigger
 
 __all__ = [
@@ -42,4 +47,5 @@ __all__ = [
     "event_path",
     "events_app",
     "events_routes",
+    "schema_fields",
 ]

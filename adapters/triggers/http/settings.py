@@ -9,7 +9,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, SchemaError
 
 from nextstep.adapters.triggers.config import ConfigReader
-from nextstep.engine.plugins import ConfigProblem
+from nextstep.engine.plugins import ConfigProblem, EventFields
 from nextstep.engine.rules.config import DEFAULT_MAX_BODY
 
 PREFIX = "/events/"
@@ -70,3 +70,15 @@ def read_settings(
         except SchemaError as exc:
             read.fail("schema", f"is not a valid JSON Schema: {exc.message}")
     return HttpSettings(path, max_body, validator), read.problems
+
+
+def schema_fields(schema: Any) -> EventFields | None:
+    """The top-level fields an event schema allows, when it is closed (``properties`` with
+    ``additionalProperties: false`` or ``unevaluatedProperties: false``); else None."""
+    if not isinstance(schema, Mapping) or schema.get("patternProperties"):
+        return None
+    properties = schema.get("properties")
+    closed = False in (schema.get("additionalProperties"), schema.get("unevaluatedProperties"))
+    if not isinstance(properties, Mapping) or not closed:
+        return None
+    return EventFields(frozenset(map(str, properties)), True, "the http trigger's schema")

@@ -25,11 +25,16 @@ from nextstep.adapters.triggers.http.body import (
     parse,
     read_body,
 )
-from nextstep.adapters.triggers.http.settings import CONFIG_SCHEMA, event_path, read_settings
+from nextstep.adapters.triggers.http.settings import (
+    CONFIG_SCHEMA,
+    event_path,
+    read_settings,
+    schema_fields,
+)
 from nextstep.adapters.triggers.refusals import refuse, refuse_render_errors, render_errors
 from nextstep.engine.errors import StoreError
 from nextstep.engine.model import Event, Progress
-from nextstep.engine.plugins import ConfigProblem, Emit, Trigger, TriggerContext
+from nextstep.engine.plugins import ConfigProblem, Emit, EventFields, Trigger, TriggerContext
 from nextstep.engine.rules.config import DEFAULT_MAX_BODY
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,11 @@ class HttpTrigger:
     def check(config: Mapping[str, Any], base_dir: Path) -> list[ConfigProblem]:
         """What the constructor would refuse (an event schema that is not a JSON Schema…)."""
         return read_settings(config)[1]
+
+    @staticmethod
+    def event_fields(config: Mapping[str, Any]) -> EventFields | None:
+        """The event schema's properties, when it admits no others (``DeclaresFields``)."""
+        return schema_fields(config.get("schema"))
 
     @staticmethod
     def routes(triggers_by_path: Mapping[str, Trigger], token: str) -> list[BaseRoute]:

@@ -122,7 +122,7 @@ async def test_check_reports_mismatches(
     result = await invoke("templates", "-c", str(config), "--check")
     assert result.exit_code == 1, result.output
     assert message in result.output
-    assert "1 sends match, 1 do not" in result.output
+    assert "1 send matches, 1 do not" in result.output
 
 
 async def test_check_json(tmp_path: Path, sandbox: SandboxHandle) -> None:
