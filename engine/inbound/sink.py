@@ -174,6 +174,8 @@ class InboundSink:
             log.warning(
                 "confirmation to %s not sent: %s", mask_phone(message.sender), outcome.reason
             )
+        else:
+            log.info("confirmation sent to %s", mask_phone(message.sender))
 
     async def aclose(self) -> None:
         """Let the confirmations under way finish (each is one request)."""

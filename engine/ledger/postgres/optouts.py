@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from psycopg import Cursor
+
 from nextstep.engine.ledger.base import (
     OPTED_OUT,
     Enqueued,
@@ -38,11 +40,18 @@ _MATCHES = (
 _SELECT = "SELECT recipient, channel, at, how, note FROM optouts"
 
 
-def _of(conn: Conn, recipients: Iterable[str]) -> dict[str, list[OptOut]]:
+def lookup(conn: Conn, items: Sequence[NewNotification]) -> Cursor[Any] | None:
+    """Ask for the opt-outs of ``items``' recipients without waiting for the answer: in
+    pipeline mode it travels with the enqueue's own statements (no round trip of its own);
+    :func:`skip_opted_out` reads it."""
+    recipients = sorted({i.recipient for i in items if i.recipient})
+    if not recipients:
+        return None
+    return conn.execute(f"{_SELECT} WHERE recipient = ANY(%s)", (recipients,))
+
+
+def _kept(rows: Iterable[Sequence[Any]]) -> dict[str, list[OptOut]]:
     found: dict[str, list[OptOut]] = {}
-    rows = conn.execute(
-        f"{_SELECT} WHERE recipient = ANY(%s)", (sorted(set(recipients)),)
-    ).fetchall()
     for row in rows:
         found.setdefault(row[0], []).append(OptOut(*row))
     return found
@@ -64,14 +73,15 @@ def set_scopes(conn: Conn, items: Sequence[NewNotification], results: Sequence[E
 
 
 def skip_opted_out(
-    conn: Conn, items: Sequence[NewNotification], results: list[Enqueued]
+    conn: Conn,
+    items: Sequence[NewNotification],
+    results: list[Enqueued],
+    asked: Cursor[Any] | None,
 ) -> list[Enqueued]:
-    """After an enqueue (which holds the opt-out lock, shared): the rows just queued that an
-    opt-out stops become skipped (opted out); ``results`` with their new state."""
-    recipients = [i.recipient for i in items if i.recipient]
-    if not recipients:
-        return results
-    kept = _of(conn, recipients)
+    """After an enqueue (which holds the opt-out lock, shared, since before ``asked`` was
+    sent): the rows just queued that an opt-out stops become skipped (opted out); ``results``
+    with their new state."""
+    kept = {} if asked is None else _kept(asked.fetchall())
     if not kept:
         return results
     lines: list[tuple[int, float, str, dict[str, Any]]] = []

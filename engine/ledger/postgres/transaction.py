@@ -47,10 +47,11 @@ class PostgresTransaction:
     ) -> list[Enqueued]:
         """Insert notifications (duplicates as skipped rows, and those an opt-out stops as
         skipped: opted out) and save progress."""
+        asked = optout_sql.lookup(self._conn, items)
         results = write.enqueue(self._conn, items, progress)
         if results:
             optout_sql.set_scopes(self._conn, items, results)
-            results = optout_sql.skip_opted_out(self._conn, items, results)
+            results = optout_sql.skip_opted_out(self._conn, items, results, asked)
         return results
 
     def get_progress(self, key: str) -> str | None:
