@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from nextstep.engine.clock import Clock
 from nextstep.engine.errors import NextstepError, RenderError, StoreError
+from nextstep.engine.ledger.base import OPTED_OUT as OPTED_OUT_REASON
 from nextstep.engine.ledger.base import Enqueued, NewNotification, Store
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.metrics import NOTIFICATIONS, OPTED_OUT
@@ -177,8 +178,9 @@ def _finish(
         return RuleResult(rule_id, "queued", done.id)
     labels = (rule_id, _SKIPPED)
     counted[labels] = counted.get(labels, 0) + 1
-    if done.duplicate_of is None:  # an opt-out stopped it
-        OPTED_OUT.labels(rule_id).inc()
+    if done.duplicate_of is None:  # skipped for its own reason: an opt-out stops it
+        if done.reason == OPTED_OUT_REASON:
+            OPTED_OUT.labels(rule_id).inc()
         return RuleResult(rule_id, "skipped", done.id, reason=done.reason)
     return RuleResult(rule_id, "duplicate", done.id, reason=f"duplicate of #{done.duplicate_of}")
 
