@@ -65,3 +65,27 @@ EVENTS_REFUSED = Counter(
     ["trigger", "reason"],
     registry=REGISTRY,
 )
+OPTED_OUT = Counter(
+    "nextstep_optout_skipped",
+    "Notifications skipped because their recipient opted out, by rule",
+    ["rule"],
+    registry=REGISTRY,
+)
+OPTOUTS = Counter(
+    "nextstep_optouts",
+    "Opt-outs added or removed (action), by how they came (keyword, cli, api, import)",
+    ["action", "how"],
+    registry=REGISTRY,
+)
+INBOUND = Counter(
+    "nextstep_inbound_messages",
+    "Messages people sent that were kept, by channel and message type",
+    ["channel", "type"],
+    registry=REGISTRY,
+)
+INBOUND_DUPLICATES = Counter(
+    "nextstep_inbound_duplicates",
+    "Inbound messages received again (a provider retry) and not kept twice, by channel",
+    ["channel"],
+    registry=REGISTRY,
+)

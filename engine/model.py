@@ -129,3 +129,39 @@ class State(StrEnum):
 
 OPEN_STATES = frozenset({State.QUEUED, State.SENDING})
 DELIVERY_ORDER = {State.SENT: 1, State.DELIVERED: 2, State.READ: 3}
+
+
+ALL_CHANNELS = "*"
+"""The channel of an opt-out that stops every channel (a person who wants no messages at all)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A message a person sent to one of our numbers, as a channel read it from its provider.
+
+    ``sender`` is the person's number in international digits; ``text`` the message's text (a
+    media message's caption, else empty); ``type`` the provider's kind (``chat``, ``image``,
+    ``button``…); ``sent_at`` when the person sent it (Unix seconds; None when the provider
+    did not say); ``quoted_id`` the provider id of the message it answers (one of ours, when
+    the person replied to it); ``account`` which of the provider's accounts received it (the
+    engine finds the channel by it); ``name`` the sender's display name.
+    """
+
+    provider_id: str
+    sender: str
+    text: str = ""
+    type: str = "text"
+    sent_at: float | None = None
+    quoted_id: str | None = None
+    account: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundReport:
+    """What one batch of inbound messages did: stored, already known (a provider retry), or
+    not taken (no channel of ours receives them)."""
+
+    stored: int = 0
+    duplicates: int = 0
+    dropped: int = 0

@@ -18,6 +18,11 @@ ALLOWED = {
         "engine/commands/cli.py",
         '"""nextstep: tell clients on WhatsApp when their case moves forward.',
     ),
+    # the opt-out list's file format is read and written with Python's own module for it
+    (
+        "engine/optout/listfile.py",
+        "from csv import Dialect, DictReader, Error, Sniffer, excel, writer",
+    ),
 }
 SOURCES = ("engine", "adapters", "tests", "bench", "nextstep")
 TOP_LEVEL_IMPORT = re.compile(r"^\s*(?:from|import)\s+(?:engine|adapters)(?:\.|\s|$)", re.M)

@@ -4,8 +4,10 @@ In a fresh folder (``./demo-run/``) it writes a config with a SQLite ledger and 
 rules of ``rules/``, starts the built-in 1MSG sandbox and a stand-in CRM webhook receiver on
 loopback (in this process), runs the daemon, drops the example CRM export into the watched
 folder, and shows each notification live (queued → sent → delivered → read; the failing one
-going to its fallbacks). It ends by itself once every notification has settled, with a
-summary, or stays up with ``--keep-running``.
+going to its fallbacks). Then one client replies STOP on WhatsApp (the sandbox posts it to the
+daemon's webhook): she is opted out and told so, and the next export's notification to her is
+skipped (opted out) while the others go. It ends by itself once every notification has
+settled, with a summary, or stays up with ``--keep-running``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from rich import box
 from rich.console import Console, Group
@@ -79,6 +82,16 @@ class DemoOptions:
     timeout: float = 90.0
     quiet_for: float = 1.5  # settled = nothing open and nothing changed for this long
 
+
+# The client who replies STOP after the first export, and the next export (her next
+# application, and another client's).
+STOPPING = ("Lucía", "34611444555", " Stop ")
+NEXT_EXPORT = (
+    "first_name,application_id,stage,product,due_date,phone\n"
+    "lucía,92,docs_required,car loan,2026-07-10,+34 611 444 555\n"
+    "maria,12346,docs_required,,2026-07-12,+34 600 111 222\n"
+)
+CONFIRMATION = "You will get no more messages from us here. Write START to get them again."
 
 # The demo's channels (name -> type); its config is written with the ones installed.
 CHANNELS = {"whatsapp": "1msg", "crm": "webhook", "mail": "smtp"}
@@ -171,7 +184,10 @@ def write_config(
     channels of ``channels`` (those installed), and secrets of its own (random, 32 characters:
     a well-known demo token would be a password everyone knows)."""
     settings = {
-        "whatsapp": f'{{type: 1msg, base_url: "{sandbox_url}", instance_id: demo, token: {token}}}',
+        "whatsapp": (
+            f'{{type: 1msg, base_url: "{sandbox_url}", instance_id: demo, token: {token}, '
+            f'keywords: {{confirm: {{stop: "{CONFIRMATION}"}}}}}}'
+        ),
         "crm": f'{{type: webhook, url: "{crm_url}"}}',
         "mail": "{type: smtp, host: 127.0.0.1, port: 8025, from: demo@nextstep.localhost}",
     }
@@ -226,13 +242,29 @@ async def serving_crm() -> AsyncIterator[tuple[str, CrmReceiver]]:
         sock.close()
 
 
-def drop_export(folder: Path) -> Path:
-    """Drop the CRM export into the watched folder the way exporters should: write, rename."""
+def drop_export(folder: Path, text: str | None = None, name: str = EXPORT.name) -> Path:
+    """Drop a CRM export (the example one, or ``text``) into the watched folder the way
+    exporters should: write, rename."""
     inbox = folder / "inbox" / "loans"
     inbox.mkdir(parents=True, exist_ok=True)
-    partial = inbox / f"{EXPORT.name}.part"
-    shutil.copy(EXPORT, partial)
-    return partial.replace(inbox / EXPORT.name)
+    partial = inbox / f"{name}.part"
+    if text is None:
+        shutil.copy(EXPORT, partial)
+    else:
+        partial.write_text(text, encoding="utf-8")
+    return partial.replace(inbox / name)
+
+
+async def client_writes(sandbox_url: str, phone: str, text: str) -> None:
+    """A client writes to the demo's number: the sandbox posts it to the daemon's webhook."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.post(
+            f"{sandbox_url}/_sandbox/demo/inbound",
+            json={"from": phone, "text": text},
+            headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"},
+        )
+    if answer.status_code != 200 or 200 not in answer.json().get("answers", []):
+        raise NextstepError(f"the sandbox could not post the reply: {answer.text}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +329,9 @@ def refused_rows(folder: Path) -> int:
     return sum(max(0, len(f.read_text(encoding="utf-8").splitlines()) - 1) for f in files)
 
 
-def summary(rows: list[Row], crm: CrmReceiver, took: float, refused: int) -> Group:
+def summary(
+    rows: list[Row], crm: CrmReceiver, took: float, refused: int, opted_out: int = 0
+) -> Group:
     """The closing summary."""
     counts: dict[str, int] = {}
     for row in rows:
@@ -309,6 +343,7 @@ def summary(rows: list[Row], crm: CrmReceiver, took: float, refused: int) -> Gro
         table.add_row(f"  {state}", f"[{STYLE.get(state, 'white')}]{count}[/]")
     table.add_row("fallbacks", str(fallbacks))
     table.add_row("CRM tasks received", str(len(crm.received)))
+    table.add_row("clients opted out", str(opted_out))
     table.add_row("CSV rows refused", f"{refused} (see inbox/loans/**/*.errors.csv)")
     table.add_row("time", f"{took:.1f}s")
     return Group(table)
@@ -366,8 +401,12 @@ async def _run(
         dropped = drop_export(folder)
         console.print(f"dropped {dropped.name} into inbox/loans/")
         code, rows, took = await _watch(folder, options, console, daemon, stop)
+        opted_out = 0
+        if code == 0 and not stop.is_set() and "whatsapp" in daemon.channels:
+            code, rows, more = await _act_two(folder, options, console, daemon, stop, sandbox_url)
+            took, opted_out = took + more, 1
         console.print()
-        console.print(summary(rows, crm, took, refused_rows(folder)))
+        console.print(summary(rows, crm, took, refused_rows(folder), opted_out))
         if options.keep_running and not stop.is_set():
             _print_next_steps(console, folder, daemon.listen)
             await stop.wait()
@@ -376,10 +415,47 @@ async def _run(
     return code
 
 
-async def _watch(
-    folder: Path, options: DemoOptions, console: Console, daemon: Daemon, stop: asyncio.Event
+async def _act_two(
+    folder: Path,
+    options: DemoOptions,
+    console: Console,
+    daemon: Daemon,
+    stop: asyncio.Event,
+    sandbox_url: str,
 ) -> tuple[int, list[Row], float]:
-    """Refresh the live view until settled (and quiet), the deadline, or Ctrl-C."""
+    """One client replies STOP; the next export's notification to her is skipped."""
+    name, phone, text = STOPPING
+    await client_writes(sandbox_url, phone, text)
+    console.print()
+    console.print(
+        f"{name} ({mask_phones_in(phone)}) replies “{text.strip()}” on WhatsApp: she is "
+        "opted out, and told so"
+    )
+    second = drop_export(folder, NEXT_EXPORT, "loans-export-2.csv")
+    console.print(f"dropped {second.name} into inbox/loans/ (her next application, and Maria's)")
+    before = len(await asyncio.to_thread(_count, folder))
+    return await _watch(folder, options, console, daemon, stop, min_rows=before + 2)
+
+
+def _count(folder: Path) -> list[int]:
+    store = SqliteStore(str(folder / "nextstep.db"))
+    try:
+        return [n.id for n in store.list(limit=1000)]
+    finally:
+        store.close()
+
+
+async def _watch(
+    folder: Path,
+    options: DemoOptions,
+    console: Console,
+    daemon: Daemon,
+    stop: asyncio.Event,
+    *,
+    min_rows: int = 0,
+) -> tuple[int, list[Row], float]:
+    """Refresh the live view until settled (and quiet, with at least ``min_rows``
+    notifications), the deadline, or Ctrl-C."""
     store = SqliteStore(str(folder / "nextstep.db"))
     started = time.monotonic()
     rows: list[Row] = []
@@ -393,7 +469,8 @@ async def _watch(
                 current = [(r.notification.id, r.path) for r in rows]
                 if current != previous:
                     previous, last_change = current, now
-                if settled(rows, set(daemon.channels)) and now - last_change >= options.quiet_for:
+                quiet = now - last_change >= options.quiet_for
+                if len(rows) >= min_rows and settled(rows, set(daemon.channels)) and quiet:
                     return 0, rows, now - started
                 if now - started > options.timeout:
                     console.print(f"[red]not settled after {options.timeout:.0f}s[/]")

@@ -23,8 +23,9 @@ from nextstep.engine.delivery.policy import (
     window_time,
 )
 from nextstep.engine.errors import NextstepError
+from nextstep.engine.ledger.base import OPTED_OUT as OPTED_OUT_REASON
 from nextstep.engine.ledger.base import LedgerTransaction, NewNotification, Notification
-from nextstep.engine.metrics import FALLBACKS, NOTIFICATIONS
+from nextstep.engine.metrics import FALLBACKS, NOTIFICATIONS, OPTED_OUT
 from nextstep.engine.model import Ack, Event, OutcomeKind, State
 from nextstep.engine.rules.config import Config, rule_from_definition
 from nextstep.engine.rules.render import render_send, scope
@@ -175,7 +176,10 @@ def start_fallback(
             tx.add_history([(n.id, now, "note", detail)])
             index = fallback_step(steps, failure, after=index)
             continue
-        child = tx.enqueue([item])[0].id
+        done = tx.enqueue([item])[0]
+        child = done.id
+        if done.reason == OPTED_OUT_REASON:
+            OPTED_OUT.labels(n.rule_id).inc()
         detail = {"fallback_step": index, "child": child, "on": failure.status}
         tx.add_history([(n.id, now, "fallback", detail)])
         FALLBACKS.labels(n.rule_id, failure.status).inc()
@@ -215,6 +219,7 @@ def _fallback_item(
         parent_id=n.id,
         fallback_step=index,
         trigger=n.trigger,
+        optout=rule.optout.scopes(message.channel),
     )
 
 

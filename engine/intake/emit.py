@@ -15,9 +15,10 @@ from functools import lru_cache
 
 from nextstep.engine.clock import Clock
 from nextstep.engine.errors import NextstepError, RenderError, StoreError
+from nextstep.engine.ledger.base import OPTED_OUT as OPTED_OUT_REASON
 from nextstep.engine.ledger.base import Enqueued, NewNotification, Store
 from nextstep.engine.ledger.runner import LedgerRunner
-from nextstep.engine.metrics import NOTIFICATIONS
+from nextstep.engine.metrics import NOTIFICATIONS, OPTED_OUT
 from nextstep.engine.model import Event, Progress, State
 from nextstep.engine.plugins import Emit, EventResult, RuleResult
 from nextstep.engine.rules.render import Skipped, evaluate
@@ -177,6 +178,10 @@ def _finish(
         return RuleResult(rule_id, "queued", done.id)
     labels = (rule_id, _SKIPPED)
     counted[labels] = counted.get(labels, 0) + 1
+    if done.duplicate_of is None:  # skipped for its own reason: an opt-out stops it
+        if done.reason == OPTED_OUT_REASON:
+            OPTED_OUT.labels(rule_id).inc()
+        return RuleResult(rule_id, "skipped", done.id, reason=done.reason)
     return RuleResult(rule_id, "duplicate", done.id, reason=f"duplicate of #{done.duplicate_of}")
 
 

@@ -16,12 +16,16 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nextstep.engine.model import Progress, State
+from nextstep.engine.model import InboundMessage, Progress, State
 
 # A history line: (notification id, at, kind, detail).
 HistoryLine = tuple[int, float, str, Mapping[str, Any]]
 # A state move: (notification id, from, to); a row no longer in ``from`` is left alone.
 Move = tuple[int, State, State]
+
+
+OPTED_OUT = "opted out"
+"""The reason of a notification skipped because its recipient opted out of its channel."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,10 @@ class NewNotification:
     parent_id: int | None = None  # a fallback's parent notification
     fallback_step: int | None = None  # index in the parent rule's fallback chain
     trigger: Mapping[str, Any] = field(default_factory=dict)
+    # The opt-outs that stop it, by channel (a channel name, or ALL_CHANNELS): None is the
+    # default, its own channel's and every-channel opt-outs; () is none (not a message to the
+    # recipient, such as a CRM task).
+    optout: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +59,9 @@ class Enqueued:
     """Result of enqueueing one NewNotification."""
 
     id: int
-    state: State  # queued, or skipped when it duplicates ``duplicate_of``
+    state: State  # queued, or skipped: it duplicates ``duplicate_of``, or ``reason`` says why
     duplicate_of: int | None = None
+    reason: str = ""  # of a skip that is not a duplicate: OPTED_OUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +145,82 @@ class PollCandidate:
     id: int
     channel: str
     provider_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OptOut:
+    """A recipient (international digits) who asked not to be sent messages through
+    ``channel`` (a channel name, or ALL_CHANNELS), since ``at``; ``how`` it was asked
+    (keyword, cli, api, import) and a ``note`` (the words they used, who recorded it)."""
+
+    recipient: str
+    channel: str
+    at: float
+    how: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutResult:
+    """What adding opt-outs did: new ones, ones already there (left as they were), and the
+    queued notifications they stopped, as ``(id, rule id)``, now skipped (opted out)."""
+
+    added: int = 0
+    already: int = 0
+    skipped: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NewInbound:
+    """An inbound message to keep, with what it asks: ``optout`` is added and the sender's
+    opt-outs of the channels in ``lift`` are removed, only when the message is new (a provider
+    retry changes nothing). ``keyword`` (stop, start) is kept with it."""
+
+    channel: str
+    message: InboundMessage
+    received_at: float
+    keyword: str | None = None
+    optout: OptOut | None = None
+    lift: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """The notification an inbound message replied to (quoted)."""
+
+    id: int
+    rule_id: str
+    dedupe_key: str | None
+    event: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    """A kept inbound message; ids grow in the order messages were committed."""
+
+    id: int
+    channel: str
+    provider_id: str
+    sender: str
+    name: str
+    type: str
+    text: str
+    sent_at: float
+    received_at: float
+    quoted_id: str | None
+    keyword: str | None
+    reply_to: ReplyTarget | None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundStored:
+    """What keeping one new inbound message did: its id, the notification it replied to, the
+    opt-out it added and how many opt-outs it lifted."""
+
+    id: int
+    reply_to: int | None = None
+    optout: OptOutResult | None = None
+    lifted: int = 0
 
 
 class LedgerTransaction(Protocol):
@@ -341,6 +426,40 @@ class LedgerTransaction(Protocol):
         """Remember when these notifications were last asked about."""
         ...
 
+    # -- opt-outs and inbound messages --------------------------------------------------------
+    def add_optouts(self, entries: Sequence[OptOut]) -> OptOutResult:
+        """:meth:`Store.add_optouts` (on PostgreSQL, call the Store's: it takes the opt-out
+        lock before anything else)."""
+        ...
+
+    def remove_optouts(self, keys: Sequence[tuple[str, str]]) -> int:
+        """:meth:`Store.remove_optouts`."""
+        ...
+
+    def optouts(
+        self, *, recipients: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[OptOut]:
+        """:meth:`Store.optouts`."""
+        ...
+
+    def record_inbound(self, items: Sequence[NewInbound]) -> list[InboundStored | None]:
+        """:meth:`Store.record_inbound` (on PostgreSQL, call the Store's)."""
+        ...
+
+    def inbound_after(
+        self, after_id: int, *, channels: Sequence[str] | None = None, limit: int = 100
+    ) -> list[InboundRecord]:
+        """:meth:`Store.inbound_after`."""
+        ...
+
+    def last_inbound_id(self) -> int:
+        """:meth:`Store.last_inbound_id`."""
+        ...
+
+    def prune_inbound(self, before: float) -> int:
+        """:meth:`Store.prune_inbound`."""
+        ...
+
     # last: a method named ``list`` would shadow the type in the annotations after it
     def list(self, *, state: State | None = None, limit: int = 100) -> list[Notification]:
         """:meth:`Store.list`."""
@@ -435,6 +554,47 @@ class Store(Protocol):
         self, since: float | None = None, rule_id: str | None = None
     ) -> dict[tuple[str, str], int]:
         """Number of notifications by (rule id, state) created since ``since``."""
+        ...
+
+    # -- opt-outs and inbound messages --------------------------------------------------
+    def add_optouts(self, entries: Sequence[OptOut]) -> OptOutResult:
+        """Keep opt-outs (one per recipient and channel: one already kept is left as it was)
+        and, in the same transaction, skip (reason ``opted out``) every queued notification
+        they stop: first attempts, retries waiting for their time, fallbacks not yet sent.
+        From the commit on, no notification they stop is queued: ``enqueue`` writes it
+        skipped, and one going back to ``queued`` (a retry, a release) is skipped instead."""
+        ...
+
+    def remove_optouts(self, keys: Sequence[tuple[str, str]]) -> int:
+        """Remove the opt-outs ``(recipient, channel)``; returns how many there were."""
+        ...
+
+    def optouts(
+        self, *, recipients: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[OptOut]:
+        """The opt-outs kept (of ``recipients`` when given), by recipient and channel."""
+        ...
+
+    def record_inbound(self, items: Sequence[NewInbound]) -> list[InboundStored | None]:
+        """Keep inbound messages, one per channel and provider id (None for one already
+        kept), each with the notification it replied to, and apply what new ones ask
+        (``optout``, ``lift``) in the same transaction."""
+        ...
+
+    def inbound_after(
+        self, after_id: int, *, channels: Sequence[str] | None = None, limit: int = 100
+    ) -> list[InboundRecord]:
+        """Kept inbound messages with an id above ``after_id`` (of ``channels``), oldest
+        first. Ids are given in commit order, so a reader that remembers the last id it saw
+        never misses one."""
+        ...
+
+    def last_inbound_id(self) -> int:
+        """The id of the newest inbound message kept (0 when none)."""
+        ...
+
+    def prune_inbound(self, before: float) -> int:
+        """Forget inbound messages received before ``before``; returns how many."""
         ...
 
     def list(self, *, state: State | None = None, limit: int = 100) -> list[Notification]:

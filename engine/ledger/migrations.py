@@ -130,8 +130,64 @@ SQLITE: list[tuple[str, str]] = [
         CREATE INDEX acks_pending_received ON acks(received_at) WHERE applied = 0;
         """,
     ),
+    (
+        "0006_optouts",
+        """
+        -- Recipients who asked for no more messages, through one channel or every one ('*').
+        CREATE TABLE optouts (
+            recipient   TEXT NOT NULL,              -- international digits
+            channel     TEXT NOT NULL,              -- a channel name, or '*': every channel
+            at          REAL NOT NULL,
+            how         TEXT NOT NULL,              -- keyword | cli | api | import
+            note        TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (recipient, channel)
+        );
+        -- The opt-out channels that stop a notification, as ',a,b,': NULL is its own
+        -- channel's and '*'; '' is none (not a message to the recipient).
+        ALTER TABLE notifications ADD COLUMN optout_scopes TEXT;
+        CREATE INDEX notifications_queued_recipient
+            ON notifications(recipient) WHERE state = 'queued';
+        -- No notification an opt-out stops goes back to queued (a retry, a release, a lease
+        -- given back): it is skipped instead, in the same statement.
+        CREATE TRIGGER notifications_optout_guard AFTER UPDATE OF state ON notifications
+        WHEN NEW.state = 'queued' AND OLD.state <> 'queued' AND NEW.recipient <> ''
+            AND EXISTS (
+                SELECT 1 FROM optouts o WHERE o.recipient = NEW.recipient AND (
+                    (NEW.optout_scopes IS NULL AND o.channel IN ('*', NEW.channel))
+                    OR instr(NEW.optout_scopes, ',' || o.channel || ',') > 0))
+        BEGIN
+            UPDATE notifications SET state = 'skipped', reason = 'opted out',
+                next_attempt_at = NULL WHERE id = NEW.id;
+            INSERT INTO history (notification_id, at, kind, detail)
+                VALUES (NEW.id, NEW.updated_at, 'state',
+                        '{"state":"skipped","reason":"opted out"}');
+        END;
+        """,
+    ),
+    (
+        "0007_inbound",
+        """
+        -- Messages people sent us; ids only grow (AUTOINCREMENT: pruning never reuses one),
+        -- so the inbound trigger's cursor never misses one.
+        CREATE TABLE inbound_messages (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            channel     TEXT NOT NULL,
+            provider_id TEXT NOT NULL,
+            sender      TEXT NOT NULL,
+            name        TEXT NOT NULL DEFAULT '',
+            type        TEXT NOT NULL,
+            text        TEXT NOT NULL,
+            sent_at     REAL NOT NULL,
+            received_at REAL NOT NULL,
+            quoted_id   TEXT,
+            reply_to    INTEGER,                    -- the notification it replied to
+            keyword     TEXT,                       -- stop | start
+            UNIQUE (channel, provider_id)
+        );
+        CREATE INDEX inbound_received ON inbound_messages(received_at);
+        """,
+    ),
 ]
-
 POSTGRES: dict[str, str] = {
     "0001_notifications": """
         CREATE TABLE notifications (
@@ -219,6 +275,61 @@ POSTGRES: dict[str, str] = {
             WHERE deadline_at IS NOT NULL AND state IN ('sent', 'delivered');
         CREATE INDEX notifications_sent ON notifications(updated_at) WHERE state = 'sent';
         CREATE INDEX acks_pending_received ON acks(received_at) WHERE applied = 0;
+        """,
+    "0006_optouts": """
+        CREATE TABLE optouts (
+            recipient   text NOT NULL,
+            channel     text NOT NULL,
+            at          double precision NOT NULL,
+            how         text NOT NULL,
+            note        text NOT NULL DEFAULT '',
+            PRIMARY KEY (recipient, channel)
+        );
+        ALTER TABLE notifications ADD COLUMN optout_scopes text;
+        CREATE INDEX notifications_queued_recipient
+            ON notifications(recipient) WHERE state = 'queued';
+        -- The opt-out lock (shared here, as by every write transaction; exclusive while
+        -- opt-outs are added) orders this check after any opt-out being committed.
+        CREATE FUNCTION nextstep_optout_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_advisory_xact_lock_shared(1853253748, 1);
+            IF EXISTS (
+                SELECT 1 FROM optouts o WHERE o.recipient = NEW.recipient AND (
+                    (NEW.optout_scopes IS NULL AND o.channel IN ('*', NEW.channel))
+                    OR strpos(NEW.optout_scopes, ',' || o.channel || ',') > 0))
+            THEN
+                NEW.state := 'skipped';
+                NEW.reason := 'opted out';
+                NEW.next_attempt_at := NULL;
+                INSERT INTO history (notification_id, at, kind, detail)
+                    VALUES (NEW.id, NEW.updated_at, 'state',
+                            '{"state":"skipped","reason":"opted out"}');
+            END IF;
+            RETURN NEW;
+        END
+        $$;
+        CREATE TRIGGER notifications_optout_guard BEFORE UPDATE OF state ON notifications
+            FOR EACH ROW
+            WHEN (NEW.state = 'queued' AND OLD.state <> 'queued' AND NEW.recipient <> '')
+            EXECUTE FUNCTION nextstep_optout_guard();
+        """,
+    "0007_inbound": """
+        CREATE TABLE inbound_messages (
+            id          bigserial PRIMARY KEY,
+            channel     text NOT NULL,
+            provider_id text NOT NULL,
+            sender      text NOT NULL,
+            name        text NOT NULL DEFAULT '',
+            type        text NOT NULL,
+            text        text NOT NULL,
+            sent_at     double precision NOT NULL,
+            received_at double precision NOT NULL,
+            quoted_id   text,
+            reply_to    bigint,
+            keyword     text,
+            UNIQUE (channel, provider_id)
+        );
+        CREATE INDEX inbound_received ON inbound_messages(received_at);
         """,
 }
 

@@ -15,9 +15,14 @@ from nextstep.engine.ledger.base import (
     AttemptResult,
     Enqueued,
     HistoryEntry,
+    InboundRecord,
+    InboundStored,
     LedgerTransaction,
+    NewInbound,
     NewNotification,
     Notification,
+    OptOut,
+    OptOutResult,
 )
 from nextstep.engine.model import Progress, State
 
@@ -138,6 +143,46 @@ class TransactionalStore:
         """Cancel a queued or in-doubt notification."""
         with self.transaction() as tx:
             return tx.cancel(notification_id, now, reason)
+
+    # -- opt-outs and inbound messages --------------------------------------------------
+    def add_optouts(self, entries: Sequence[OptOut]) -> OptOutResult:
+        """Keep opt-outs and skip the queued notifications they stop (see Store)."""
+        with self.transaction() as tx:
+            return tx.add_optouts(entries)
+
+    def remove_optouts(self, keys: Sequence[tuple[str, str]]) -> int:
+        """Remove opt-outs ``(recipient, channel)``; how many there were."""
+        with self.transaction() as tx:
+            return tx.remove_optouts(keys)
+
+    def optouts(
+        self, *, recipients: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[OptOut]:
+        """The opt-outs kept."""
+        with self.reading() as tx:
+            return tx.optouts(recipients=recipients, limit=limit)
+
+    def record_inbound(self, items: Sequence[NewInbound]) -> list[InboundStored | None]:
+        """Keep inbound messages once and apply what new ones ask (see Store)."""
+        with self.transaction() as tx:
+            return tx.record_inbound(items)
+
+    def inbound_after(
+        self, after_id: int, *, channels: Sequence[str] | None = None, limit: int = 100
+    ) -> list[InboundRecord]:
+        """Kept inbound messages after ``after_id``, oldest first."""
+        with self.reading() as tx:
+            return tx.inbound_after(after_id, channels=channels, limit=limit)
+
+    def last_inbound_id(self) -> int:
+        """The newest inbound message's id (0 when none)."""
+        with self.reading() as tx:
+            return tx.last_inbound_id()
+
+    def prune_inbound(self, before: float) -> int:
+        """Forget inbound messages received before ``before``."""
+        with self.transaction() as tx:
+            return tx.prune_inbound(before)
 
     # last: a method named ``list`` would shadow the type in the annotations after it
     def list(self, *, state: State | None = None, limit: int = 100) -> list[Notification]:

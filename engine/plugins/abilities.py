@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from starlette.routing import BaseRoute
 
-from nextstep.engine.model import Ack, AckReport, Event
+from nextstep.engine.model import Ack, AckReport, Event, InboundMessage, InboundReport, Outcome
 from nextstep.engine.plugins.contract import CompiledSend, Emit, Trigger
 
 
@@ -143,6 +143,40 @@ class ReceivesAcks(Protocol):
         """The routes to mount (once per channel class): they check ``secret``
         (``server.webhook_secret``, in the path), refuse bodies over ``max_body`` bytes, parse
         the provider's payload and give its acks to ``recorder``."""
+        ...
+
+
+@runtime_checkable
+class MessageRecorder(Protocol):
+    """Where a channel's webhook route hands the messages people sent (when the recorder it
+    was given has this ability besides :class:`AckRecorder`)."""
+
+    async def record_messages(self, messages: Sequence[InboundMessage]) -> InboundReport:
+        """Keep ``messages`` in the ledger (once each: a provider retry is counted, not kept
+        twice); returns once they are committed. Raises StoreError (answer 503)."""
+        ...
+
+
+@runtime_checkable
+class ReceivesMessages(Protocol):
+    """A channel class whose ack route (:class:`ReceivesAcks`) also receives the messages
+    people send to its numbers, and gives them, as :class:`InboundMessage` values (outgoing
+    echoes left out), to a recorder that is a :class:`MessageRecorder`."""
+
+    @staticmethod
+    def message_account(settings: Mapping[str, Any]) -> str:
+        """The ``InboundMessage.account`` of the messages a channel with these settings
+        receives (the engine finds a message's channel by it)."""
+        ...
+
+
+@runtime_checkable
+class SendsText(Protocol):
+    """A channel (instance) that can answer a person with free text, where the provider
+    allows it (for some: within 24 hours of the person's last message)."""
+
+    async def send_text(self, to: str, text: str, *, quoted_id: str | None = None) -> Outcome:
+        """Send ``text`` to ``to`` (classified like ``send``; never raises for an answer)."""
         ...
 
 

@@ -34,6 +34,7 @@ from nextstep.engine.rules.expressions import (
 )
 from nextstep.engine.rules.rule import (
     FallbackStep,
+    OptOutPolicy,
     Policy,
     RetryPolicy,
     Rule,
@@ -312,6 +313,7 @@ def build_rule(
     send = b.send(definition.get("send"), ("send",), whitespace, NAMES)
     keys = {key: b.template(definition.get(key), (key,)) for key in ("to", "dedupe", "supersedes")}
     policy = b.policy(definition.get("policy"), whitespace)
+    optout = _optout(b, definition.get("optout"))
     _check_recipient(b, definition)
     if trigger is not None:
         check_event_fields(b, trigger[0], trigger[1])
@@ -340,6 +342,7 @@ def build_rule(
             dedupe=keys["dedupe"],
             supersedes=keys["supersedes"],
             whitespace=whitespace,
+            optout=optout,
         ),
         [],
     )
@@ -407,3 +410,25 @@ def _check_recipient(b: _Builder, definition: Mapping[str, Any]) -> None:
                 f"channel '{spec.channel}' {spec.traits.purpose}: the rule needs to: (the phone)",
             )
             return
+
+
+def _optout(b: _Builder, block: Any) -> OptOutPolicy:
+    """The rule's ``optout:``; every channel it names must be one of nextstep.yaml's."""
+    if not isinstance(block, Mapping):
+        return OptOutPolicy()
+    found: dict[str, list[str]] = {}
+    for key in ("honours", "exempt"):
+        names = block.get(key)
+        found[key] = []
+        for i, name in enumerate(names if isinstance(names, list) else []):
+            if not isinstance(name, str):
+                continue
+            if name not in b.channels:
+                hint = did_you_mean(name, b.channels)
+                listed = ", ".join(sorted(b.channels)) or "none"
+                b.add(
+                    ("optout", key, i),
+                    f"unknown channel '{name}'{hint} (nextstep.yaml has: {listed})",
+                )
+            found[key].append(name)
+    return OptOutPolicy(tuple(dict.fromkeys(found["honours"])), frozenset(found["exempt"]))

@@ -29,7 +29,7 @@ from nextstep.engine.rules.yamlload import Loaded, PathKey, format_path, load_fi
 DEFAULT_STORE = "sqlite:///nextstep.db"
 DEFAULT_LISTEN = "127.0.0.1:8787"
 DEFAULT_MAX_BODY = 1_048_576  # the one default limit of HTTP request bodies (server.max_body)
-MIN_SECRET = 16  # characters of server.event_token and server.webhook_secret
+MIN_SECRET = 16  # characters of server.event_token, webhook_secret and optout_token
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +264,7 @@ def _server(raw: Any, loaded: Loaded, collector: _Collector) -> ServerConfig:
         value = raw.get(key)
         return None if value is None or value == "" else str(value)
 
-    for key in ("event_token", "webhook_secret"):
+    for key in ("event_token", "webhook_secret", "optout_token"):
         secret = text(key)
         if secret is not None and len(secret) < MIN_SECRET:
             collector.located(

@@ -93,6 +93,7 @@ def evaluate(
         None,
         None,
         event.trigger,
+        rule.optout.scopes(spec.channel),
     )
 
 

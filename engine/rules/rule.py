@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from nextstep.engine.model import ALL_CHANNELS
 from nextstep.engine.plugins import ChannelTraits, CompiledSend, Whitespace
 from nextstep.engine.rules.expressions import CompiledExpression, CompiledTemplate
 
@@ -77,6 +78,26 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
+class OptOutPolicy:
+    """Which opt-outs stop a rule's messages. Each one always honours its own channel's and
+    every-channel opt-outs; ``honours`` adds channels whose opt-outs stop every message of the
+    rule (a text-message fallback honouring a STOP on the main channel); sends through an
+    ``exempt`` channel are not messages to the recipient (a CRM task): no opt-out stops them."""
+
+    honours: tuple[str, ...] = ()
+    exempt: frozenset[str] = frozenset()
+
+    def scopes(self, channel: str) -> tuple[str, ...] | None:
+        """The opt-out channels that stop a message through ``channel`` (the ledger's
+        ``NewNotification.optout``): None for the default, () for none."""
+        if channel in self.exempt:
+            return ()
+        if not self.honours:
+            return None
+        return (channel, ALL_CHANNELS, *(h for h in self.honours if h != channel))
+
+
+@dataclass(frozen=True, slots=True)
 class Example:
     """One offline check of a rule, run by ``nextstep test``."""
 
@@ -111,6 +132,7 @@ class Rule:
     dedupe: CompiledTemplate | None = None
     supersedes: CompiledTemplate | None = None
     whitespace: Whitespace = "normalise"
+    optout: OptOutPolicy = OptOutPolicy()
 
 
 def parse_examples(

@@ -26,10 +26,14 @@ from nextstep.engine.delivery.fallbacks import PolicyContext, RuleBook
 from nextstep.engine.delivery.poller import PollSettings, run_poller
 from nextstep.engine.delivery.timers import after_attempts, run_timers
 from nextstep.engine.errors import NextstepError
+from nextstep.engine.inbound.retention import prune_inbound, retention_of
+from nextstep.engine.inbound.sink import InboundSink, webhook_recorder
 from nextstep.engine.intake.emit import make_emit
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.base import Notification
 from nextstep.engine.ledger.runner import LedgerRunner
+from nextstep.engine.optout.entries import Directory
+from nextstep.engine.optout.routes import optout_routes, optout_token
 from nextstep.engine.plugins import (
     Channel,
     Emit,
@@ -89,6 +93,7 @@ class Daemon:
     stopping: bool = False
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once it serves
     channels: dict[str, Channel] = field(default_factory=dict)
+    inbound: InboundSink | None = None  # keeps people's messages, when a channel receives them
     _versions: dict[tuple[str, str], Rule] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -140,6 +145,8 @@ class Daemon:
         server.should_exit = True
         await served
         sock.close()
+        if self.inbound is not None:
+            await self.inbound.aclose()  # confirmations under way
         for task in loops:
             await _cancelled(task)
         await write_snapshot(self.runner, self.clock.now(), {**self.health(), "status": "stopped"})
@@ -180,6 +187,8 @@ class Daemon:
             loops.append(group.create_task(poller))
         health = keep_snapshot(self.runner, self.clock, self.health, self.options.health_every)
         loops.append(group.create_task(health))
+        retention = retention_of(self.config.settings)
+        loops.append(group.create_task(prune_inbound(self.runner, self.clock, retention)))
         server = self.config.server
         registering = register_acks(
             self.channels, server.public_url, self.listen, server.webhook_secret
@@ -256,6 +265,9 @@ class Daemon:
                 routes.extend(plugin.routes(self.live.of_kind(kind), server.event_token or ""))
         if server.webhook_secret:
             routes.extend(self._ack_routes(server.webhook_secret, server.max_body))
+        directory = Directory(self.config.default_country, tuple(self.config.channels))
+        token = optout_token(self.config.settings)
+        routes.extend(optout_routes(self.runner, self.clock.now, directory, token))
         return routes
 
     def _ack_routes(self, secret: str, max_body: int) -> list[BaseRoute]:
@@ -268,10 +280,13 @@ class Daemon:
         if not receivers:
             return []
         sink = AckSink(self.runner, self.clock, lambda: self.context)
+        recorder, self.inbound = webhook_recorder(
+            sink, self.runner, self.clock, self.config.channels, self.channels
+        )
         return [
             route
             for _, plugin in sorted(receivers.items())
-            for route in plugin.ack_routes(sink, secret, max_body)
+            for route in plugin.ack_routes(recorder, secret, max_body)
         ]
 
     def health(self) -> dict[str, Any]:

@@ -171,4 +171,8 @@ def config_secrets(config: Config) -> set[str]:
     """Every secret value the config holds (for the log filter)."""
     found = secrets_in({name: dict(c.settings) for name, c in config.channels.items()})
     found.update(s for s in (config.server.event_token, config.server.webhook_secret) if s)
+    server = config.settings.get("server")
+    token = server.get("optout_token") if isinstance(server, Mapping) else None
+    if token:
+        found.add(str(token))
     return found

@@ -117,6 +117,9 @@ def test_demo_runs_to_the_end_on_its_own(tmp_path: Path) -> None:
     assert "queued → sent → delivered → read" in out
     assert "↳ fallback of" in out
     assert re.search(r"CRM tasks received\s*│\s*1", out), out
+    # act two: a client replies STOP, the next notification to her is skipped
+    assert re.search(r"clients opted out\s*│\s*1", out), out
+    assert re.search(r"\*{7}4555\s+queued → skipped\s*\n\s*opted out", out), out
     assert (folder / "nextstep.db").exists() and (folder / ".nextstep-demo").exists()
 
 

@@ -4,7 +4,10 @@ The handler only parses the body and hands its acks to the engine's recorder (on
 ledger write), then answers ``200 {"ok": true, …}``: 1MSG may retry a non-2xx answer, and a 2xx
 is only given once the acks are safely in the ledger. The secret in the path is compared in
 constant time; a wrong one answers 404, as for any unknown path, and records nothing. Inbound
-``messages[]`` are counted and not stored: nextstep only sends.
+``messages[]`` from people (outgoing echoes left out, :mod:`.inbound`) go to the recorder when
+it keeps messages (a ``MessageRecorder``: the daemon's does), after the acks, and the answer
+says how many were ``stored`` and how many were ``duplicates`` (1MSG posting them again);
+otherwise they are only counted.
 
 Any JSON object is answered 2xx (or 503 when the ledger cannot take its acks): a malformed
 part (an ``entry`` that is not a list, an ack without an id…) is ignored, counted in the answer
@@ -27,7 +30,8 @@ from starlette.routing import BaseRoute, Route
 from nextstep.adapters.channels.onemsg.acks import PARTS, parse_payload
 from nextstep.engine.errors import NextstepError, StoreError
 from nextstep.engine.metrics import WEBHOOK_IGNORED
-from nextstep.engine.plugins import AckRecorder
+from nextstep.engine.model import InboundReport
+from nextstep.engine.plugins import AckRecorder, MessageRecorder
 
 log = logging.getLogger(__name__)
 
@@ -72,25 +76,29 @@ def ack_routes(recorder: AckRecorder, secret: str, max_body: int) -> list[BaseRo
             payload = None
         if payload is None:
             return JSONResponse({"error": "expected a 1MSG JSON object"}, status_code=400)
+        kept: InboundReport | None = None
         try:
             report = await recorder.record(payload.acks)
+            if isinstance(recorder, MessageRecorder):
+                kept = await recorder.record_messages(payload.inbound)
         except StoreError as exc:
-            log.error("1MSG webhook: acks not recorded: %s", exc)
+            log.error("1MSG webhook: acks or messages not recorded: %s", exc)
             return JSONResponse({"error": "ledger unavailable, try again"}, status_code=503)
         if payload.ignored:
             for part, count in payload.ignored.items():
                 _IGNORED[part].inc(count)
             shown = ", ".join(f"{count} {part}" for part, count in sorted(payload.ignored.items()))
             log.warning("1MSG webhook: malformed parts ignored: %s", shown)
-        return JSONResponse(
-            {
-                "ok": True,
-                "acks": len(payload.acks),
-                "matched": report.matched,
-                "kept": report.kept,
-                "messages": payload.messages,
-                "ignored": payload.ignored_total,
-            }
-        )
+        answer = {
+            "ok": True,
+            "acks": len(payload.acks),
+            "matched": report.matched,
+            "kept": report.kept,
+            "messages": payload.messages,
+            "ignored": payload.ignored_total,
+        }
+        if kept is not None:
+            answer.update(stored=kept.stored, duplicates=kept.duplicates, echoes=payload.echoes)
+        return JSONResponse(answer)
 
     return [Route(PATH, receive, methods=["POST"])]

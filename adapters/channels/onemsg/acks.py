@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nextstep.adapters.channels.onemsg.classify import classify_failed_ack
-from nextstep.engine.model import Ack, OutcomeKind
+from nextstep.adapters.channels.onemsg.inbound import (
+    account_of,
+    from_meta,
+    from_normalised,
+    is_echo,
+)
+from nextstep.engine.model import Ack, InboundMessage, OutcomeKind
 
 MAX_ERROR_TEXT = 1000
 """Characters of a failed ack's error text kept (and classified): a webhook body may be up to
@@ -29,12 +35,15 @@ PARTS = ("ack", "messages", "entry", "changes", "value", "statuses", "status")
 
 @dataclass(frozen=True, slots=True)
 class Payload:
-    """What one webhook call carried: its acks, how many inbound messages, and how many parts
-    of each kind were malformed and ignored (:data:`PARTS`)."""
+    """What one webhook call carried: its acks, how many inbound message items, the messages
+    from people among them (``inbound``; ``echoes`` counts our own outgoing ones), and how many
+    parts of each kind were malformed and ignored (:data:`PARTS`)."""
 
     acks: list[Ack]
     messages: int = 0
     ignored: Mapping[str, int] = field(default_factory=dict)
+    inbound: list[InboundMessage] = field(default_factory=list)
+    echoes: int = 0
 
     @property
     def rejected(self) -> int:
@@ -97,6 +106,7 @@ class _Reader:
     def __init__(self) -> None:
         self.items: list[tuple[str, Any]] = []  # (part, candidate ack)
         self.ignored: dict[str, int] = {}
+        self.meta_messages: list[tuple[Any, Mapping[str, Any], str]] = []  # (item, value, entry)
 
     def skip(self, part: str) -> None:
         self.ignored[part] = self.ignored.get(part, 0) + 1
@@ -132,6 +142,11 @@ class _Reader:
                     continue
                 for status in self.listed(value.get("statuses"), "statuses"):
                     self.items.append(("status", status))
+                messages = value.get("messages")
+                if isinstance(messages, list):
+                    entry_id = entry.get("id")
+                    account = entry_id if isinstance(entry_id, str) else ""
+                    self.meta_messages.extend((m, value, account) for m in messages)
 
 
 def parse_payload(doc: Any) -> Payload | None:
@@ -153,8 +168,15 @@ def parse_payload(doc: Any) -> Payload | None:
             reader.skip(part)
         else:
             acks.append(ack)
-    messages = len(reader.listed(doc.get("messages"), "messages"))
-    return Payload(acks, messages, reader.ignored)
+    items = reader.listed(doc.get("messages"), "messages")
+    account = account_of(doc)
+    inbound = [m for m in (from_normalised(item, account) for item in items) if m is not None]
+    echoes = sum(1 for item in items if isinstance(item, Mapping) and is_echo(item))
+    for item, value, entry_account in reader.meta_messages:
+        message = from_meta(item, value, account or entry_account)
+        if message is not None:
+            inbound.append(message)
+    return Payload(acks, len(items), reader.ignored, inbound, echoes)
 
 
 def acks_from_hook_info(answer: Any, message_id: str) -> list[Ack]:

@@ -6,7 +6,9 @@ request (:mod:`onemsg.payload`), sends a rule's ``valid_for`` as the message's T
 (:mod:`onemsg.ttl`; the template's category from ``GET templates``, kept a while:
 :mod:`onemsg.categories`), and has the abilities ``ReceivesAcks`` (:mod:`onemsg.ackroute`),
 ``LooksUpStatus`` (``lookup_status``), ``RegistersAcks`` (``register_acks``, see
-:mod:`onemsg.registration`) and ``ListsTemplates`` (``list_templates``, :mod:`onemsg.checks`).
+:mod:`onemsg.registration`), ``ListsTemplates`` (``list_templates``, :mod:`onemsg.checks`),
+``ReceivesMessages`` (people's messages come on the ack route: :mod:`onemsg.inbound`) and
+``SendsText`` (``send_text``: ``sendMessage``, inside WhatsApp's 24-hour window).
 
 Every request goes to ``{base_url}/{instance_id}/{method}`` with ``Authorization: Bearer``; the
 token is never logged and is cut out of any answer kept in an Outcome. ``send`` never raises
@@ -65,6 +67,7 @@ from nextstep.engine.redact import mask_phone
 log = logging.getLogger(__name__)
 
 MAX_WEBHOOKS = 5
+MAX_TEXT = 4096  # sendMessage's body: 1 to 4096 characters
 TRAITS = ChannelTraits(
     needs_phone=True,
     reports_delivery=True,
@@ -157,6 +160,24 @@ class OneMsgChannel:
             )
         return outcome
 
+    @staticmethod
+    def message_account(settings: Mapping[str, Any]) -> str:
+        """The ``instanceId`` the messages to this channel's number come with."""
+        return str(settings.get("instance_id", ""))
+
+    async def send_text(self, to: str, text: str, *, quoted_id: str | None = None) -> Outcome:
+        """``POST sendMessage`` with free text (a reply to a person): WhatsApp takes it only
+        within 24 hours of their last message, else 1MSG answers 400 "Dialog window is
+        closed". Classified like a template send; never raises for an answer."""
+        body: dict[str, Any] = {"phone": to, "body": text[:MAX_TEXT]}
+        if quoted_id:
+            body["quotedMsgId"] = quoted_id
+        outcome = await self._post_json(self._url + "sendMessage", body)
+        self._answers[outcome.kind].inc()
+        if not outcome.ok:
+            log.info("1msg %s: text to %s: %s", self.name, mask_phone(to), outcome.reason)
+        return outcome
+
     async def _ttl(self, message: Message) -> int | None:
         """``messageSendTtlSeconds`` for this attempt (:func:`onemsg.ttl.attempt_ttl`): the
         time left until ``valid_until`` within the template's category range; None (and a
@@ -183,12 +204,15 @@ class OneMsgChannel:
         return sent
 
     async def _post_template(self, body: dict[str, Any]) -> Outcome:
+        return await self._post_json(self._send_url, body)
+
+    async def _post_json(self, url: str, body: dict[str, Any]) -> Outcome:
         started = time.perf_counter()
         try:
             status, headers, content = await exchange(
                 self._transport,
                 "POST",
-                self._send_url,
+                url,
                 orjson.dumps(body),
                 self._send_headers,
                 self._timeout,

@@ -18,9 +18,17 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from nextstep.engine.errors import StoreError
-from nextstep.engine.ledger.base import AttemptResult, Notification
+from nextstep.engine.ledger.base import (
+    AttemptResult,
+    InboundStored,
+    NewInbound,
+    Notification,
+    OptOut,
+    OptOutResult,
+)
 from nextstep.engine.ledger.migrations import MIGRATIONS
 from nextstep.engine.ledger.postgres import text
+from nextstep.engine.ledger.postgres.optouts import EXCLUSIVE, INBOUND, SHARED
 from nextstep.engine.ledger.postgres.sql import Conn, unique
 from nextstep.engine.ledger.postgres.transaction import PostgresTransaction
 from nextstep.engine.ledger.transactional import TransactionalStore
@@ -119,6 +127,19 @@ class PostgresStore(TransactionalStore):
             # Pipeline mode: statements whose results nobody reads (BEGIN, most updates and
             # inserts, COMMIT) travel with the next one that is read, not one round trip each.
             with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+                conn.execute(SHARED)  # first, before any row lock (postgres/optouts.py)
+                yield PostgresTransaction(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"ledger {self.name}: {exc}") from exc
+
+    @contextmanager
+    def _locked(self, *locks: str) -> Iterator[PostgresTransaction]:
+        """A write transaction that takes ``locks`` (advisory, exclusive) before anything
+        else, instead of the opt-out lock in shared mode."""
+        try:
+            with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+                for lock in locks:
+                    conn.execute(lock)
                 yield PostgresTransaction(conn)
         except psycopg.Error as exc:
             raise StoreError(f"ledger {self.name}: {exc}") from exc
@@ -165,3 +186,15 @@ class PostgresStore(TransactionalStore):
         """``sending`` rows become ``in_doubt`` (one statement)."""
         with self.reading() as tx:
             return tx.recover_interrupted(now)
+
+    # -- opt-outs and inbound messages: the opt-out lock exclusively, before anything -------
+    def add_optouts(self, entries: Sequence[OptOut]) -> OptOutResult:
+        """Keep opt-outs and skip the queued notifications they stop (see Store)."""
+        with self._locked(EXCLUSIVE) as tx:
+            return tx.add_optouts(entries)
+
+    def record_inbound(self, items: Sequence[NewInbound]) -> list[InboundStored | None]:
+        """Keep inbound messages once and apply what new ones ask (see Store)."""
+        locks = (EXCLUSIVE, INBOUND) if any(i.optout for i in items) else (INBOUND,)
+        with self._locked(*locks) as tx:
+            return tx.record_inbound(items)

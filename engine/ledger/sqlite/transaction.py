@@ -15,14 +15,20 @@ from nextstep.engine.ledger.base import (
     Enqueued,
     HistoryEntry,
     HistoryLine,
+    InboundRecord,
+    InboundStored,
     KeptAck,
     Move,
+    NewInbound,
     NewNotification,
     Notification,
+    OptOut,
+    OptOutResult,
     PollCandidate,
     Tracked,
 )
-from nextstep.engine.ledger.sqlite import read, send, status, write
+from nextstep.engine.ledger.sqlite import inbound, read, send, status, write
+from nextstep.engine.ledger.sqlite import optouts as optout_sql
 from nextstep.engine.ledger.sqlite.rows import add_history
 from nextstep.engine.model import Progress, State
 
@@ -39,8 +45,13 @@ class SqliteTransaction:
     def enqueue(
         self, items: Sequence[NewNotification], progress: Sequence[Progress] = ()
     ) -> list[Enqueued]:
-        """Insert notifications (duplicates as skipped rows) and save progress."""
-        return write.enqueue(self._conn, items, progress)
+        """Insert notifications (duplicates as skipped rows, and those an opt-out stops as
+        skipped: opted out) and save progress."""
+        results = write.enqueue(self._conn, items, progress)
+        if results:
+            optout_sql.set_scopes(self._conn, items, results)
+            results = optout_sql.skip_opted_out(self._conn, items, results)
+        return results
 
     def get_progress(self, key: str) -> str | None:
         """A trigger's saved progress."""
@@ -245,6 +256,39 @@ class SqliteTransaction:
     def mark_polled(self, ids: Sequence[int], now: float) -> None:
         """Remember when these were asked about."""
         status.mark_polled(self._conn, ids, now)
+
+    # -- opt-outs and inbound messages --------------------------------------------------------
+    def add_optouts(self, entries: Sequence[OptOut]) -> OptOutResult:
+        """Keep opt-outs; skip the queued notifications they stop."""
+        return optout_sql.add_optouts(self._conn, entries)
+
+    def remove_optouts(self, keys: Sequence[tuple[str, str]]) -> int:
+        """Remove opt-outs ``(recipient, channel)``."""
+        return optout_sql.remove_optouts(self._conn, keys)
+
+    def optouts(
+        self, *, recipients: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[OptOut]:
+        """The opt-outs kept."""
+        return optout_sql.optouts(self._conn, recipients, limit)
+
+    def record_inbound(self, items: Sequence[NewInbound]) -> list[InboundStored | None]:
+        """Keep inbound messages once; apply what new ones ask."""
+        return inbound.record_inbound(self._conn, items)
+
+    def inbound_after(
+        self, after_id: int, *, channels: Sequence[str] | None = None, limit: int = 100
+    ) -> list[InboundRecord]:
+        """Kept inbound messages after ``after_id``."""
+        return inbound.inbound_after(self._conn, after_id, channels, limit)
+
+    def last_inbound_id(self) -> int:
+        """The newest inbound message's id."""
+        return inbound.last_inbound_id(self._conn)
+
+    def prune_inbound(self, before: float) -> int:
+        """Forget inbound messages received before ``before``."""
+        return inbound.prune_inbound(self._conn, before)
 
     # last: a method named ``list`` would shadow the type in the annotations after it
     def list(self, *, state: State | None = None, limit: int = 100) -> list[Notification]:

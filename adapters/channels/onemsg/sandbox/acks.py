@@ -147,7 +147,12 @@ class AckPoster:
             "entry": [{"id": instance, "changes": [{"field": "messages", "value": value}]}],
         }
 
-    async def _post(self, url: str, payload: dict[str, Any], acks: int, attempt: int) -> None:
+    async def post_now(self, url: str, payload: dict[str, Any]) -> int | None:
+        """Post ``payload`` (inbound messages) at once and return the receiver's status (None:
+        unreachable); a failure is tried again later, as an ack's is."""
+        return await self._post(url, payload, 0, 0)
+
+    async def _post(self, url: str, payload: dict[str, Any], acks: int, attempt: int) -> int | None:
         if self._session is None:
             raise RuntimeError("AckPoster.start() was not awaited")
         status: int | None
@@ -165,6 +170,7 @@ class AckPoster:
             task = asyncio.create_task(self._post_later(url, payload, acks, attempt + 1))
             self._retries.add(task)
             task.add_done_callback(self._retries.discard)
+        return status
 
     async def _post_later(self, url: str, payload: dict[str, Any], acks: int, attempt: int) -> None:
         await asyncio.sleep(0.2 * 2**attempt)

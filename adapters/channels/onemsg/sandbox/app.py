@@ -1,7 +1,8 @@
-"""The sandbox's HTTP API: ``/{instanceId}/{sendTemplate|templates|webhook|settings|hookInfo|
-status|messages}`` like 1MSG, plus ``/_sandbox/…`` controls (stats, toggling a channel's
-status). Answers have the shapes the official Python SDK's models accept (``one-msg-sdk``,
-tests/channels/onemsg/test_sdk.py drives the sandbox with it).
+"""The sandbox's HTTP API: ``/{instanceId}/{sendTemplate|sendMessage|templates|webhook|settings|
+hookInfo|status|messages}`` like 1MSG, plus ``/_sandbox/…`` controls (stats, toggling a
+channel's status, a person writing in: :mod:`.inbound`). Answers have the shapes the official
+Python SDK's models accept (``one-msg-sdk``, tests/channels/onemsg/test_sdk.py drives the
+sandbox with it).
 
 Every API call waits ``latency`` first (asyncio.sleep, never blocking), then authenticates: the
 token comes from ``?token=``, else the body's ``token``, else ``Authorization: Bearer`` (1MSG's
@@ -30,6 +31,11 @@ from nextstep.adapters.channels.onemsg.sandbox.acks import AckPoster
 from nextstep.adapters.channels.onemsg.sandbox.config import SandboxConfig
 from nextstep.adapters.channels.onemsg.sandbox.history import HistoryQueryError, history
 from nextstep.adapters.channels.onemsg.sandbox.hooks import Accepted, timeline
+from nextstep.adapters.channels.onemsg.sandbox.inbound import (
+    message_item,
+    send_message,
+    webhook_body,
+)
 from nextstep.adapters.channels.onemsg.sandbox.scenarios import DEFAULT_ACKS, Answer
 from nextstep.adapters.channels.onemsg.sandbox.settings import (
     apply_settings,
@@ -288,6 +294,38 @@ class SandboxApi:
         instance.probes_left = None
         return Reply(200, {"status": wanted})
 
+    async def send_message(
+        self, request: Request, instance_id: str, instance: InstanceState, body: dict[str, Any]
+    ) -> Reply:
+        """``POST sendMessage``: free text, inside the 24-hour window only."""
+        return send_message(self.state, instance_id, instance, body)
+
+    async def inbound(
+        self, request: Request, instance_id: str, instance: InstanceState, body: dict[str, Any]
+    ) -> Reply:
+        """``POST /_sandbox/{instance}/inbound {"from", "text", "quoted"?, "repeat"?}``: a
+        person writes; the message is posted to the instance's webhooks (``repeat`` times)."""
+        now = time.time()
+        item = message_item(body, now)
+        if isinstance(item, Reply):
+            return item
+        repeat = body.get("repeat", 1)
+        if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= 10:
+            return Reply(400, {"message": "repeat: 1 to 10"})
+        if not item["fromMe"]:
+            phone = str(item["chatId"]).removesuffix("@c.us")
+            self.state.conversations[(instance_id, phone)] = now
+        payload = webhook_body(instance_id, item, raw=instance.settings.get("rawHooks") is True)
+        answers = [
+            await self.poster.post_now(url, payload)
+            for _ in range(repeat)
+            for url in list(instance.webhooks)
+        ]
+        self.state.count("inbound_posted")
+        return Reply(
+            200, {"id": item["id"], "webhooks": len(instance.webhooks), "answers": answers}
+        )
+
     async def stats(
         self, request: Request, instance_id: str, instance: InstanceState, body: dict[str, Any]
     ) -> Reply:
@@ -338,7 +376,9 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     routes = [
         Route("/_sandbox/{instance}/status", api.route(api.control_status), methods=["POST"]),
         Route("/_sandbox/{instance}/stats", api.route(api.stats), methods=["GET"]),
+        Route("/_sandbox/{instance}/inbound", api.route(api.inbound), methods=["POST"]),
         Route("/{instance}/sendTemplate", api.route(api.send_template), methods=["POST"]),
+        Route("/{instance}/sendMessage", api.route(api.send_message), methods=["POST"]),
         Route("/{instance}/templates", api.route(api.templates), methods=["GET"]),
         Route("/{instance}/webhook", api.route(api.webhook), methods=["GET", "POST"]),
         Route("/{instance}/settings", api.route(api.settings), methods=["GET", "POST"]),

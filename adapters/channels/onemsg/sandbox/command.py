@@ -1,4 +1,6 @@
-"""``nextstep sandbox``: a local 1MSG-compatible API for demos, tests and benchmarks.
+"""``nextstep sandbox``: a local 1MSG-compatible API for demos, tests and benchmarks; ``nextstep
+sandbox inbound PHONE TEXT`` makes a person write to a running one (its webhooks get the
+message, as 1MSG posts it).
 
 Added to the CLI by the ``nextstep.commands`` entry point; the sandbox itself is imported when
 the command runs, so that ``nextstep --help`` stays quick.
@@ -40,7 +42,8 @@ def _webhook_form(value: str) -> Literal["string", "list", "string-only"]:
     return "string-only" if value == "string-only" else "string"
 
 
-@click.command()
+@click.group(invoke_without_command=True)
+@click.pass_context
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8790, show_default=True, type=int, help="Port to listen on.")
 @click.option(
@@ -122,6 +125,7 @@ def _webhook_form(value: str) -> Literal["string", "list", "string-only"]:
     help="Scripted recipients and channel status (see docs/sandbox.md).",
 )
 def sandbox(
+    ctx: click.Context,
     host: str,
     port: int,
     token: str,
@@ -140,7 +144,9 @@ def sandbox(
 ) -> None:
     """Serve a local 1MSG-compatible API (sendTemplate, templates, webhook, settings, hookInfo,
     status, messages) with scripted recipients: numbers ending in 0001…0010 fail in known
-    ways."""
+    ways. `nextstep sandbox inbound` makes a person write to a running one."""
+    if ctx.invoked_subcommand is not None:
+        return
     from nextstep.adapters.channels.onemsg.sandbox.config import SandboxConfig
     from nextstep.adapters.channels.onemsg.sandbox.scenarios import (
         default_scenario,
@@ -180,3 +186,61 @@ def sandbox(
     for line in scripts_summary(config.scenario.scripts):
         click.echo(f"  {line}")
     run(config, host, port)
+
+
+@sandbox.command()
+@click.argument("phone")
+@click.argument("text")
+@click.option(
+    "--url", default="http://127.0.0.1:8790", show_default=True, help="The running sandbox."
+)
+@click.option(
+    "--instance",
+    envvar="ONEMSG_INSTANCE_ID",
+    default="demo",
+    show_default=True,
+    show_envvar=True,
+    help="The instance (channel) the person writes to.",
+)
+@click.option(
+    "--token",
+    envvar="ONEMSG_TOKEN",
+    default=DEMO_TOKEN,
+    show_default=True,
+    show_envvar=True,
+    help="The sandbox's token.",
+)
+@click.option("--quote", default=None, metavar="ID", help="The id of the message replied to.")
+@click.option(
+    "--repeat",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 10),
+    help="Post the same message this many times (1MSG retries webhooks).",
+)
+def inbound(
+    phone: str, text: str, url: str, instance: str, token: str, quote: str | None, repeat: int
+) -> None:
+    """A person (PHONE) writes TEXT to a running sandbox's instance: the message is posted to
+    its webhooks as 1MSG posts it."""
+    import httpx
+
+    body: dict[str, Any] = {"from": phone, "text": text, "repeat": repeat}
+    if quote:
+        body["quoted"] = quote
+    target = f"{url.rstrip('/')}/_sandbox/{instance}/inbound"
+    try:
+        answer = httpx.post(
+            target, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the sandbox at {url}: {exc}") from None
+    data = (
+        answer.json()
+        if answer.headers.get("content-type", "").startswith("application/json")
+        else {}
+    )
+    if answer.status_code != 200:
+        raise click.ClickException(f"the sandbox refused it: {data or answer.text}")
+    statuses = ", ".join(str(s) for s in data.get("answers", [])) or "no webhook registered"
+    click.echo(f"{data.get('id')} from {phone}: posted ({statuses})")

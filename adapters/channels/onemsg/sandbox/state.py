@@ -89,7 +89,13 @@ class SandboxState:
             "acks_dropped": 0,
             "posts_failed": 0,
             "arrived": 0,
+            "inbound_posted": 0,
+            "texts_sent": 0,
+            "texts_refused": 0,
         }
+        # (instance, phone) -> when the person last wrote: WhatsApp's 24-hour window for text
+        self.conversations: dict[tuple[str, str], float] = {}
+        self.texts: deque[dict[str, Any]] = deque(maxlen=config.record_limit)  # sendMessage
         self.ready = asyncio.Event()
         self.closing = asyncio.Event()
         self._waiters: list[tuple[str, int, asyncio.Future[None]]] = []
