@@ -113,4 +113,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX acks_pending_received ON acks(received_at) WHERE applied = 0;
         """,
     ),
+    (
+        "0006_console_reads",
+        """
+        -- The console's reads (engine/ledger/sqlite_console.py) at a million rows.
+        -- Overview and the list by rule: covering (rule, created, state); it replaces the
+        -- (rule, created) index, whose every use it serves.
+        CREATE INDEX notifications_rule_created_state
+            ON notifications(rule_id, created_at, state);
+        DROP INDEX notifications_rule_created;
+        -- The list by state, newest first; skip reasons over a window.
+        CREATE INDEX notifications_state_created ON notifications(state, created_at);
+        -- The list by a recipient's last digits (at least 4 are asked for).
+        CREATE INDEX notifications_recipient_tail
+            ON notifications(substr(recipient, -4), created_at);
+        -- The list by dedupe key, whatever the rule.
+        CREATE INDEX notifications_dedupe_key
+            ON notifications(dedupe_key) WHERE dedupe_key IS NOT NULL;
+        """,
+    ),
 ]

@@ -9,6 +9,7 @@ module the same way and runs it inside :meth:`SqliteStore.transaction`.
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nextstep.engine.errors import StoreError
-from nextstep.engine.ledger import sqlite_read, sqlite_send, sqlite_write
+from nextstep.engine.ledger import sqlite_console, sqlite_read, sqlite_send, sqlite_write
 from nextstep.engine.ledger.base import (
     AttemptResult,
     Enqueued,
@@ -26,6 +27,7 @@ from nextstep.engine.ledger.base import (
     Notification,
 )
 from nextstep.engine.ledger.migrations import MIGRATIONS
+from nextstep.engine.ledger.reads import Cursor, Decision, Filters, Tally, Trace
 from nextstep.engine.model import Progress, State
 
 BUSY_TIMEOUT_MS = 10_000
@@ -242,3 +244,38 @@ class SqliteStore:
         """Cancel a queued or in-doubt notification."""
         with self.transaction() as conn:
             return sqlite_send.cancel(conn, notification_id, now, reason)
+
+    # -- the web console (ledger.reads.ConsoleReads) ---------------------------------------
+    def overview(
+        self, rule_ids: Sequence[str], since: float, until: float, buckets: int
+    ) -> builtins.list[Tally]:
+        """Per rule: states, skip reasons, trend, median time to delivered (ConsoleReads)."""
+        with self.reading() as conn:
+            return sqlite_console.overview(conn, rule_ids, since, until, buckets)
+
+    def browse(
+        self, filters: Filters, after: Cursor | None, limit: int
+    ) -> builtins.list[Notification]:
+        """Notifications matching ``filters``, newest first (keyset paging)."""
+        with self.reading() as conn:
+            return sqlite_console.browse(conn, filters, after, limit)
+
+    def trace(self, notification_id: int) -> Trace | None:
+        """One notification, its history and its fallback chain."""
+        with self.reading() as conn:
+            return sqlite_console.trace(conn, notification_id)
+
+    def in_doubt(self, limit: int) -> builtins.list[Notification]:
+        """Notifications in doubt, oldest first."""
+        with self.reading() as conn:
+            return sqlite_console.in_doubt(conn, limit)
+
+    def rule_versions(self, rule_id: str) -> dict[str, Mapping[str, Any]]:
+        """Every kept definition of a rule, by version."""
+        with self.reading() as conn:
+            return sqlite_console.rule_versions(conn, rule_id)
+
+    def decide(self, notification_id: int, decision: Decision) -> bool:
+        """Release or cancel with a history line naming who and why."""
+        with self.transaction() as conn:
+            return sqlite_console.decide(conn, notification_id, decision)
