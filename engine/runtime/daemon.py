@@ -46,6 +46,7 @@ from nextstep.engine.plugins import (
 from nextstep.engine.plugins.registry import TRIGGERS
 from nextstep.engine.rules.config import Config, load_config, rule_from_definition
 from nextstep.engine.rules.rule import Rule
+from nextstep.engine.runtime.console.app import OpenConsole, open_console
 from nextstep.engine.runtime.gctune import tuned_gc
 from nextstep.engine.runtime.logs import RedactingFilter, config_secrets
 from nextstep.engine.runtime.reload import LiveRules, Reloader, TriggerSpec, watch_paths
@@ -88,6 +89,7 @@ class Daemon:
     stopping: bool = False
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once it serves
     channels: dict[str, Channel] = field(default_factory=dict)
+    console: OpenConsole | None = None  # the web console at /ui, when configured
     _versions: dict[tuple[str, str], Rule] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -110,6 +112,8 @@ class Daemon:
                 for channel in self.channels.values():
                     await channel.aclose()
         finally:
+            if self.console is not None:
+                self.console.close()
             self.runner.close()
 
     async def _serve(self, group: asyncio.TaskGroup, stop: asyncio.Event) -> None:
@@ -255,6 +259,16 @@ class Daemon:
                 routes.extend(plugin.routes(self.live.of_kind(kind), server.event_token or ""))
         if server.webhook_secret:
             routes.extend(self._ack_routes(server.webhook_secret, server.max_body))
+        if server.console is not None:
+            self.console = open_console(
+                server.console,
+                self.runner,
+                self.clock,
+                lambda: self.live.config,
+                self.health,
+                lambda: self.reloader.state.as_dict(),
+            )
+            routes.extend(self.console.routes if self.console is not None else [])
         return routes
 
     def _ack_routes(self, secret: str, max_body: int) -> list[BaseRoute]:
