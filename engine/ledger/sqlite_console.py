@@ -54,9 +54,11 @@ def _states(
 
 
 def _skip_reasons(conn: sqlite3.Connection, since: float) -> dict[str, dict[str, int]]:
+    # Duplicates, the usual reason, are counted together in SQL; reason_kind does the rest.
     rows = conn.execute(
-        "SELECT rule_id, reason, COUNT(*) FROM notifications "
-        "WHERE state = 'skipped' AND created_at >= ? GROUP BY rule_id, reason",
+        "SELECT rule_id, CASE WHEN reason LIKE 'duplicate of #%' THEN 'duplicate of #…' "
+        "ELSE reason END AS kind, COUNT(*) FROM notifications INDEXED BY notifications_skipped "
+        "WHERE state = 'skipped' AND created_at >= ? GROUP BY rule_id, kind",
         (since,),
     ).fetchall()
     reasons: dict[str, dict[str, int]] = {}
