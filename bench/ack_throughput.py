@@ -37,7 +37,8 @@ TARGET = 3000.0
 
 # -- the server process -------------------------------------------------------------------
 def _seed(store: Any, count: int) -> None:
-    from nextstep.engine.ledger.base import NewNotification
+    from nextstep.engine.ledger.base import AttemptResult, NewNotification
+    from nextstep.engine.model import State
 
     items = [
         NewNotification(
@@ -52,11 +53,15 @@ def _seed(store: Any, count: int) -> None:
         for i in range(count)
     ]
     ids = [e.id for e in store.enqueue(items)]
-    with store.transaction() as conn:
-        conn.executemany(
-            "UPDATE notifications SET state = 'sent', provider_id = ?, attempts = 1 WHERE id = ?",
-            ((f"wamid.{i}", nid) for i, nid in enumerate(ids)),
-        )
+    store.lease_due(1.0, count, ids=ids)
+    store.record_attempts(
+        [
+            AttemptResult(
+                nid, 1.0, State.SENT, {"kind": "accepted"}, provider_id=f"wamid.{i}", attempt=1
+            )
+            for i, nid in enumerate(ids)
+        ]
+    )
 
 
 def serve(db: str, notifications: int) -> None:
@@ -83,9 +88,10 @@ def serve(db: str, notifications: int) -> None:
         return JSONResponse({"ok": True, "acks": len(doc.get("ack") or ())})
 
     async def stats(request: Request) -> Response:
-        with store.reading() as conn:
-            rows = conn.execute("SELECT state, COUNT(*) FROM notifications GROUP BY state")
-            return JSONResponse(dict(rows.fetchall()))
+        by_state: dict[str, int] = {}
+        for (_, state), count in store.counts().items():
+            by_state[state] = by_state.get(state, 0) + count
+        return JSONResponse(by_state)
 
     routes = [
         Route("/bare", bare, methods=["POST"]),

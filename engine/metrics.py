@@ -23,6 +23,12 @@ FALLBACKS = Counter(
     "nextstep_fallbacks", "Fallback notifications created", ["rule", "on"], registry=REGISTRY
 )
 ACKS = Counter("nextstep_acks", "Delivery acks received by status", ["status"], registry=REGISTRY)
+WEBHOOK_IGNORED = Counter(
+    "nextstep_webhook_ignored",
+    "Malformed parts of provider webhook bodies that were ignored, by channel type and part",
+    ["channel_type", "part"],
+    registry=REGISTRY,
+)
 SEND_LATENCY = Histogram(
     "nextstep_send_latency_seconds",
     "Time of one provider request",

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # extra -> (the packages it installs, as imported; the only modules that may import them)
 EXTRAS = {
     "db": ({"sqlalchemy"}, {"nextstep.adapters.triggers.db_poll"}),
-    "postgres": ({"psycopg"}, set()),  # loaded by SQLAlchemy for a postgresql:// URL
+    # loaded by SQLAlchemy for a postgresql:// db_poll URL, and by the PostgreSQL ledger
+    "postgres": ({"psycopg", "psycopg_pool"}, {"nextstep.engine.ledger.postgres"}),
     "mysql": ({"pymysql"}, set()),  # loaded by SQLAlchemy for a mysql:// URL
     "smtp": ({"aiosmtplib"}, {"nextstep.adapters.channels.smtp"}),
 }

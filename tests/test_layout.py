@@ -51,3 +51,31 @@ def test_imports_go_through_the_nextstep_package() -> None:
         for match in TOP_LEVEL_IMPORT.finditer(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []
+
+
+# Database drivers, and the backends' own modules, are the ledger backends' business.
+DRIVER_IMPORT = re.compile(
+    r"^\s*(?:from|import)\s+(?:sqlite3|psycopg|psycopg_pool|nextstep\.engine\.ledger\."
+    r"(?:sqlite|postgres))\b",
+    re.M,
+)
+# Who may import them: the backends; open_store, which picks one; the demo (its CRM is a
+# SQLite file) and the db_poll trigger, which reads the user's own database.
+DRIVER_USERS = (
+    "engine/ledger/sqlite/",
+    "engine/ledger/postgres/",
+    "engine/ledger/__init__.py",
+    "adapters/demo/",
+    "adapters/triggers/db_poll/",
+)
+
+
+def test_only_the_ledger_backends_import_a_database_driver() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}: {match.group(0).strip()}"
+        for folder in ("engine", "adapters")
+        for path in _files(folder, "*.py")
+        if not path.relative_to(ROOT).as_posix().startswith(DRIVER_USERS)
+        for match in DRIVER_IMPORT.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []

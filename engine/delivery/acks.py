@@ -8,16 +8,13 @@ that looks statuses up); this module does not know where: both feed :func:`apply
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nextstep.engine.delivery import statemachine
 from nextstep.engine.delivery.fallbacks import PolicyContext, failed_ack
 from nextstep.engine.delivery.statemachine import ACK_STATUSES
-from nextstep.engine.ledger import sqlite_status as sql
-from nextstep.engine.ledger.sqlite import SqliteStore
-from nextstep.engine.ledger.sqlite_rows import add_history
+from nextstep.engine.ledger.base import HistoryLine, LedgerTransaction, Move, Store
 from nextstep.engine.metrics import ACKS, NOTIFICATIONS
 from nextstep.engine.model import Ack, AckReport, OutcomeKind, State
 
@@ -32,19 +29,21 @@ def _metric_status(status: str) -> str:
 class _Batch:
     """Accumulates one batch's state moves and history lines, written in order."""
 
-    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
-        self.conn, self.now = conn, now
-        self.moves: list[tuple[int, State, State]] = []
-        self.history: list[tuple[int, float, str, Mapping[str, Any]]] = []
+    def __init__(self, tx: LedgerTransaction, now: float) -> None:
+        self.tx, self.now = tx, now
+        self.moves: list[Move] = []
+        self.history: list[HistoryLine] = []
 
     def flush(self) -> None:
-        sql.set_states(self.conn, self.moves, self.now)
-        add_history(self.conn, self.history)
+        if self.moves:
+            self.tx.set_states(self.moves, self.now)
+        if self.history:
+            self.tx.add_history(self.history)
         self.moves, self.history = [], []
 
 
 def apply_acks(
-    conn: sqlite3.Connection,
+    tx: LedgerTransaction,
     acks: Sequence[Ack],
     now: float,
     ctx: PolicyContext,
@@ -52,16 +51,16 @@ def apply_acks(
     keep_unknown: bool = True,
     late: bool = False,
 ) -> AckReport:
-    """Apply ``acks`` in order inside the open transaction ``conn``.
+    """Apply ``acks`` in order inside the open transaction ``tx``.
 
     Each ack of a known message becomes a history line; the state moves only as
     :func:`delivery.statemachine.apply` allows. A ``failed`` ack ends the notification through
     :func:`delivery.fallbacks.failed_ack` (retry, or failed plus fallback) in this transaction.
     Acks for unknown ids are kept (``keep_unknown``) and applied once the send is recorded.
     """
-    tracked = sql.tracked_by_provider(conn, [a.provider_id for a in acks])
+    tracked = tx.tracked_by_provider([a.provider_id for a in acks])
     states = {t.id: t.state for t in tracked.values()}
-    batch = _Batch(conn, now)
+    batch = _Batch(tx, now)
     unknown: list[Ack] = []
     moved = 0
     for ack in acks:
@@ -80,16 +79,16 @@ def apply_acks(
         moved += 1
         if new is State.FAILED:
             batch.flush()  # the failure reads and writes the row: earlier moves go first
-            row = sql.full(conn, target.id)
+            row = tx.get(target.id)
             if row is not None:
-                new = failed_ack(conn, row, ack, now=now, ctx=ctx)
+                new = failed_ack(tx, row, ack, now=now, ctx=ctx)
         else:
             batch.moves.append((target.id, current, new))
             NOTIFICATIONS.labels(target.rule_id, new.value).inc()
         states[target.id] = new
     batch.flush()
     if unknown and keep_unknown:
-        sql.keep_pending(conn, [(a.provider_id, a.status, _payload(a)) for a in unknown], now)
+        tx.keep_acks([(a.provider_id, a.status, _payload(a)) for a in unknown], now)
         log.debug("kept %d acks for message ids not (yet) in the ledger", len(unknown))
     return AckReport(len(acks) - len(unknown), moved, len(unknown) if keep_unknown else 0)
 
@@ -117,7 +116,7 @@ def _from_payload(doc: Mapping[str, Any]) -> Ack:
 
 
 def apply_pending(
-    conn: sqlite3.Connection,
+    tx: LedgerTransaction,
     now: float,
     ctx: PolicyContext,
     *,
@@ -126,28 +125,28 @@ def apply_pending(
 ) -> int:
     """Apply kept acks whose message is now recorded (of ``ids``, or received since
     ``received_since``); returns how many were applied."""
-    rows = sql.pending_for(conn, ids=ids, received_since=received_since)
-    if not rows:
+    kept = tx.kept_acks_for(ids=ids, received_since=received_since)
+    if not kept:
         return 0
-    apply_acks(conn, [_from_payload(p) for _, p in rows], now, ctx, keep_unknown=False, late=True)
-    sql.mark_applied(conn, [row_id for row_id, _ in rows])
-    return len(rows)
+    apply_acks(
+        tx, [_from_payload(k.payload) for k in kept], now, ctx, keep_unknown=False, late=True
+    )
+    tx.mark_acks_applied([k.id for k in kept])
+    return len(kept)
 
 
 def record_ack_batches(
-    store: SqliteStore, batches: Sequence[Sequence[Ack]], now: float, ctx: PolicyContext
+    store: Store, batches: Sequence[Sequence[Ack]], now: float, ctx: PolicyContext
 ) -> list[AckReport]:
     """Apply several batches (several webhook calls) in one transaction, in order; one report
     per batch. One commit for many calls is what keeps the webhook fast under load."""
-    with store.transaction() as conn:
-        return [apply_acks(conn, acks, now, ctx) if acks else AckReport() for acks in batches]
+    with store.transaction() as tx:
+        return [apply_acks(tx, acks, now, ctx) if acks else AckReport() for acks in batches]
 
 
-def record_acks(
-    store: SqliteStore, acks: Sequence[Ack], now: float, ctx: PolicyContext
-) -> AckReport:
+def record_acks(store: Store, acks: Sequence[Ack], now: float, ctx: PolicyContext) -> AckReport:
     """Apply one batch of acks in one transaction (what the webhook and the poller call)."""
     if not acks:
         return AckReport()
-    with store.transaction() as conn:
-        return apply_acks(conn, acks, now, ctx)
+    with store.transaction() as tx:
+        return apply_acks(tx, acks, now, ctx)

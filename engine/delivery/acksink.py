@@ -15,9 +15,7 @@ from collections.abc import Callable, Sequence
 from nextstep.engine.clock import Clock
 from nextstep.engine.delivery.acks import record_ack_batches
 from nextstep.engine.delivery.fallbacks import PolicyContext
-from nextstep.engine.errors import NextstepError
 from nextstep.engine.ledger.runner import LedgerRunner
-from nextstep.engine.ledger.sqlite import SqliteStore
 from nextstep.engine.model import Ack, AckReport
 
 
@@ -32,10 +30,7 @@ class AckSink:
         clock: Clock,
         context: PolicyContext | Callable[[], PolicyContext],
     ) -> None:
-        store = runner.store
-        if not isinstance(store, SqliteStore):
-            raise NextstepError("receiving acks needs the SQLite ledger")
-        self._runner, self._store, self._clock, self._context = runner, store, clock, context
+        self._runner, self._store, self._clock, self._context = runner, runner.store, clock, context
         self._waiting: list[tuple[Sequence[Ack], asyncio.Future[AckReport]]] = []
         self._writer: asyncio.Task[None] | None = None
 

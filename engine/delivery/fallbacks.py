@@ -1,16 +1,15 @@
 """Carrying out a notification's end: retry after a failed ack, or a terminal state plus the
 rule's fallback, written in the transaction that decided it.
 
-Everything here runs inside one :meth:`SqliteStore.transaction` (the connection is passed in),
-on the ledger's thread. The decisions are :mod:`delivery.policy`'s; the fallback's message is
-rendered by :func:`rules.render.render_send` with ``event`` and ``failure`` in scope.
+Everything here runs inside one ``store.transaction()`` (its :class:`LedgerTransaction` is
+passed in), on the ledger's thread. The decisions are :mod:`delivery.policy`'s; the fallback's
+message is rendered by :func:`rules.render.render_send` with ``event`` and ``failure`` in scope.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,10 +23,7 @@ from nextstep.engine.delivery.policy import (
     window_time,
 )
 from nextstep.engine.errors import NextstepError
-from nextstep.engine.ledger import sqlite_status as sql
-from nextstep.engine.ledger import sqlite_write
-from nextstep.engine.ledger.base import NewNotification, Notification
-from nextstep.engine.ledger.sqlite_rows import add_history
+from nextstep.engine.ledger.base import LedgerTransaction, NewNotification, Notification
 from nextstep.engine.metrics import FALLBACKS, NOTIFICATIONS
 from nextstep.engine.model import Ack, Event, OutcomeKind, State
 from nextstep.engine.rules.config import Config, rule_from_definition
@@ -40,7 +36,7 @@ log = logging.getLogger(__name__)
 class RuleSource(Protocol):
     """Finds the rule (at the version) that created a notification."""
 
-    def rule(self, conn: sqlite3.Connection, rule_id: str, version: str) -> Rule | None: ...
+    def rule(self, tx: LedgerTransaction, rule_id: str, version: str) -> Rule | None: ...
 
 
 @dataclass
@@ -56,7 +52,7 @@ class RuleBook:
     rebuild: Callable[[Mapping[str, Any]], Rule] | None = None
     _cache: dict[tuple[str, str], Rule] = field(default_factory=dict)
 
-    def rule(self, conn: sqlite3.Connection, rule_id: str, version: str) -> Rule | None:
+    def rule(self, tx: LedgerTransaction, rule_id: str, version: str) -> Rule | None:
         """The rule ``rule_id`` at ``version``, or the nearest thing to it; None if unknown."""
         live = self.current().get(rule_id)
         if live is not None and live.version == version:
@@ -64,7 +60,7 @@ class RuleBook:
         cached = self._cache.get((rule_id, version))
         if cached is not None:
             return cached
-        definition = sqlite_write.get_rule_version(conn, rule_id, version)
+        definition = tx.get_rule_version(rule_id, version)
         if definition is not None and self.rebuild is not None:
             try:
                 rebuilt = self.rebuild(definition)
@@ -93,7 +89,7 @@ def policy_context(config: Config) -> PolicyContext:
 
 
 def failed_ack(
-    conn: sqlite3.Connection, n: Notification, ack: Ack, *, now: float, ctx: PolicyContext
+    tx: LedgerTransaction, n: Notification, ack: Ack, *, now: float, ctx: PolicyContext
 ) -> State:
     """A ``failed`` ack for a ``sent`` notification: queued again when the rule retries this
     class of failure (the channel's reading, ``ack.failure``; recipient when it could not
@@ -102,24 +98,24 @@ def failed_ack(
     kind = ack.failure or OutcomeKind.RECIPIENT
     error, code = ack.error, ack.code
     reason = f"failed ack: {error}" if error else "failed ack"
-    rule = ctx.rules.rule(conn, n.rule_id, n.rule_version)
+    rule = ctx.rules.rule(tx, n.rule_id, n.rule_version)
     if rule is not None and retries(kind.value, n.attempts, rule.policy.retry):
         due = now + compute_backoff(n.attempts, rule.policy.retry, ctx.rng)
         due = window_opening(rule, n, due, now)
-        if sql.retry_later(
-            conn, n.id, old=n.state, due=due, reason=reason, failure_class=kind.value, now=now
+        if tx.retry_later(
+            n.id, old=n.state, due=due, reason=reason, failure_class=kind.value, now=now
         ):
             detail = {"state": "queued", "reason": reason, "next_attempt_at": due}
-            add_history(conn, [(n.id, now, "state", detail)])
+            tx.add_history([(n.id, now, "state", detail)])
             return State.QUEUED
         return n.state
     failure = Failure("failed", reason, code, n.attempts, kind.value)
-    finish(conn, n, State.FAILED, failure, now, ctx, rule=rule)
+    finish(tx, n, State.FAILED, failure, now, ctx, rule=rule)
     return State.FAILED
 
 
 def finish(
-    conn: sqlite3.Connection,
+    tx: LedgerTransaction,
     n: Notification,
     new: State,
     failure: Failure,
@@ -130,8 +126,7 @@ def finish(
 ) -> int | None:
     """Move ``n`` (still in ``n.state``) to ``new`` (failed or expired), mark it settled and
     create its fallback; returns the fallback's id. Nothing happens if ``n`` moved meanwhile."""
-    if not sql.conclude(
-        conn,
+    if not tx.conclude(
         n.id,
         old=n.state,
         new=new,
@@ -140,21 +135,23 @@ def finish(
         now=now,
     ):
         return None
-    add_history(conn, [(n.id, now, "state", {"state": new.value, "reason": failure.reason})])
+    tx.add_history([(n.id, now, "state", {"state": new.value, "reason": failure.reason})])
     NOTIFICATIONS.labels(n.rule_id, new.value).inc()
-    return start_fallback(conn, n, failure, now, ctx, rule=rule)
+    return start_fallback(tx, n, failure, now, ctx, rule=rule)
 
 
 def settle(
-    conn: sqlite3.Connection, n: Notification, failure: Failure, now: float, ctx: PolicyContext
+    tx: LedgerTransaction, n: Notification, failure: Failure, now: float, ctx: PolicyContext
 ) -> int | None:
-    """Decide the fallback of a notification another part already failed or expired."""
-    sql.mark_settled(conn, n.id, now)
-    return start_fallback(conn, n, failure, now, ctx)
+    """Decide the fallback of a notification another part already failed or expired (unless
+    another settler claimed it first)."""
+    if not tx.mark_settled(n.id, now):
+        return None
+    return start_fallback(tx, n, failure, now, ctx)
 
 
 def start_fallback(
-    conn: sqlite3.Connection,
+    tx: LedgerTransaction,
     n: Notification,
     failure: Failure,
     now: float,
@@ -164,9 +161,9 @@ def start_fallback(
 ) -> int | None:
     """Enqueue the fallback step that applies to ``failure`` (the next one after ``n``'s own
     step for a fallback); a step that cannot be rendered is noted and the next one tried."""
-    rule = rule or ctx.rules.rule(conn, n.rule_id, n.rule_version)
+    rule = rule or ctx.rules.rule(tx, n.rule_id, n.rule_version)
     if rule is None:
-        add_history(conn, [(n.id, now, "note", {"fallback": "rule no longer known"})])
+        tx.add_history([(n.id, now, "note", {"fallback": "rule no longer known"})])
         return None
     steps = rule.policy.fallback
     index = fallback_step(steps, failure, after=n.fallback_step)
@@ -175,12 +172,12 @@ def start_fallback(
             item = _fallback_item(rule, n, index, failure, now, ctx)
         except NextstepError as exc:
             detail = {"fallback_step": index, "error": str(exc)}
-            add_history(conn, [(n.id, now, "note", detail)])
+            tx.add_history([(n.id, now, "note", detail)])
             index = fallback_step(steps, failure, after=index)
             continue
-        child = sqlite_write.enqueue(conn, [item], ())[0].id
+        child = tx.enqueue([item])[0].id
         detail = {"fallback_step": index, "child": child, "on": failure.status}
-        add_history(conn, [(n.id, now, "fallback", detail)])
+        tx.add_history([(n.id, now, "fallback", detail)])
         FALLBACKS.labels(n.rule_id, failure.status).inc()
         return child
     return None
@@ -221,19 +218,17 @@ def _fallback_item(
     )
 
 
-def hold_for_window(
-    conn: sqlite3.Connection, n: Notification, now: float, ctx: PolicyContext
-) -> bool:
+def hold_for_window(tx: LedgerTransaction, n: Notification, now: float, ctx: PolicyContext) -> bool:
     """A retry the dispatcher scheduled into the rule's quiet hours waits for the window to
     open; True when it was moved."""
-    rule = ctx.rules.rule(conn, n.rule_id, n.rule_version)
+    rule = ctx.rules.rule(tx, n.rule_id, n.rule_version)
     if rule is None or rule.policy.send_window is None or n.next_attempt_at is None:
         return False
     due = window_opening(rule, n, n.next_attempt_at, now)
-    if due <= n.next_attempt_at or not sql.reschedule(conn, n.id, due):
+    if due <= n.next_attempt_at or not tx.reschedule(n.id, due):
         return False
     detail = {"next_attempt_at": due, "reason": "send window closed"}
-    add_history(conn, [(n.id, now, "note", detail)])
+    tx.add_history([(n.id, now, "note", detail)])
     return True
 
 

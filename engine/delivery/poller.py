@@ -17,9 +17,8 @@ from nextstep.engine.clock import Clock
 from nextstep.engine.delivery.acks import apply_acks
 from nextstep.engine.delivery.fallbacks import PolicyContext
 from nextstep.engine.errors import DeliveryError, StoreError
-from nextstep.engine.ledger import sqlite_status as sql
+from nextstep.engine.ledger.base import PollCandidate, Store
 from nextstep.engine.ledger.runner import LedgerRunner
-from nextstep.engine.ledger.sqlite import SqliteStore
 from nextstep.engine.model import Ack, AckReport
 from nextstep.engine.plugins import LooksUpStatus
 
@@ -40,11 +39,10 @@ class PollSettings:
 
 
 def _candidates(
-    store: SqliteStore, now: float, channels: Sequence[str], settings: PollSettings
-) -> list[tuple[int, str, str]]:
-    with store.reading() as conn:
-        return sql.poll_candidates(
-            conn,
+    store: Store, now: float, channels: Sequence[str], settings: PollSettings
+) -> list[PollCandidate]:
+    with store.transaction() as tx:
+        return tx.poll_candidates(
             channels=channels,
             silent_since=now - settings.poll_after,
             polled_before=now - settings.poll_every,
@@ -54,11 +52,11 @@ def _candidates(
 
 
 def _record(
-    store: SqliteStore, acks: Sequence[Ack], ids: Sequence[int], now: float, ctx: PolicyContext
+    store: Store, acks: Sequence[Ack], ids: Sequence[int], now: float, ctx: PolicyContext
 ) -> AckReport:
-    with store.transaction() as conn:
-        report = apply_acks(conn, acks, now, ctx, keep_unknown=False)
-        sql.mark_polled(conn, ids, now)
+    with store.transaction() as tx:
+        report = apply_acks(tx, acks, now, ctx, keep_unknown=False)
+        tx.mark_polled(ids, now)
         return report
 
 
@@ -80,15 +78,13 @@ async def poll_once(
 ) -> int:
     """One round: ask about every due message (at most ``batch``); returns how many."""
     store = runner.store
-    if not isinstance(store, SqliteStore):
-        raise TypeError("status lookups need the SQLite ledger")
     due = await runner.call(_candidates, store, clock.now(), list(channels), settings)
     if not due:
         return 0
     gate = asyncio.Semaphore(settings.concurrency)
-    answers = await asyncio.gather(*(_ask(channels[ch], pid, gate) for _, ch, pid in due))
+    answers = await asyncio.gather(*(_ask(channels[c.channel], c.provider_id, gate) for c in due))
     acks = [ack for answer in answers for ack in answer]
-    await runner.call(_record, store, acks, [nid for nid, _, _ in due], clock.now(), ctx)
+    await runner.call(_record, store, acks, [c.id for c in due], clock.now(), ctx)
     return len(due)
 
 

@@ -15,7 +15,6 @@ their ids) and this loop (for everything, every ``every`` seconds) call. In one 
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,10 +24,8 @@ from nextstep.engine.delivery.fallbacks import PolicyContext, finish, hold_for_w
 from nextstep.engine.delivery.fallbacks import settle as settle_one
 from nextstep.engine.delivery.policy import Failure, expiry_reason
 from nextstep.engine.errors import StoreError
-from nextstep.engine.ledger import sqlite_status as sql
-from nextstep.engine.ledger.base import AttemptResult, Notification, Store
+from nextstep.engine.ledger.base import AttemptResult, LedgerTransaction, Notification, Store
 from nextstep.engine.ledger.runner import LedgerRunner
-from nextstep.engine.ledger.sqlite import SqliteStore
 from nextstep.engine.model import State
 
 log = logging.getLogger(__name__)
@@ -60,14 +57,14 @@ class SettleReport:
         return bool(self.acks or self.expired or self.settled)
 
 
-def _expire(conn: sqlite3.Connection, n: Notification, now: float, ctx: PolicyContext) -> bool:
+def _expire(tx: LedgerTransaction, n: Notification, now: float, ctx: PolicyContext) -> bool:
     reason = expiry_reason(
         n.state, expect=n.expect, deadline=n.deadline_at, valid_until=n.valid_until, now=now
     )
     if reason is None:
         return False
     failure = Failure("expired", reason, None, n.attempts, None)
-    finish(conn, n, State.EXPIRED, failure, now, ctx)
+    finish(tx, n, State.EXPIRED, failure, now, ctx)
     return True
 
 
@@ -77,7 +74,7 @@ def _failure_of(n: Notification, code: int | None) -> Failure:
 
 
 def settle(
-    store: SqliteStore,
+    store: Store,
     now: float,
     ctx: PolicyContext,
     *,
@@ -87,20 +84,20 @@ def settle(
     """Apply what is due at ``now`` (see the module docstring), for ``ids`` only when given."""
     if ids is not None and not ids:
         return SettleReport()
-    with store.transaction() as conn:
-        acks = apply_pending(conn, now, ctx, ids=ids, received_since=now - settings.pending_window)
+    with store.transaction() as tx:
+        acks = apply_pending(tx, now, ctx, ids=ids, received_since=now - settings.pending_window)
         if ids is None:
-            retries = sql.retries_due(conn, now + settings.lookahead, settings.batch)
-            late = [*sql.stale_queued(conn, now, settings.batch)]
-            late += sql.overdue(conn, now, settings.batch)
+            retries = tx.retries_due(now + settings.lookahead, settings.batch)
+            late = [*tx.stale_queued(now, settings.batch)]
+            late += tx.overdue(now, settings.batch)
         else:
-            retries, late = sql.retries_among(conn, ids), []
+            retries, late = tx.retries_among(ids), []
         for row in retries:
-            hold_for_window(conn, row, now, ctx)
-        expired = sum(_expire(conn, row, now, ctx) for row in late)
-        pending = sql.unsettled(conn, ids=ids, limit=settings.batch)
+            hold_for_window(tx, row, now, ctx)
+        expired = sum(_expire(tx, row, now, ctx) for row in late)
+        pending = tx.unsettled(ids=ids, limit=settings.batch)
         for row in pending:
-            settle_one(conn, row, _failure_of(row, sql.last_code(conn, row.id)), now, ctx)
+            settle_one(tx, row, _failure_of(row, tx.last_code(row.id)), now, ctx)
     return SettleReport(acks, expired, len(pending))
 
 
@@ -112,8 +109,6 @@ def after_attempts(
     whatever this run misses the policy loop does next."""
 
     def hook(store: Store, results: Sequence[AttemptResult], now: float) -> None:
-        if not isinstance(store, SqliteStore):
-            return
         ids = [r.notification_id for r in results]
         try:
             settle(store, now, ctx, ids=ids, settings=settings)
@@ -132,8 +127,6 @@ async def run_timers(
     """Run :func:`settle` every ``settings.every`` seconds until cancelled; while a run finds
     work, the next one starts at once. A ledger error is logged and tried again later."""
     store = runner.store
-    if not isinstance(store, SqliteStore):
-        raise TypeError("the policy loop needs the SQLite ledger")
     while True:
         try:
             report = await runner.call(settle, store, clock.now(), ctx, settings=settings)

@@ -28,12 +28,6 @@ log = logging.getLogger(__name__)
 # Per event and rule: a finished result, or the index of its notification in the batch.
 _Slot = RuleResult | int
 
-# The last write under way for each (ledger runner, progress key). A trigger may hand over its
-# next batch while the previous one is still being written, so that rendering overlaps the
-# ledger's work; the writes of one progress key still commit one after the other, and each only
-# if the one before it did: a batch never moves the progress past rows that were not written.
-_LAST_WRITE: dict[tuple[int, str], asyncio.Future[bool]] = {}
-
 
 def _write(
     store: Store,
@@ -105,11 +99,18 @@ class _Ingest:
     async def _commit(
         self, items: list[NewNotification], progress: Sequence[Progress]
     ) -> list[Enqueued]:
-        """Write a batch once the writes before it with the same progress keys are done."""
-        keys = [(id(self._runner), p.key) for p in progress]
-        earlier = {found for key in keys if (found := _LAST_WRITE.get(key)) is not None}
+        """Write a batch once the writes before it with the same progress keys are done.
+
+        A trigger may hand over its next batch while the previous one is still being written,
+        so that rendering overlaps the ledger's work; the writes of one progress key still
+        commit one after the other (the runner's ``progress_writes`` holds the last one under
+        way), and each only if the one before it did: a batch never moves the progress past
+        rows that were not written."""
+        last_write = self._runner.progress_writes
+        keys = [p.key for p in progress]
+        earlier = {found for key in keys if (found := last_write.get(key)) is not None}
         mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        _LAST_WRITE.update((key, mine) for key in keys)
+        last_write.update((key, mine) for key in keys)
         written = False
         try:
             for before in earlier:
@@ -126,8 +127,8 @@ class _Ingest:
         finally:
             mine.set_result(written)
             for key in keys:
-                if _LAST_WRITE.get(key) is mine:
-                    del _LAST_WRITE[key]
+                if last_write.get(key) is mine:
+                    del last_write[key]
 
 
 def _results(

@@ -1,17 +1,27 @@
-"""The store interface every ledger backend implements (SQLite now, PostgreSQL next).
+"""The interfaces every ledger backend implements (SQLite, PostgreSQL): :class:`Store` and the
+unit of work it opens, :class:`LedgerTransaction`.
 
-All methods are synchronous and each one is one transaction; async callers run them in the
-ledger's own worker thread (see :class:`nextstep.engine.ledger.runner.LedgerRunner`). Times are Unix
-seconds from the injected clock, passed in by the caller: a store never reads the time itself.
+All methods are synchronous. Each :class:`Store` method is one transaction; work that must be
+atomic across several steps (apply acks, conclude a notification and enqueue its fallback) runs
+in ``with store.transaction() as tx:`` and calls ``tx`` methods, named by meaning: no caller
+outside a backend sees SQL, a connection or a driver. Async callers run both in the ledger's own
+worker thread (see :class:`nextstep.engine.ledger.runner.LedgerRunner`). Times are Unix seconds
+from the injected clock, passed in by the caller: a store never reads the time itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from nextstep.engine.model import Progress, State
+
+# A history line: (notification id, at, kind, detail).
+HistoryLine = tuple[int, float, str, Mapping[str, Any]]
+# A state move: (notification id, from, to); a row no longer in ``from`` is left alone.
+Move = tuple[int, State, State]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +111,252 @@ class AttemptResult:
     counts: bool = True  # False: not held against the retry budget (an account failure)
 
 
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    """The few columns an ack needs to move a notification."""
+
+    id: int
+    provider_id: str
+    state: State
+    rule_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeptAck:
+    """An ack kept for a message id no notification had when it arrived."""
+
+    id: int
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PollCandidate:
+    """A sent message no ack has moved, to ask its channel about."""
+
+    id: int
+    channel: str
+    provider_id: str
+
+
+class LedgerTransaction(Protocol):
+    """One open transaction of a backend: ``with store.transaction() as tx:``. Everything done
+    through ``tx`` commits together when the block ends, or not at all when it raises.
+
+    It has the :class:`Store`'s methods (each then part of this transaction) and the steps the
+    status tracker and the policies are made of.
+    """
+
+    # -- writing events (as Store) ----------------------------------------------------------
+    def enqueue(
+        self, items: Sequence[NewNotification], progress: Sequence[Progress] = ()
+    ) -> list[Enqueued]:
+        """:meth:`Store.enqueue` inside this transaction (a fallback with its parent's end)."""
+        ...
+
+    def get_progress(self, key: str) -> str | None:
+        """:meth:`Store.get_progress`."""
+        ...
+
+    def save_rule_version(self, rule_id: str, version: str, definition: Mapping[str, Any]) -> None:
+        """:meth:`Store.save_rule_version`."""
+        ...
+
+    def get_rule_version(self, rule_id: str, version: str) -> Mapping[str, Any] | None:
+        """:meth:`Store.get_rule_version`."""
+        ...
+
+    # -- dispatching (as Store) -------------------------------------------------------------
+    def lease_due(
+        self,
+        now: float,
+        limit: int,
+        channels: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[Notification]:
+        """:meth:`Store.lease_due`."""
+        ...
+
+    def requeue(self, items: Sequence[tuple[int, float]], now: float) -> None:
+        """:meth:`Store.requeue`."""
+        ...
+
+    def next_due(
+        self, channels: Sequence[str] | None = None, ids: Sequence[int] | None = None
+    ) -> float | None:
+        """:meth:`Store.next_due`."""
+        ...
+
+    def record_attempts(self, results: Sequence[AttemptResult]) -> None:
+        """:meth:`Store.record_attempts`."""
+        ...
+
+    def recover_interrupted(self, now: float) -> int:
+        """:meth:`Store.recover_interrupted`."""
+        ...
+
+    # -- reading (as Store) -----------------------------------------------------------------
+    def get(self, notification_id: int) -> Notification | None:
+        """:meth:`Store.get`."""
+        ...
+
+    def find(
+        self, *, provider_id: str | None = None, dedupe_key: str | None = None
+    ) -> list[Notification]:
+        """:meth:`Store.find`."""
+        ...
+
+    def history(self, notification_id: int) -> list[HistoryEntry]:
+        """:meth:`Store.history`."""
+        ...
+
+    def counts(
+        self, since: float | None = None, rule_id: str | None = None
+    ) -> dict[tuple[str, str], int]:
+        """:meth:`Store.counts`."""
+        ...
+
+    def queue_depth(self, now: float) -> int:
+        """:meth:`Store.queue_depth`."""
+        ...
+
+    # -- deciding in-doubt and cancelling (as Store) ----------------------------------------
+    def release(self, notification_id: int, now: float) -> bool:
+        """:meth:`Store.release`."""
+        ...
+
+    def cancel(self, notification_id: int, now: float, reason: str = "cancelled") -> bool:
+        """:meth:`Store.cancel`."""
+        ...
+
+    # -- acks -------------------------------------------------------------------------------
+    def tracked_by_provider(self, provider_ids: Sequence[str]) -> dict[str, Tracked]:
+        """The notification each provider message id belongs to (the newest, should two share
+        it); ids no notification has are left out."""
+        ...
+
+    def set_states(self, moves: Sequence[Move], now: float) -> None:
+        """Move notifications ``(id, from, to)``; a row no longer in ``from`` is left alone."""
+        ...
+
+    def add_history(self, lines: Iterable[HistoryLine]) -> None:
+        """Append history lines ``(notification_id, at, kind, detail)``, in order."""
+        ...
+
+    def keep_acks(self, acks: Sequence[tuple[str, str, Mapping[str, Any]]], now: float) -> None:
+        """Keep acks ``(provider_id, status, payload)`` for ids no notification has (yet); they
+        are applied once the send is recorded."""
+        ...
+
+    def kept_acks_for(self, *, ids: Sequence[int] | None, received_since: float) -> list[KeptAck]:
+        """Kept acks, not yet applied, whose notification now has their provider id, oldest
+        first: of the notifications ``ids``, or else those received since ``received_since``
+        (old acks that will never match, another system's messages, cost nothing)."""
+        ...
+
+    def mark_acks_applied(self, ack_ids: Sequence[int]) -> None:
+        """Kept acks that have now been applied to their notification."""
+        ...
+
+    def kept_ack_count(self) -> int:
+        """How many kept acks are not applied (yet)."""
+        ...
+
+    # -- ending, retrying, settling ---------------------------------------------------------
+    def conclude(
+        self,
+        notification_id: int,
+        *,
+        old: State,
+        new: State,
+        reason: str,
+        failure_class: str | None,
+        now: float,
+    ) -> bool:
+        """Move a notification from ``old`` to the terminal ``new`` and mark it settled; False
+        when it was no longer in ``old`` (something else moved it first)."""
+        ...
+
+    def retry_later(
+        self,
+        notification_id: int,
+        *,
+        old: State,
+        due: float,
+        reason: str,
+        failure_class: str,
+        now: float,
+    ) -> bool:
+        """Queue a notification (still in ``old``) again, due at ``due``; False when it moved."""
+        ...
+
+    def reschedule(self, notification_id: int, due: float) -> bool:
+        """Move a queued notification's next attempt to ``due``; False when not queued."""
+        ...
+
+    def mark_settled(self, notification_id: int, now: float) -> bool:
+        """Claim deciding a failed or expired notification's fallback: True once, for the one
+        caller that marks it first."""
+        ...
+
+    def last_code(self, notification_id: int) -> int | None:
+        """The provider's error code in the notification's last attempt or ack, if it had one."""
+        ...
+
+    # -- what becomes due with time -----------------------------------------------------------
+    def stale_queued(self, now: float, limit: int) -> list[Notification]:
+        """Queued notifications whose ``valid_until`` has passed (not yet expired by a lease)."""
+        ...
+
+    def overdue(self, now: float, limit: int) -> list[Notification]:
+        """Sent or delivered notifications past their ``within`` deadline that expected more."""
+        ...
+
+    def unsettled(self, *, ids: Sequence[int] | None, limit: int) -> list[Notification]:
+        """Failed or expired notifications whose fallback has not been decided (of ``ids``)."""
+        ...
+
+    def retries_among(self, ids: Sequence[int]) -> list[Notification]:
+        """Those of ``ids`` queued again after a failed attempt (a retry waiting for its time)."""
+        ...
+
+    def retries_due(self, until: float, limit: int) -> list[Notification]:
+        """Retries (queued after a failed attempt) due by ``until``, soonest first."""
+        ...
+
+    # -- asking channels about silent messages ----------------------------------------------
+    def poll_candidates(
+        self,
+        *,
+        channels: Sequence[str],
+        silent_since: float,
+        polled_before: float,
+        oldest: float,
+        limit: int,
+    ) -> list[PollCandidate]:
+        """Messages of ``channels`` still only ``sent`` since ``silent_since`` (accepted after
+        ``oldest``), not asked about since ``polled_before``; least recently asked first."""
+        ...
+
+    def mark_polled(self, ids: Sequence[int], now: float) -> None:
+        """Remember when these notifications were last asked about."""
+        ...
+
+    # last: a method named ``list`` would shadow the type in the annotations after it
+    def list(self, *, state: State | None = None, limit: int = 100) -> list[Notification]:
+        """:meth:`Store.list`."""
+        ...
+
+
 class Store(Protocol):
     """A ledger backend."""
 
     def close(self) -> None:
         """Release the backend's connections."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[LedgerTransaction]:
+        """One unit of work: ``with store.transaction() as tx: …`` commits when the block
+        ends and rolls back when it raises; the backend's errors become StoreError."""
         ...
 
     # -- writing events ------------------------------------------------------------------

@@ -1,13 +1,30 @@
-"""The SQLite ledger's schema, as an ordered list of named migrations.
+"""The ledger's schema, as one ordered list of named migrations with the SQL of each dialect.
 
 Each migration runs once, in its own transaction together with the row that records it in
-``migrations`` (see :func:`ledger.sqlite.migrate`). Never edit or reorder an entry that
-has shipped: append a new ``(name, sql)`` at the end. JSON columns hold UTF-8 JSON text.
+``migrations`` (the backends' ``migrate``). Never edit or reorder an entry that has shipped:
+append a new :class:`Migration` at the end, with the SQL of every dialect. JSON columns hold
+UTF-8 JSON text in both (:mod:`nextstep.engine.ledger.codec`).
+
+PostgreSQL's SQL is SQLite's with its own types: ``bigserial`` ids (``notifications_id_seq``
+is what a batch reserves its ids from), ``double precision`` times, ``text`` JSON. Partial
+indexes are the same in both.
 """
 
 from __future__ import annotations
 
-MIGRATIONS: list[tuple[str, str]] = [
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One named step of the schema, in each dialect."""
+
+    name: str
+    sqlite: str
+    postgres: str
+
+
+SQLITE: list[tuple[str, str]] = [
     (
         "0001_notifications",
         """
@@ -113,26 +130,133 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX acks_pending_received ON acks(received_at) WHERE applied = 0;
         """,
     ),
-    (
+]
+
+POSTGRES: dict[str, str] = {
+    "0001_notifications": """
+        CREATE TABLE notifications (
+            id              bigserial PRIMARY KEY,
+            rule_id         text NOT NULL,
+            rule_version    text NOT NULL,
+            channel         text NOT NULL,
+            recipient       text NOT NULL,
+            fields          text NOT NULL,
+            event           text NOT NULL,
+            trigger         text NOT NULL,
+            state           text NOT NULL,
+            attempts        integer NOT NULL DEFAULT 0,
+            created_at      double precision NOT NULL,
+            updated_at      double precision NOT NULL,
+            next_attempt_at double precision,
+            dedupe_key      text,
+            duplicate_of    bigint REFERENCES notifications(id),
+            provider_id     text,
+            expect          text NOT NULL DEFAULT 'sent',
+            within          double precision,
+            deadline_at     double precision,
+            valid_until     double precision,
+            supersede_key   text,
+            parent_id       bigint REFERENCES notifications(id),
+            fallback_step   integer,
+            reason          text NOT NULL DEFAULT '',
+            failure_class   text
+        );
+        CREATE UNIQUE INDEX notifications_dedupe
+            ON notifications(rule_id, dedupe_key) WHERE duplicate_of IS NULL;
+        CREATE INDEX notifications_due
+            ON notifications(next_attempt_at, id) WHERE state = 'queued';
+        CREATE INDEX notifications_valid_until
+            ON notifications(valid_until) WHERE state = 'queued' AND valid_until IS NOT NULL;
+        CREATE INDEX notifications_provider
+            ON notifications(provider_id) WHERE provider_id IS NOT NULL;
+        CREATE INDEX notifications_supersede
+            ON notifications(rule_id, supersede_key) WHERE supersede_key IS NOT NULL;
+        CREATE INDEX notifications_state ON notifications(state, id);
+        CREATE INDEX notifications_rule_created ON notifications(rule_id, created_at);
+        CREATE INDEX notifications_created ON notifications(created_at);
+        """,
+    "0002_history": """
+        CREATE TABLE history (
+            id              bigserial PRIMARY KEY,
+            notification_id bigint NOT NULL REFERENCES notifications(id),
+            at              double precision NOT NULL,
+            kind            text NOT NULL,
+            detail          text NOT NULL
+        );
+        CREATE INDEX history_notification ON history(notification_id, id);
+        """,
+    "0003_rule_versions_progress": """
+        CREATE TABLE rule_versions (
+            rule_id     text NOT NULL,
+            version     text NOT NULL,
+            definition  text NOT NULL,
+            PRIMARY KEY (rule_id, version)
+        );
+        CREATE TABLE progress (
+            key     text PRIMARY KEY,
+            value   text NOT NULL
+        );
+        """,
+    "0004_acks": """
+        CREATE TABLE acks (
+            id          bigserial PRIMARY KEY,
+            provider_id text NOT NULL,
+            status      text NOT NULL,
+            payload     text NOT NULL,
+            received_at double precision NOT NULL,
+            applied     integer NOT NULL DEFAULT 0
+        );
+        CREATE INDEX acks_provider ON acks(provider_id);
+        CREATE INDEX acks_unapplied ON acks(id) WHERE applied = 0;
+        """,
+    "0005_status_settle_poll": """
+        ALTER TABLE notifications ADD COLUMN settled_at double precision;
+        ALTER TABLE notifications ADD COLUMN polled_at double precision;
+        UPDATE notifications SET settled_at = updated_at WHERE state IN ('failed', 'expired');
+        CREATE INDEX notifications_unsettled ON notifications(id)
+            WHERE state IN ('failed', 'expired') AND settled_at IS NULL;
+        CREATE INDEX notifications_deadline ON notifications(deadline_at)
+            WHERE deadline_at IS NOT NULL AND state IN ('sent', 'delivered');
+        CREATE INDEX notifications_sent ON notifications(updated_at) WHERE state = 'sent';
+        CREATE INDEX acks_pending_received ON acks(received_at) WHERE applied = 0;
+        """,
+}
+
+# Every backend applies these names in this order (a test checks both dialects have each).
+MIGRATIONS: list[Migration] = [Migration(name, sql, POSTGRES[name]) for name, sql in SQLITE]
+
+# The web console's reads (engine/ledger/*/console.py) at a million rows. Overview and the list
+# by rule: covering (rule, created, state), which replaces (rule, created), serving its every
+# use; the list by state, newest first; by a recipient's last digits (4 at least are asked
+# for); skip reasons by rule over a window without reading the rows; by dedupe key, whatever
+# the rule.
+MIGRATIONS.append(
+    Migration(
         "0006_console_reads",
-        """
-        -- The console's reads (engine/ledger/sqlite_console.py) at a million rows.
-        -- Overview and the list by rule: covering (rule, created, state); it replaces the
-        -- (rule, created) index, whose every use it serves.
+        sqlite="""
         CREATE INDEX notifications_rule_created_state
             ON notifications(rule_id, created_at, state);
         DROP INDEX notifications_rule_created;
-        -- The list by state, newest first.
         CREATE INDEX notifications_state_created ON notifications(state, created_at);
-        -- The list by a recipient's last digits (at least 4 are asked for).
         CREATE INDEX notifications_recipient_tail
             ON notifications(substr(recipient, -4), created_at);
-        -- Skip reasons by rule over a window, without reading the rows.
         CREATE INDEX notifications_skipped
             ON notifications(created_at, rule_id, reason) WHERE state = 'skipped';
-        -- The list by dedupe key, whatever the rule.
         CREATE INDEX notifications_dedupe_key
             ON notifications(dedupe_key) WHERE dedupe_key IS NOT NULL;
         """,
-    ),
-]
+        # The same, with PostgreSQL's right() for the last digits.
+        postgres="""
+        CREATE INDEX notifications_rule_created_state
+            ON notifications(rule_id, created_at, state);
+        DROP INDEX notifications_rule_created;
+        CREATE INDEX notifications_state_created ON notifications(state, created_at);
+        CREATE INDEX notifications_recipient_tail
+            ON notifications(right(recipient, 4), created_at);
+        CREATE INDEX notifications_skipped
+            ON notifications(created_at, rule_id, reason) WHERE state = 'skipped';
+        CREATE INDEX notifications_dedupe_key
+            ON notifications(dedupe_key) WHERE dedupe_key IS NOT NULL;
+        """,
+    )
+)

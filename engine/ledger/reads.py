@@ -1,5 +1,5 @@
 """What the web console asks of the ledger, by meaning: every backend implements
-:class:`ConsoleReads` (SQLite in :mod:`nextstep.engine.ledger.sqlite_console`).
+:class:`ConsoleReads` (SQLite in :mod:`nextstep.engine.ledger.sqlite.console`).
 
 Reads are one consistent snapshot each; :meth:`ConsoleReads.decide` is the one write: an
 operator's release or cancel, recorded in the notification's history with who and why.

@@ -19,12 +19,18 @@ T = TypeVar("T")
 
 
 class LedgerRunner:
-    """``await runner.call(store.method, *args)`` runs the call on the ledger thread."""
+    """``await runner.call(store.method, *args)`` runs the call on the ledger thread.
+
+    ``progress_writes`` holds, per trigger progress key, the write under way for it (a future
+    set to whether it committed): emits of this ledger chain their writes of one key on it
+    (see :mod:`nextstep.engine.intake.emit`), whichever emit (before or after a reload) made them.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self.pending = 0  # calls made and not yet returned to their caller
+        self.progress_writes: dict[str, asyncio.Future[bool]] = {}
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)`` on the ledger thread and return its result."""

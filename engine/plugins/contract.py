@@ -144,6 +144,10 @@ class SendCompiler(Protocol):
     rule_id: str
     whitespace: Whitespace  # the rule's ``whitespace:``
     path: str  # where the block is, for messages: ``send``, ``policy.fallback[0].send``
+    valid_for: float | None
+    """The rule's ``policy.valid_for`` in seconds (None when unset, or when it does not parse:
+    that problem is reported at ``policy.valid_for``). A notification not sent within it of
+    its creation expires; a channel whose provider can expire messages may pass it on."""
 
     def template(self, source: Any, key_path: tuple[str | int, ...]) -> CompiledTemplate | None:
         """A template compiled (numbers count as text), or None when it is not text or does

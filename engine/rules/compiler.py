@@ -61,6 +61,7 @@ class _Builder:
         self.channels = channels
         self.issues: list[Issue] = []
         self.sends: list[tuple[PathKey, SendSpec]] = []
+        self.valid_for: float | None = None  # policy.valid_for, for the sends' compilers
 
     def add(self, path: PathKey, message: str) -> None:
         self.issues.append(Issue(path, message))
@@ -249,6 +250,7 @@ class _BlockCompiler:
         self.rule_id = builder.rule_id
         self.whitespace: Whitespace = whitespace
         self.path = format_path(base)
+        self.valid_for = builder.valid_for
 
     def template(self, source: Any, key_path: PathKey) -> CompiledTemplate | None:
         """A template compiled at ``key_path`` (numbers count as text), or None."""
@@ -261,6 +263,17 @@ class _BlockCompiler:
     def problem(self, key_path: PathKey, message: str) -> None:
         """Note a problem at ``key_path``."""
         self._builder.add((*self._base, *key_path), message)
+
+
+def _quiet_duration(block: Any, key: str) -> float | None:
+    """A duration of ``block`` read without noting a problem (``policy()`` reports it)."""
+    value = block.get(key) if isinstance(block, Mapping) else None
+    if value is None or isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError:
+        return None
 
 
 def _names(value: Any) -> frozenset[str]:
@@ -288,6 +301,7 @@ def build_rule(
     trigger = b.trigger(definition.get("trigger"))
     when = _when(b, definition.get("when"))
     whitespace: Whitespace = "reject" if definition.get("whitespace") == "reject" else "normalise"
+    b.valid_for = _quiet_duration(definition.get("policy"), "valid_for")
     send = b.send(definition.get("send"), ("send",), whitespace, NAMES)
     keys = {key: b.template(definition.get(key), (key,)) for key in ("to", "dedupe", "supersedes")}
     policy = b.policy(definition.get("policy"), whitespace)

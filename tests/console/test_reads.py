@@ -57,12 +57,9 @@ def test_median_time_to_delivered_comes_from_the_first_delivered_ack(store: Sqli
             for i in ids[:5]
         ]
     )
-    with store.transaction() as conn:
-        conn.execute("UPDATE notifications SET state = 'delivered' WHERE id = ?", (ids[0],))
-        conn.execute(
-            "INSERT INTO history (notification_id, at, kind, detail) VALUES (?, ?, 'ack', ?)",
-            (ids[0], T0 + 30, '{"status": "delivered"}'),
-        )
+    with store.transaction() as tx:
+        tx.set_states([(ids[0], State.SENT, State.DELIVERED)], T0 + 30)
+        tx.add_history([(ids[0], T0 + 30, "ack", {"status": "delivered"})])
     tally = next(t for t in store.overview(["a"], T0 - 1, T0 + 200, 4) if t.rule_id == "a")
     assert tally.to_delivered == pytest.approx(30.0)
 
@@ -89,11 +86,9 @@ def test_trace_follows_the_fallback_chain_both_ways(store: SqliteStore) -> None:
     child = store.enqueue([new_notification(created_at=T0 + 1, parent_id=parent, fallback_step=0)])[
         0
     ].id
-    with store.transaction() as conn:
-        conn.execute(
-            "INSERT INTO history (notification_id, at, kind, detail) VALUES (?, ?, 'fallback', ?)",
-            (parent, T0 + 1, f'{{"fallback_step": 0, "child": {child}, "on": "failed"}}'),
-        )
+    with store.transaction() as tx:
+        detail = {"fallback_step": 0, "child": child, "on": "failed"}
+        tx.add_history([(parent, T0 + 1, "fallback", detail)])
     for ident in (parent, child):
         found = store.trace(ident)
         assert found is not None

@@ -15,8 +15,8 @@ from nextstep.engine.clock import FakeClock
 from nextstep.engine.delivery.acks import record_acks
 from nextstep.engine.delivery.fallbacks import PolicyContext, RuleBook
 from nextstep.engine.delivery.timers import SettleReport, settle
-from nextstep.engine.ledger.base import AttemptResult, Notification
-from nextstep.engine.ledger.sqlite import SqliteStore
+from nextstep.engine.ledger import open_store
+from nextstep.engine.ledger.base import AttemptResult, NewNotification, Notification, Store
 from nextstep.engine.model import Ack, AckReport, Event, State
 from nextstep.engine.rules.config import Config, load_config, rule_from_definition
 from nextstep.engine.rules.render import evaluate
@@ -85,6 +85,7 @@ def write_config(
     crm_url: str = "http://127.0.0.1:9/crm",
     smtp_port: int = 9,
     rules: str = RULES,
+    store: str = "sqlite:///ledger.db",
 ) -> Config:
     """Write ``nextstep.yaml`` and a rule file into ``folder`` and load them."""
     (folder / "rules").mkdir(parents=True, exist_ok=True)
@@ -92,7 +93,7 @@ def write_config(
     (folder / "nextstep.yaml").write_text(
         textwrap.dedent(
             f"""
-            store: sqlite:///ledger.db
+            store: "{store}"
             rules: rules/
             default_country: ES
             server: {{listen: "127.0.0.1:0", webhook_secret: s3cret}}
@@ -134,28 +135,29 @@ def person(n: int = 1, **extra: Any) -> dict[str, Any]:
 class Ledger:
     """A file ledger, its rules, a fake clock and the policy context."""
 
-    store: SqliteStore
+    store: Store
     config: Config
     clock: FakeClock
     ctx: PolicyContext
 
     @classmethod
-    def open(cls, folder: Path, clock: FakeClock, **urls: Any) -> Ledger:
-        """A fresh ledger in ``folder`` with the kit's rules."""
-        config = write_config(folder, **urls)
-        store = SqliteStore(str(folder / "ledger.db"))
-        return cls(store, config, clock, context_for(config))
+    def open(cls, folder: Path, clock: FakeClock, store: str | None = None, **urls: Any) -> Ledger:
+        """A ledger (``store``, an empty one's URL; by default a new SQLite file in ``folder``)
+        with the kit's rules written into ``folder``."""
+        config = write_config(folder, store=store or "sqlite:///ledger.db", **urls)
+        return cls(open_store(config.store), config, clock, context_for(config))
 
-    def enqueue(self, data: Mapping[str, Any], rule: str = "docs") -> int:
-        """Evaluate ``data`` with ``rule`` and write the notification; its id."""
+    def enqueue(self, data: Mapping[str, Any], rule: str = "docs", **changes: Any) -> int:
+        """Evaluate ``data`` with ``rule`` and write the notification (with ``changes`` to its
+        fields, e.g. an older ``rule_version``); its id."""
         item = evaluate(
             self.config.rules[rule],
             Event(data),
             now=self.clock.now(),
             default_country=self.config.default_country,
         )
-        assert not hasattr(item, "reason"), item
-        return self.store.enqueue([item])[0].id  # type: ignore[list-item]
+        assert isinstance(item, NewNotification), item
+        return self.store.enqueue([replace(item, **changes)])[0].id
 
     def record_sent(self, nid: int, provider_id: str) -> None:
         """Lease and record an accepted attempt, as the dispatcher does."""
@@ -215,5 +217,5 @@ class Ledger:
         return [h.kind for h in self.store.history(nid)]
 
     def pending_acks(self) -> int:
-        with self.store.reading() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM acks WHERE applied = 0").fetchone()[0])
+        with self.store.transaction() as tx:
+            return tx.kept_ack_count()

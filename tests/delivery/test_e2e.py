@@ -25,8 +25,8 @@ EXPERIMENT = "User's number is part of an experiment"
 
 
 @pytest.fixture
-async def w(tmp_path: Path, clock: FakeClock) -> AsyncIterator[World]:
-    async with world(tmp_path, clock) as running:
+async def w(tmp_path: Path, clock: FakeClock, ledger_url: str) -> AsyncIterator[World]:
+    async with world(tmp_path, clock, ledger_url) as running:
         yield running
 
 

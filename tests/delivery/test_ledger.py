@@ -1,4 +1,5 @@
-"""Acks and policies against a real SQLite ledger (no network): states, history, fallbacks."""
+"""Acks and policies against a real ledger of each backend (no network): states, history,
+fallbacks."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import pytest
 
 from nextstep.engine.clock import FakeClock
 from nextstep.engine.delivery.timers import TimerSettings, run_timers
-from nextstep.engine.ledger import sqlite_status
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.model import Ack, State
 from tests.delivery.kit import Ledger, person
@@ -25,8 +25,8 @@ NOT_ON_WHATSAPP = "Message undeliverable: not a WhatsApp user"
 
 
 @pytest.fixture
-def ledger(tmp_path: Path, clock: FakeClock) -> Iterator[Ledger]:
-    kit = Ledger.open(tmp_path, clock)
+def ledger(tmp_path: Path, clock: FakeClock, ledger_url: str) -> Iterator[Ledger]:
+    kit = Ledger.open(tmp_path, clock, ledger_url)
     yield kit
     kit.store.close()
 
@@ -164,8 +164,8 @@ def test_dispatcher_failure_is_settled_once(ledger: Ledger) -> None:
     assert ledger.settle().settled == 0
     [child] = ledger.children(nid)
     assert child.fallback_step == 0
-    with ledger.store.reading() as conn:  # the code the fallback's `failure.code` shows
-        assert sqlite_status.last_code(conn, nid) == 132001
+    with ledger.store.transaction() as tx:  # the code the fallback's `failure.code` shows
+        assert tx.last_code(nid) == 132001
 
 
 def test_expiry_by_valid_for_then_mail_fallback_rendered(ledger: Ledger) -> None:
@@ -233,9 +233,8 @@ def test_fallback_renders_with_the_rule_version_that_made_the_notification(
     old = copy.deepcopy(dict(rule.definition))
     old["policy"]["fallback"][0]["send"]["template"] = "next_step_v0"
     ledger.store.save_rule_version("docs", "0ld0ld0ld0ld", old)
-    nid = ledger.sent(person(), "wamid.1")
-    with ledger.store.transaction() as conn:
-        conn.execute("UPDATE notifications SET rule_version = '0ld0ld0ld0ld' WHERE id = ?", (nid,))
+    nid = ledger.enqueue(person(), rule_version="0ld0ld0ld0ld")
+    ledger.record_sent(nid, "wamid.1")
     ledger.acks(Ack("wamid.1", "failed", NOT_ON_WHATSAPP))
     [child] = ledger.children(nid)
     assert child.fields["template"] == "next_step_v0"

@@ -4,6 +4,7 @@ backwards, and every notification ends in exactly one terminal state."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nextstep.engine.clock import FakeClock
-from nextstep.engine.ledger.sqlite import SqliteStore
+from nextstep.engine.ledger import open_store
 from nextstep.engine.model import Ack, State
 from nextstep.engine.rules.config import Config
 from tests.delivery.kit import Ledger, context_for, person, write_config
@@ -42,10 +43,10 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
 )
 @given(st.lists(st.one_of(ack_op, time_op, record_op), max_size=40))
 def test_statuses_never_move_backwards(
-    config: Config, ops: list[tuple[str, int, str, str]]
+    config: Config, fresh_ledger: Callable[[], str], ops: list[tuple[str, int, str, str]]
 ) -> None:
     clock = FakeClock()
-    ledger = Ledger(SqliteStore(":memory:"), config, clock, context_for(config))
+    ledger = Ledger(open_store(fresh_ledger()), config, clock, context_for(config))
     try:
         ids = [ledger.enqueue(person(i)) for i in range(PEOPLE)]
         recorded: set[int] = set()

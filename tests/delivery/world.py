@@ -159,8 +159,9 @@ def _smtp() -> tuple[Controller, Mailbox]:
 
 
 @contextlib.asynccontextmanager
-async def world(folder: Path, clock: FakeClock) -> AsyncIterator[World]:
-    """Start every server, load the rules against them, register the ack webhook."""
+async def world(folder: Path, clock: FakeClock, store: str | None = None) -> AsyncIterator[World]:
+    """Start every server, load the rules against them, register the ack webhook; the ledger
+    is ``store`` (an empty one's URL) or a new SQLite file in ``folder``."""
     controller, mailbox = _smtp()
     config = SandboxConfig(scenario=scenario_from(SCENARIO))
     try:
@@ -168,6 +169,7 @@ async def world(folder: Path, clock: FakeClock) -> AsyncIterator[World]:
             ledger = Ledger.open(
                 folder,
                 clock,
+                store,
                 onemsg_url=sandbox.base_url,
                 crm_url=crm.url,
                 smtp_port=controller.port,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,13 +15,6 @@ from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.base import NewNotification, Store
 from nextstep.engine.model import State
 from tests.support.notifications import T0, new_notification
-
-
-@pytest.fixture
-def store() -> Iterator[Store]:
-    s = open_store("sqlite:///:memory:")
-    yield s
-    s.close()
 
 
 def _expected(
@@ -52,10 +44,16 @@ _item = st.builds(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(batches=st.lists(st.lists(_item, max_size=12), min_size=1, max_size=4))
-def test_batches_match_one_by_one_inserts(batches: list[list[NewNotification]]) -> None:
-    store = open_store("sqlite:///:memory:")
+def test_batches_match_one_by_one_inserts(
+    fresh_ledger: Callable[[], str], batches: list[list[NewNotification]]
+) -> None:
+    store = open_store(fresh_ledger())
     seen: dict[tuple[str, str], int] = {}
     next_id = 1
     for items in batches:
@@ -137,9 +135,9 @@ def test_supersedes_inside_one_batch_follow_item_order(store: Store) -> None:
     assert [h.kind for h in store.history(a.id)] == ["created", "state"]
 
 
-def _enqueue_keys(path: str, start: Any, keys: list[str]) -> list[tuple[int, str]]:
+def _enqueue_keys(url: str, start: Any, keys: list[str]) -> list[tuple[int, str]]:
     """In another process: wait for the start signal, then enqueue ``keys`` in small batches."""
-    store = open_store(f"sqlite:///{path}")
+    store = open_store(url)
     start.wait()
     out: list[tuple[int, str]] = []
     for i in range(0, len(keys), 7):
@@ -149,22 +147,21 @@ def _enqueue_keys(path: str, start: Any, keys: list[str]) -> list[tuple[int, str
     return out
 
 
-def test_two_processes_never_queue_a_key_twice(tmp_path: Path) -> None:
-    path = str(tmp_path / "ledger.db")
-    open_store(f"sqlite:///{path}").close()  # migrated before the race
+def test_two_processes_never_queue_a_key_twice(ledger_url: str) -> None:
+    open_store(ledger_url).close()  # migrated before the race
     keys = [f"k{i}" for i in range(120)]
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
         start = manager.Event()
         with context.Pool(2) as pool:
             runs = [
-                pool.apply_async(_enqueue_keys, (path, start, keys)),
-                pool.apply_async(_enqueue_keys, (path, start, list(reversed(keys)))),
+                pool.apply_async(_enqueue_keys, (ledger_url, start, keys)),
+                pool.apply_async(_enqueue_keys, (ledger_url, start, list(reversed(keys)))),
             ]
             start.set()
             results = [run.get(timeout=60) for run in runs]
     assert sorted(state for r in results for _, state in r).count("queued") == len(keys)
-    store = open_store(f"sqlite:///{path}")
+    store = open_store(ledger_url)
     for key in keys:
         rows = store.find(dedupe_key=key)
         queued = [n for n in rows if n.state is State.QUEUED]
@@ -177,7 +174,7 @@ def test_two_processes_never_queue_a_key_twice(tmp_path: Path) -> None:
     store.close()
 
 
-def test_json_columns_hold_utf8_text(tmp_path: Path) -> None:
+def test_sqlite_json_columns_hold_utf8_text(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
     event = {"name": "García 🙂", "lone": "\ud800", "big": 2**70}
     (row,) = store.enqueue([new_notification("1", event=event, trigger={"file": "añejo.csv"})])
@@ -192,3 +189,42 @@ def test_json_columns_hold_utf8_text(tmp_path: Path) -> None:
     kept = again.get(row.id)
     assert kept is not None and kept.event == event
     again.close()
+
+
+def _lease_all(url: str, start: Any) -> list[int]:
+    """In another process: wait for the start signal, then lease in small batches until none."""
+    store = open_store(url)
+    start.wait()
+    leased: list[int] = []
+    while batch := store.lease_due(T0, 5):
+        leased += [n.id for n in batch]
+    store.close()
+    return leased
+
+
+def test_two_processes_never_lease_a_row_twice(ledger_url: str) -> None:
+    store = open_store(ledger_url)
+    ids = [r.id for r in store.enqueue([new_notification(str(i)) for i in range(200)])]
+    store.close()
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        start = manager.Event()
+        with context.Pool(2) as pool:
+            runs = [pool.apply_async(_lease_all, (ledger_url, start)) for _ in range(2)]
+            start.set()
+            first, second = (run.get(timeout=60) for run in runs)
+    assert not set(first) & set(second)
+    assert sorted(first + second) == ids
+
+
+def test_whole_numbers_may_stand_for_times(store: Store) -> None:
+    items = [
+        new_notification("1", created_at=T0, within=900.5),
+        new_notification("2", created_at=int(T0) + 1, within=900, valid_until=int(T0) + 60),
+    ]
+    first, second = (store.get(r.id) for r in store.enqueue(items))
+    assert first and second
+    assert (second.created_at, second.within, second.valid_until) == (T0 + 1, 900.0, T0 + 60)
+    assert [n.id for n in store.lease_due(T0 + 2, 10)] == [first.id, second.id]
+    store.requeue([(first.id, int(T0) + 5), (second.id, T0 + 5.5)], T0 + 2)
+    assert store.next_due() == T0 + 5

@@ -5,20 +5,21 @@ from __future__ import annotations
 import asyncio
 import datetime
 import decimal
+import itertools
 import threading
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from nextstep.engine.ledger import open_store
-from nextstep.engine.ledger.base import Store
+from nextstep.engine.ledger.base import AttemptResult, Store
+from nextstep.engine.ledger.codec import dumps, loads
 from nextstep.engine.ledger.runner import LedgerRunner
-from nextstep.engine.ledger.sqlite_rows import dumps, loads
+from nextstep.engine.model import Progress, State
 from tests.support.notifications import new_notification
 
+_EXAMPLES = itertools.count()
 _json = st.recursive(
     st.none()
     | st.booleans()
@@ -30,21 +31,35 @@ _json = st.recursive(
 )
 
 
-@pytest.fixture(scope="module")
-def store() -> Iterator[Store]:
-    s = open_store("sqlite:///:memory:")
-    yield s
-    s.close()
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(text=st.text(), value=_json)
+@example(text="a\x00b\uffff0\uffff\uffff\x00", value="\x00\uffff")  # NUL and PostgreSQL's escape
 def test_text_and_values_round_trip(store: Store, text: str, value: Any) -> None:
-    nid = store.enqueue([new_notification(text or "x", event={"v": value, "t": text})])[0].id
+    # Text goes through every kind of column: plain (recipient, keys, reason, provider id,
+    # progress) and JSON (event, history detail); NUL and U+FFFF included.
+    key = f"{next(_EXAMPLES)}:{text}"  # the store is shared by the examples
+    item = new_notification(
+        text or "x", event={"v": value, "t": text}, dedupe_key=key, supersede_key=text
+    )
+    nid = store.enqueue([item], [Progress(key, text)])[0].id
     row = store.get(nid)
     assert row is not None
-    assert row.recipient == (text or "x")
+    assert (row.recipient, row.dedupe_key, row.supersede_key) == (text or "x", key, text)
     assert row.event == {"v": value, "t": text}
+    assert store.get_progress(key) == text
+    assert [n.id for n in store.find(dedupe_key=key)] == [nid]
+    assert [n.id for n in store.lease_due(row.next_attempt_at or 0.0, 1, ids=[nid])] == [nid]
+    store.record_attempts(
+        [AttemptResult(nid, 1.0, State.FAILED, {"why": text}, provider_id=key, reason=text)]
+    )
+    failed = store.get(nid)
+    assert failed is not None and (failed.provider_id, failed.reason) == (key, text)
+    assert store.history(nid)[-1].detail["outcome"] == {"why": text}
+    assert [n.id for n in store.find(provider_id=key)] == [nid]
 
 
 def test_values_json_cannot_hold_are_kept_as_text() -> None:

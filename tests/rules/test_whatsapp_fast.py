@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import pytest
 from hypothesis import given, settings
@@ -17,13 +18,15 @@ _OLD_NOISE = re.compile(r"[\s\-().\u00a0/]")
 
 def _reference_clean(value: str, mode: str) -> str:
     """clean_param as the rule reads, with the regular expression run on every value."""
+    controls = "".join(c for c in value if unicodedata.category(c) == "Cc" and not _BAD.match(c))
     if mode == "normalise":
+        value = "".join(c for c in value if c not in controls)
         if _BAD.search(value):
             value = _WHITE_RUN.sub(lambda m: " " if _BAD.search(m.group(0)) else m.group(0), value)
         value = value.strip()
         if value:
             return value
-    elif _BAD.search(value):
+    elif controls or _BAD.search(value):
         raise WhatsAppRuleError("refused")
     if not value.strip():
         raise WhatsAppRuleError("empty")

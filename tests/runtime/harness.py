@@ -21,6 +21,7 @@ import httpx
 
 from nextstep.adapters.channels.onemsg.sandbox.config import DEFAULT_TOKEN
 from nextstep.adapters.channels.onemsg.sandbox.templates import NAMESPACE
+from nextstep.engine.ledger import open_store
 from nextstep.engine.runtime.server import HEALTH_KEY
 
 T = TypeVar("T")
@@ -71,6 +72,7 @@ class Workspace:
 
     root: Path
     sandbox_url: str
+    store: str = "sqlite:///ledger.db"  # or an empty PostgreSQL ledger's URL
 
     @property
     def config(self) -> Path:
@@ -83,12 +85,12 @@ class Workspace:
         return self.root / "ledger.db"
 
     def write_config(self) -> None:
-        """nextstep.yaml: SQLite ledger, rules/, port 0, the sandbox as 1MSG."""
+        """nextstep.yaml: the ledger (SQLite unless ``store``), rules/, port 0, the sandbox."""
         (self.root / "rules").mkdir(exist_ok=True)
         self.config.write_text(
             textwrap.dedent(
                 f"""\
-                store: sqlite:///ledger.db
+                store: "{self.store}"
                 rules: rules/
                 default_country: ES
                 server:
@@ -127,6 +129,13 @@ class Workspace:
 
     def health_snapshot(self) -> dict[str, Any] | None:
         """The daemon's last health snapshot, from the ledger."""
+        if not self.store.startswith("sqlite:"):
+            store = open_store(self.store)
+            try:
+                value = store.get_progress(HEALTH_KEY)
+            finally:
+                store.close()
+            return json.loads(value) if value else None
         rows = self.query("SELECT value FROM progress WHERE key = ?", HEALTH_KEY)
         return json.loads(rows[0][0]) if rows else None
 

@@ -10,21 +10,41 @@ engine the same values.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from nextstep.adapters.channels.onemsg.classify import classify_failed_ack
 from nextstep.engine.model import Ack, OutcomeKind
 
+MAX_ERROR_TEXT = 1000
+"""Characters of a failed ack's error text kept (and classified): a webhook body may be up to
+``server.max_body`` bytes, and the text classifier's patterns are meant for short messages."""
+
+PARTS = ("ack", "messages", "entry", "changes", "value", "statuses", "status")
+"""The parts of a webhook body that can be ignored when malformed, as counted: ``ack`` (the
+``ack`` key or one of its items), ``messages``, ``entry`` (the key or one entry), ``changes``
+(the key or one change), ``value``, ``statuses`` (the key) and ``status`` (one status item)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Payload:
-    """What one webhook call carried: its acks, how many inbound messages, how many bad acks."""
+    """What one webhook call carried: its acks, how many inbound messages, and how many parts
+    of each kind were malformed and ignored (:data:`PARTS`)."""
 
     acks: list[Ack]
     messages: int = 0
-    rejected: int = 0
+    ignored: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> int:
+        """Ack and status items that were not acks (no id, no status, not an object)."""
+        return self.ignored.get("ack", 0) + self.ignored.get("status", 0)
+
+    @property
+    def ignored_total(self) -> int:
+        """Every malformed part that was ignored."""
+        return sum(self.ignored.values())
 
 
 def failure_of(status: str, error: str, code: int | None) -> OutcomeKind | None:
@@ -37,20 +57,26 @@ def failure_of(status: str, error: str, code: int | None) -> OutcomeKind | None:
 
 
 def _error_of(value: Any) -> tuple[str, int | None]:
-    """The text and code of an ack's ``error``: 1MSG sends text, Meta sends objects."""
-    if value is None:
-        return "", None
+    """The text and code of an ack's ``error``: 1MSG sends text, Meta sends objects (or a list
+    of them; the first counts). Any other shape gives no text rather than an exception, and
+    nesting is followed by a loop, never by recursion (a body may nest 1000 lists deep)."""
+    while isinstance(value, list):
+        if not value:
+            return "", None
+        value = value[0]
     if isinstance(value, str):
-        return value, None
-    if isinstance(value, list):
-        return _error_of(value[0]) if value else ("", None)
+        return value[:MAX_ERROR_TEXT], None
     if isinstance(value, Mapping):
         data = value.get("error_data")
         details = data.get("details") if isinstance(data, Mapping) else None
-        text = details or value.get("message") or value.get("title") or ""
+        texts = (details, value.get("message"), value.get("title"))
+        text = next((t for t in texts if isinstance(t, str) and t), "")
         code = value.get("code")
-        return str(text), code if isinstance(code, int) and not isinstance(code, bool) else None
-    return str(value), None
+        valid = isinstance(code, int) and not isinstance(code, bool)
+        return text[:MAX_ERROR_TEXT], code if valid else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value), None
+    return "", None
 
 
 def ack_from(item: Any, *, source: str = "webhook") -> Ack | None:
@@ -65,29 +91,70 @@ def ack_from(item: Any, *, source: str = "webhook") -> Ack | None:
     return Ack(provider_id, status, error, code, source, failure_of(status, error, code))
 
 
-def _meta_statuses(doc: Mapping[str, Any]) -> Iterable[Any]:
-    """The ``statuses`` of a raw Meta envelope (``rawHooks``)."""
-    for entry in doc.get("entry") or ():
-        for change in (entry.get("changes") or ()) if isinstance(entry, Mapping) else ():
-            value = change.get("value") if isinstance(change, Mapping) else None
-            if isinstance(value, Mapping):
-                yield from value.get("statuses") or ()
+class _Reader:
+    """Walks one webhook body, taking what is well formed and counting what is not."""
 
+    def __init__(self) -> None:
+        self.items: list[tuple[str, Any]] = []  # (part, candidate ack)
+        self.ignored: dict[str, int] = {}
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
+    def skip(self, part: str) -> None:
+        self.ignored[part] = self.ignored.get(part, 0) + 1
+
+    def listed(self, value: Any, part: str) -> list[Any]:
+        """``value`` as a list: a list as is, one object as a list of one, nothing for null;
+        any other type is a malformed ``part`` (counted, and read as empty)."""
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return value
+        if isinstance(value, Mapping):
+            return [value]
+        self.skip(part)
         return []
-    return value if isinstance(value, list) else [value]
+
+    def meta_statuses(self, doc: Mapping[str, Any]) -> None:
+        """The ``statuses`` of a raw Meta envelope (``rawHooks``):
+        ``entry[].changes[].value.statuses[]``."""
+        for entry in self.listed(doc.get("entry"), "entry"):
+            if not isinstance(entry, Mapping):
+                self.skip("entry")
+                continue
+            for change in self.listed(entry.get("changes"), "changes"):
+                if not isinstance(change, Mapping):
+                    self.skip("changes")
+                    continue
+                value = change.get("value")
+                if value is None:
+                    continue
+                if not isinstance(value, Mapping):
+                    self.skip("value")
+                    continue
+                for status in self.listed(value.get("statuses"), "statuses"):
+                    self.items.append(("status", status))
 
 
 def parse_payload(doc: Any) -> Payload | None:
-    """Read one webhook body (already JSON-decoded); None when it is not a 1MSG payload."""
+    """Read one webhook body (already JSON-decoded); None when it is not a JSON object.
+
+    A malformed part — a key of the wrong type, an item that is not an ack — is ignored and
+    counted in :attr:`Payload.ignored`; everything else is taken. Never raises for any JSON
+    value.
+    """
     if not isinstance(doc, Mapping):
         return None
-    items = _as_list(doc.get("ack")) + list(_meta_statuses(doc))
-    acks = [ack for ack in (ack_from(item) for item in items) if ack is not None]
-    messages = len(_as_list(doc.get("messages")))
-    return Payload(acks, messages, len(items) - len(acks))
+    reader = _Reader()
+    reader.items.extend(("ack", item) for item in reader.listed(doc.get("ack"), "ack"))
+    reader.meta_statuses(doc)
+    acks = []
+    for part, item in reader.items:
+        ack = ack_from(item)
+        if ack is None:
+            reader.skip(part)
+        else:
+            acks.append(ack)
+    messages = len(reader.listed(doc.get("messages"), "messages"))
+    return Payload(acks, messages, reader.ignored)
 
 
 def acks_from_hook_info(answer: Any, message_id: str) -> list[Ack]:
@@ -98,7 +165,7 @@ def acks_from_hook_info(answer: Any, message_id: str) -> list[Ack]:
     """
     hooks = answer.get("hooks") if isinstance(answer, Mapping) else answer
     acks: list[Ack] = []
-    for hook in _as_list(hooks):
+    for hook in hooks if isinstance(hooks, list) else [hooks]:
         if isinstance(hook, Mapping):
             ack = ack_from({**hook, "id": message_id}, source="poll")
             if ack is not None:

@@ -2,7 +2,9 @@
 channel's webhooks and settings, ask ``hookInfo`` for a message's statuses.
 
 As a plug-in it compiles its own ``send:`` blocks (:mod:`onemsg.send`), previews the exact
-request (:mod:`onemsg.payload`), and has the abilities ``ReceivesAcks`` (:mod:`onemsg.ackroute`),
+request (:mod:`onemsg.payload`), sends a rule's ``valid_for`` as the message's TTL
+(:mod:`onemsg.ttl`; the template's category from ``GET templates``, kept a while:
+:mod:`onemsg.categories`), and has the abilities ``ReceivesAcks`` (:mod:`onemsg.ackroute`),
 ``LooksUpStatus`` (``lookup_status``), ``RegistersAcks`` (``register_acks``, see
 :mod:`onemsg.registration`) and ``ListsTemplates`` (``list_templates``, :mod:`onemsg.checks`).
 
@@ -37,10 +39,11 @@ from nextstep.adapters.channels.http_client import (
 )
 from nextstep.adapters.channels.onemsg.ackroute import ack_routes
 from nextstep.adapters.channels.onemsg.acks import acks_from_hook_info
+from nextstep.adapters.channels.onemsg.categories import TemplateCategories
 from nextstep.adapters.channels.onemsg.checks import check_send
 from nextstep.adapters.channels.onemsg.classify import classify
 from nextstep.adapters.channels.onemsg.payload import preview as template_preview
-from nextstep.adapters.channels.onemsg.payload import send_template_body
+from nextstep.adapters.channels.onemsg.payload import template_body
 from nextstep.adapters.channels.onemsg.registration import (
     UNKNOWN_ADDRESS,
     public_base,
@@ -50,7 +53,8 @@ from nextstep.adapters.channels.onemsg.registration import (
 from nextstep.adapters.channels.onemsg.schema import CONFIG_SCHEMA, SEND_SCHEMA
 from nextstep.adapters.channels.onemsg.send import compile_send as compile_template_send
 from nextstep.adapters.channels.onemsg.templates import TemplateInfo, parse_templates
-from nextstep.adapters.channels.onemsg.whatsapp import MAX_BODY, breaks_rule
+from nextstep.adapters.channels.onemsg.ttl import attempt_ttl
+from nextstep.adapters.channels.onemsg.whatsapp import MAX_BODY, breaks_rule, control_character
 from nextstep.engine.clock import Clock
 from nextstep.engine.errors import ConfigError, DeliveryError, Problem
 from nextstep.engine.metrics import PROVIDER_ANSWERS, SEND_LATENCY
@@ -78,6 +82,9 @@ def preflight(message: Message) -> str | None:
             return f"parameter {position} is empty"
         if breaks_rule(text):
             return f"parameter {position} has a newline, a tab or more than 4 spaces in a row"
+        control = control_character(text)
+        if control is not None:
+            return f"parameter {position} has the control character {control}"
     body = message.fields.get("text")
     if isinstance(body, str) and len(body) > MAX_BODY:
         return f"the filled body has {len(body)} characters, more than {MAX_BODY}"
@@ -127,6 +134,8 @@ class OneMsgChannel:
         self._auth = {"Authorization": f"Bearer {self._token}"}
         self._send_headers = {**self._auth, "Content-Type": "application/json"}
         self._latency = SEND_LATENCY.labels(name)
+        self._categories = TemplateCategories(self.list_templates, clock)
+        self._untimed: set[tuple[str, str]] = set()
         self._answers = {kind: PROVIDER_ANSWERS.labels(name, kind.value) for kind in OutcomeKind}
 
     async def send(self, message: Message) -> Outcome:
@@ -135,7 +144,8 @@ class OneMsgChannel:
         if refusal is not None:
             outcome = Outcome(OutcomeKind.TEMPLATE, f"not sent: {refusal}")
         else:
-            outcome = await self._post_template(send_template_body(message))
+            ttl = await self._ttl(message) if "ttl" in message.fields else None
+            outcome = await self._post_template(template_body(message, ttl))
         self._answers[outcome.kind].inc()
         if not outcome.ok:
             log.info(
@@ -146,6 +156,31 @@ class OneMsgChannel:
                 outcome.reason,
             )
         return outcome
+
+    async def _ttl(self, message: Message) -> int | None:
+        """``messageSendTtlSeconds`` for this attempt (:func:`onemsg.ttl.attempt_ttl`): the
+        time left until ``valid_until`` within the template's category range; None (and a
+        warning, once per template) when the category is unknown."""
+        fields = message.fields
+        ttl, valid_until = fields.get("ttl"), fields.get("valid_until")
+        if not isinstance(ttl, int):
+            return None
+        left = valid_until - self._clock.now() if isinstance(valid_until, int | float) else None
+        key = (str(fields.get("template", "")), str(fields.get("language", "")))
+        try:
+            category = await self._categories.category(*key)
+        except Exception:  # a lookup must never cost the send itself
+            log.exception("1msg %s: template category lookup failed", self.name)
+            category = None
+        sent = attempt_ttl(ttl, left, category)
+        if sent is None and key not in self._untimed:
+            self._untimed.add(key)
+            log.warning(
+                "1msg %s: the category of template %s (%s) is unknown: sent without a TTL",
+                self.name,
+                *key,
+            )
+        return sent
 
     async def _post_template(self, body: dict[str, Any]) -> Outcome:
         started = time.perf_counter()
@@ -218,18 +253,34 @@ class OneMsgChannel:
         return AckRegistration(True, f"{len(registration.urls)} webhook URLs")
 
     async def get_webhooks(self) -> list[str]:
-        """The channel's webhook URLs (a list, a string or a comma-separated string)."""
+        """The channel's webhook URLs: ``webhookUrl`` read as one string (the official
+        description's type; several URLs comma-separated) or as a list."""
         data = await self._get("webhook")
         value = data.get("webhookUrl") if isinstance(data, Mapping) else data
         return _url_list(value)
 
     async def set_webhooks(self, urls: Sequence[str]) -> list[str]:
-        """Replace the channel's webhook URLs (1MSG keeps at most 5)."""
+        """Replace the channel's webhook URLs (1MSG keeps at most 5); the URLs it answers with.
+
+        One URL is posted as a string, the form of 1MSG's OpenAPI description (its SDK types
+        ``webhookUrl`` as one string). Several are posted as a list (the form 1MSG's MCP
+        server and n8n node use); when the API refuses a list (400/422), as one comma-separated
+        string, the form 1MSG is known to answer several URLs in. docs/operations.md says what
+        is known and what is not.
+        """
         if len(urls) > MAX_WEBHOOKS:
             raise ValueError(f"1MSG keeps at most {MAX_WEBHOOKS} webhook URLs, not {len(urls)}")
-        data = await self._post("webhook", {"webhookUrl": list(urls)})
-        value = data.get("webhookUrl") if isinstance(data, Mapping) else None
-        return _url_list(value) if value is not None else list(urls)
+        value: str | list[str] = list(urls) if len(urls) > 1 else "".join(urls)
+        try:
+            data = await self._post("webhook", {"webhookUrl": value})
+        except DeliveryError as exc:
+            if not isinstance(value, list) or exc.outcome.http_status not in (400, 422):
+                raise
+            log.info("1msg %s: a webhook URL list was refused; posting one string", self.name)
+            value = ",".join(urls)
+            data = await self._post("webhook", {"webhookUrl": value})
+        answered = data.get("webhookUrl") if isinstance(data, Mapping) else None
+        return _url_list(answered) if answered is not None else list(urls)
 
     async def register_webhook(self, url: str) -> list[str]:
         """Add ``url`` to the channel's webhooks, keeping the others (the 1MSG inbox is one)."""

@@ -1,6 +1,7 @@
 """One compiled 1MSG send against the channel's templates (``nextstep templates --check``): the
-template exists and is approved for its language, the namespace matches, and the send fills as
-many body variables as the template has. Pure.
+template exists and is approved for its language, the namespace matches, the send fills as
+many body variables as the template has, and the rule's TTL (``valid_for``) fits the
+template's category (:mod:`onemsg.ttl`). Pure.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import re
 from collections.abc import Sequence
 
 from nextstep.adapters.channels.onemsg.send import TemplateSend
+from nextstep.adapters.channels.onemsg.templates import TemplateInfo
+from nextstep.adapters.channels.onemsg.ttl import RANGES, category_problem
 from nextstep.engine.plugins import CompiledSend
 from nextstep.engine.plugins.abilities import ProviderTemplate, TemplateCheck
 
@@ -83,7 +86,22 @@ def _compare(
             )
         if not per_language and not _same_text(send.text, template.body):
             notes.append("the rule's text differs from the approved body (previews will differ)")
+        if send.ttl is not None and isinstance(template, TemplateInfo):
+            _check_ttl(send.ttl, template.category, label, errors, notes)
     return tuple(errors), tuple(notes)
+
+
+def _check_ttl(ttl: int, category: str, label: str, errors: list[str], notes: list[str]) -> None:
+    """The rule's TTL against the template's category: out of range is an error."""
+    if category.upper() not in RANGES:
+        shown = category or "none"
+        notes.append(f"the template's category ({shown}) has no known TTL range: no TTL is sent")
+        return
+    problem = category_problem(ttl, category)
+    if problem is not None:
+        errors.append(problem + label)
+    elif category.upper() == "MARKETING":
+        notes.append("a marketing template's TTL applies only when 1MSG sends it by MM Lite")
 
 
 def _same_text(rule_text: str, body: str) -> bool:

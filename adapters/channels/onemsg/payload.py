@@ -32,10 +32,19 @@ def _without_credentials(url: str) -> str:
 
 
 def send_template_body(message: Message) -> dict[str, Any]:
-    """``{phone, template, namespace, language: {policy: deterministic, code}, params}``.
+    """The body of a first attempt sent at once: :func:`template_body` with the rule's TTL
+    (the message's ``ttl`` field), what ``nextstep render`` shows."""
+    ttl = message.fields.get("ttl")
+    return template_body(message, ttl if isinstance(ttl, int) else None)
+
+
+def template_body(message: Message, ttl: int | None) -> dict[str, Any]:
+    """``{phone, template, namespace, language: {policy: deterministic, code}, params,
+    messageSendTtlSeconds}``.
 
     The body variables go in one ``body`` component, variable 1 first; a template without
     variables gets no ``params`` at all (1MSG wants only the components that have variables).
+    ``messageSendTtlSeconds`` only when ``ttl`` is given (:mod:`onemsg.ttl`).
     """
     fields = message.fields
     body: dict[str, Any] = {
@@ -49,4 +58,6 @@ def send_template_body(message: Message) -> dict[str, Any]:
         body["params"] = [
             {"type": "body", "parameters": [{"type": "text", "text": p} for p in params]}
         ]
+    if ttl is not None:
+        body["messageSendTtlSeconds"] = ttl
     return body

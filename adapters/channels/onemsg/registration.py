@@ -2,7 +2,9 @@
 
 1MSG keeps at most 5 webhook URLs per channel and ``POST webhook`` replaces the whole list, so
 the current list is read first and only our URL is added (the 1MSG cabinet inbox is usually
-one of the others and must stay). A URL of ours with an older secret (same address up to the
+one of the others and must stay). The list is posted in the form the channel takes (one URL as
+a string, several as a list or a comma-separated string: ``OneMsgChannel.set_webhooks``) and
+read back in either form. A URL of ours with an older secret (same address up to the
 secret) is replaced rather than kept beside the new one. Acks are only posted when the
 channel's ``ackNotificationsOn`` setting is on, so it is switched on as well.
 """
@@ -80,11 +82,23 @@ def merged_urls(existing: Sequence[str], ours: str) -> list[str] | None:
 
 
 async def register_webhook(channel: WebhookAdmin, url: str) -> Registration:
-    """Make sure ``url`` receives the channel's acks, keeping the channel's other URLs."""
+    """Make sure ``url`` receives the channel's acks, keeping the channel's other URLs.
+
+    After a change the list is read back (an answer may claim more than was kept); a URL
+    missing from it is an error naming what to do (no acks would arrive, or the 1MSG inbox
+    would stop getting messages).
+    """
     current = await channel.get_webhooks()
     wanted = merged_urls(current, url)
     if wanted is not None:
-        current = await channel.set_webhooks(wanted)
+        await channel.set_webhooks(wanted)
+        current = await channel.get_webhooks()
+        missing = [u for u in wanted if u not in current]
+        if missing:
+            raise NextstepError(
+                f"1MSG did not keep the webhook URLs {', '.join(missing)} (it lists "
+                f"{', '.join(current) or 'none'}); set them in the 1MSG cabinet"
+            )
         log.info("registered the ack webhook with 1MSG (%d URLs now)", len(current))
     await channel.update_settings(ackNotificationsOn=True)
     return Registration(list(current), wanted is not None)

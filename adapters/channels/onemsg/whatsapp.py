@@ -2,6 +2,8 @@
 
 * a body parameter is non-empty, has no newline or tab and no more than 4 consecutive spaces
   (Meta rejects the whole send with 132018 otherwise); ``normalise`` repairs, ``reject`` refuses;
+* a body parameter has no other control character (NUL, ESC, DEL, C1 controls…: Unicode
+  category Cc); ``normalise`` deletes them, ``reject`` refuses;
 * the approved body with every ``<<n>>`` filled stays within 1024 characters (132005).
 
 The one copy of these rules: the compiled send (:mod:`onemsg.send`) applies them when a message
@@ -27,6 +29,8 @@ _BREAKS = "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\u2028\u2029"
 _WHITE_RUN = re.compile(r"\s+")
 _BAD = re.compile(rf"[{_BREAKS}]| {{{MAX_SPACES + 1}}}")
 _TOO_MANY_SPACES = " " * (MAX_SPACES + 1)
+# The other control characters (category Cc): never sent; normalise deletes them.
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
 
 
 class WhatsAppRuleError(ValueError):
@@ -57,6 +61,9 @@ def variable_problems(text: str, params: set[int]) -> list[tuple[int | None, str
         found.append(
             (None, f"variables are numbered from <<1>> without gaps; <<{gaps[0]}>> is missing")
         )
+    control = control_character(text)
+    if control is not None:
+        found.append((None, f"the text contains the control character {control}"))
     bare = len(VARIABLE.sub("", text))
     if bare > MAX_BODY:
         found.append((None, f"the text is {bare} characters; WhatsApp allows {MAX_BODY}"))
@@ -66,8 +73,9 @@ def variable_problems(text: str, params: set[int]) -> list[tuple[int | None, str
 def clean_param(value: str, mode: Whitespace) -> str:
     """Return the parameter as it may be sent, or raise WhatsAppRuleError.
 
-    ``normalise`` joins line breaks and tabs (with the spaces around them) into one space,
-    shortens runs of more than 4 spaces to one, and strips the ends; ``reject`` refuses them.
+    ``normalise`` deletes control characters other than line breaks and tabs, joins line
+    breaks and tabs (with the spaces around them) into one space, shortens runs of more than 4
+    spaces to one, and strips the ends; ``reject`` refuses all of them.
     """
     if value.isprintable() and _TOO_MANY_SPACES not in value:
         # Nothing to repair or refuse (see _bad), the usual case: only the ends to strip.
@@ -76,12 +84,18 @@ def clean_param(value: str, mode: Whitespace) -> str:
         if value.strip():
             return value
     elif mode == "normalise":
+        value = _CONTROLS.sub("", value)
         if _bad(value):
             value = _WHITE_RUN.sub(_join_bad_run, value)
         value = value.strip()
         if value:
             return value
     else:
+        control = control_character(value)
+        if control is not None:
+            raise WhatsAppRuleError(
+                f"contains the control character {control} (use whitespace: normalise to delete it)"
+            )
         bad = _bad(value)
         if bad:
             what = (
@@ -93,6 +107,15 @@ def clean_param(value: str, mode: Whitespace) -> str:
     if not value.strip():
         raise WhatsAppRuleError("is empty (WhatsApp refuses empty parameters)")
     return value
+
+
+def control_character(value: str) -> str | None:
+    """The first control character of ``value`` that is neither a line break nor a tab, as
+    ``U+0000``; None when there is none."""
+    if value.isprintable():
+        return None
+    found = _CONTROLS.search(value)
+    return None if found is None else f"U+{ord(found.group(0)):04X}"
 
 
 def _bad(value: str) -> re.Match[str] | None:

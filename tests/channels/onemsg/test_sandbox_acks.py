@@ -113,9 +113,49 @@ async def test_webhook_list_is_replaced_and_capped(
     too_many = await http.post(url, json={"webhookUrl": six}, headers=auth)
     current = (await http.get(url, headers=auth)).json()
     assert too_many.status_code == 400
-    assert current == {"webhookUrl": ["http://127.0.0.1:1/c"]}
+    assert current == {"webhookUrl": "http://127.0.0.1:1/c"}
     cleared = await http.post(sandbox.url("i1", "settings"), json={"webhookUrl": ""}, headers=auth)
-    assert cleared.json()["webhookUrl"] == []
+    assert cleared.json()["webhookUrl"] == ""
+
+
+A, B = "http://127.0.0.1:1/a", "http://127.0.0.1:1/b"
+
+
+@pytest.mark.parametrize(
+    ("form", "posted", "status", "answered"),
+    [
+        pytest.param("string", [A, B], 200, f"{A},{B}", id="string-takes-a-list"),
+        pytest.param("string", f"{A}, {B}", 200, f"{A},{B}", id="string-comma-separated"),
+        pytest.param("string", A, 200, A, id="string-one"),
+        pytest.param("list", f"{A},{B}", 200, [A, B], id="list-takes-a-string"),
+        pytest.param("list", [A], 200, [A], id="list-one"),
+        pytest.param("string-only", A, 200, A, id="string-only-one"),
+        pytest.param("string-only", f"{A},{B}", 200, f"{A},{B}", id="string-only-comma"),
+        pytest.param("string-only", [A], 400, "", id="string-only-refuses-a-list"),
+    ],
+)
+async def test_webhook_url_forms(
+    http: httpx.AsyncClient, form: str, posted: Any, status: int, answered: Any
+) -> None:
+    async with running_sandbox(webhook_form=form) as sandbox:
+        auth = {"Authorization": f"Bearer {sandbox.token}"}
+        url = sandbox.url("i1", "webhook")
+        answer = await http.post(url, json={"webhookUrl": posted}, headers=auth)
+        settings = await http.post(
+            sandbox.url("i1", "settings"), json={"webhookUrl": posted}, headers=auth
+        )
+        current = (await http.get(url, headers=auth)).json()
+        listed = await http.get(sandbox.url("i1", "settings"), headers=auth)
+    assert (answer.status_code, settings.status_code) == (status, status)
+    assert current == {"webhookUrl": answered}
+    assert listed.json()["webhookUrl"] == answered
+    if status == 200:
+        assert answer.json()["webhookUrl"] == answered
+        assert settings.json()["update"] == {"webhookUrl": answered}
+    else:
+        assert answer.json() == {
+            "message": "Invalid request parameters: webhookUrl: Input should be a valid string"
+        }
 
 
 async def test_acks_switched_off(http: httpx.AsyncClient) -> None:

@@ -236,3 +236,41 @@ async def test_only_known_instances(http: httpx.AsyncClient) -> None:
         known = await send(http, sandbox, body())
         unknown = await send(http, sandbox, body(), instance="i9")
     assert known.status_code == 200 and unknown.status_code == 404
+
+
+async def test_messages_history_and_its_filters(http: httpx.AsyncClient) -> None:
+    async with running_sandbox() as sandbox:
+        ids = [
+            (await send(http, sandbox, body(phone=phone))).json()["id"]
+            for phone in (PHONE, "34611000000", PHONE)
+        ]
+        await send(http, sandbox, body(phone="34611000000"), instance="i2")
+        await send(http, sandbox, body(template="nope"))  # refused: not in the history
+        auth = {"Authorization": f"Bearer {sandbox.token}"}
+
+        async def history(**query: Any) -> Any:
+            answer = await http.get(sandbox.url("i1", "messages"), headers=auth, params=query)
+            return answer.status_code, answer.json()
+
+        def listed(found: tuple[int, Any]) -> list[str]:
+            assert found[0] == 200
+            return [m["id"] for m in found[1]["messages"]]
+
+        everything = await history()
+        assert listed(everything) == ids
+        first = everything[1]["messages"][0]
+        assert first["messageNumber"] == 1 and first["chatId"] == f"{PHONE}@c.us"
+        assert first["body"].startswith('Hello, Maria! For your process "loan #1"')
+        assert first["metadata"] == {"template": "next_step", "language": "en"}
+        assert listed(await history(chatId=f"{PHONE}@c.us")) == [ids[0], ids[2]]
+        assert listed(await history(chatId="34611000000")) == [ids[1]]
+        assert listed(await history(msgId=ids[1])) == [ids[1]]
+        assert listed(await history(lastMessageNumber=1)) == ids[1:]
+        assert listed(await history(limit=2)) == ids[:2]
+        assert listed(await history(limit=2, last="true")) == ids[1:]
+        assert listed(await history(limit=0)) == ids
+        now = int(time.time())
+        assert listed(await history(min_time=now + 60)) == []
+        assert listed(await history(max_time=now + 60, min_time=now - 60)) == ids
+        assert (await history(limit="many"))[0] == 400
+        assert (await history(limit=-1))[0] == 400

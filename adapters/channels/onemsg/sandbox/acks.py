@@ -1,7 +1,8 @@
 """Post the statuses of accepted messages to the registered webhooks.
 
 When the instance has ``ackNotificationsOn`` and webhook URLs, each status is produced at its
-time (``ack_delay`` apart) by a loop timer and put on a bounded queue (``hookInfo`` computes the
+time (``ack_delay`` apart, later for an offline recipient: :func:`.hooks.timeline`) by a loop
+timer and put on a bounded queue (``hookInfo`` computes the
 same statuses from the acceptance time, posted or not). One worker drains the queue in batches,
 so each message's acks keep their scripted order, and posts ``{"instanceId": …, "ack": [{id,
 chatId, phone, status, error?}]}`` (or Meta's envelope when ``rawHooks`` is on) through one
@@ -69,8 +70,8 @@ class AckPoster:
             await self._session.close()
 
     def schedule(self, accepted: Accepted) -> None:
-        """Post the statuses of one accepted message, ``ack_delay`` apart, while the channel
-        wants acks (one live timer per message)."""
+        """Post the statuses of one accepted message at their times, while the channel wants
+        acks (one live timer per message)."""
         if accepted.post and accepted.steps and self._wanted(accepted.instance):
             self._arm(accepted, 0)
 
@@ -84,7 +85,7 @@ class AckPoster:
 
     def _arm(self, accepted: Accepted, index: int) -> None:
         loop = asyncio.get_running_loop()
-        when = accepted.at + self.state.config.ack_delay * (index + 1) - time.time()
+        when = accepted.steps[index][0] - time.time()
 
         def fire() -> None:
             self._timers.discard(timer)
@@ -98,8 +99,7 @@ class AckPoster:
             self._arm(accepted, index + 1)
         if not self._wanted(accepted.instance):
             return
-        step = accepted.steps[index]
-        stamp = accepted.at + self.state.config.ack_delay * (index + 1)
+        stamp, step = accepted.steps[index]
         item: dict[str, Any] = {
             "id": accepted.message_id,
             "chatId": f"{accepted.phone}@c.us",

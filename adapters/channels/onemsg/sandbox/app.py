@@ -1,5 +1,7 @@
 """The sandbox's HTTP API: ``/{instanceId}/{sendTemplate|templates|webhook|settings|hookInfo|
-status}`` like 1MSG, plus ``/_sandbox/…`` controls (stats, toggling a channel's status).
+status|messages}`` like 1MSG, plus ``/_sandbox/…`` controls (stats, toggling a channel's
+status). Answers have the shapes the official Python SDK's models accept (``one-msg-sdk``,
+tests/channels/onemsg/test_sdk.py drives the sandbox with it).
 
 Every API call waits ``latency`` first (asyncio.sleep, never blocking), then authenticates: the
 token comes from ``?token=``, else the body's ``token``, else ``Authorization: Bearer`` (1MSG's
@@ -26,14 +28,20 @@ from starlette.routing import Route
 
 from nextstep.adapters.channels.onemsg.sandbox.acks import AckPoster
 from nextstep.adapters.channels.onemsg.sandbox.config import SandboxConfig
-from nextstep.adapters.channels.onemsg.sandbox.hooks import Accepted
+from nextstep.adapters.channels.onemsg.sandbox.history import HistoryQueryError, history
+from nextstep.adapters.channels.onemsg.sandbox.hooks import Accepted, timeline
 from nextstep.adapters.channels.onemsg.sandbox.scenarios import DEFAULT_ACKS, Answer
-from nextstep.adapters.channels.onemsg.sandbox.settings import apply_settings, parse_webhook_urls
+from nextstep.adapters.channels.onemsg.sandbox.settings import (
+    apply_settings,
+    parse_webhook_urls,
+    webhook_value,
+)
 from nextstep.adapters.channels.onemsg.sandbox.state import InstanceState, Received, SandboxState
 from nextstep.adapters.channels.onemsg.sandbox.templates import listing
 from nextstep.adapters.channels.onemsg.sandbox.validate import (
     Reply,
     accepted,
+    hydrate,
     meta_error,
     sent_false,
     validate_send,
@@ -161,13 +169,26 @@ class SandboxApi:
         if not answer.accepts:
             self.state.count("refused")
             return scripted_reply(answer)
+        instance.sent += 1
+        now = time.time()
+        steps = timeline(
+            script.acks if script is not None else DEFAULT_ACKS,
+            now,
+            self.state.config.ack_delay,
+            offline=script.offline if script is not None else None,
+            ttl=None if checked.ttl is None else checked.ttl * self.state.config.ttl_scale,
+        )
         message = Accepted(
             instance_id,
             "wamid." + secrets.token_urlsafe(30),
             checked.phone,
-            script.acks if script is not None else DEFAULT_ACKS,
-            time.time(),
+            steps,
+            now,
             script.post_acks if script is not None else True,
+            body=hydrate(checked.template.body, checked.texts),
+            template=checked.template.name,
+            language=checked.template.language,
+            number=instance.sent,
         )
         self.state.count("accepted")
         self.state.accept(message)
@@ -188,31 +209,47 @@ class SandboxApi:
     async def webhook(
         self, request: Request, instance_id: str, instance: InstanceState, body: dict[str, Any]
     ) -> Reply:
-        """``GET``/``POST webhook``: read or replace the URL list (at most 5)."""
+        """``GET``/``POST webhook``: read or replace the URL list (at most 5), in the
+        configured form (one string, as the official SDK types it, or a list)."""
+        form = self.state.config.webhook_form
         if request.method == "POST":
-            urls = parse_webhook_urls(body.get("webhookUrl"))
+            urls = parse_webhook_urls(body.get("webhookUrl"), strings_only=form == "string-only")
             if isinstance(urls, str):
-                return Reply(400, {"message": urls})
+                return Reply(400, {"message": f"Invalid request parameters: {urls}"})
             instance.webhooks = urls
+            shown = webhook_value(urls, form)
             return Reply(
-                200, {"set": True, "message": "Webhook URL has been set", "webhookUrl": urls}
+                200, {"set": True, "message": "Webhook URL has been set", "webhookUrl": shown}
             )
-        return Reply(200, {"webhookUrl": list(instance.webhooks)})
+        return Reply(200, {"webhookUrl": webhook_value(instance.webhooks, form)})
 
     async def settings(
         self, request: Request, instance_id: str, instance: InstanceState, body: dict[str, Any]
     ) -> Reply:
         """``GET``/``POST settings``: a partial update, answered with the settings and
         ``update`` (what changed)."""
+        form = self.state.config.webhook_form
         update: dict[str, Any] = {}
         if request.method == "POST":
-            changed = apply_settings(instance, body)
+            changed = apply_settings(instance, body, strings_only=form == "string-only")
             if isinstance(changed, str):
-                return Reply(400, {"message": changed})
+                return Reply(400, {"message": f"Invalid request parameters: {changed}"})
             update = changed
-        return Reply(
-            200, {"webhookUrl": list(instance.webhooks), **instance.settings, "update": update}
-        )
+            if "webhookUrl" in update:
+                update["webhookUrl"] = webhook_value(update["webhookUrl"], form)
+        urls = webhook_value(instance.webhooks, form)
+        return Reply(200, {"webhookUrl": urls, **instance.settings, "update": update})
+
+    async def messages(
+        self, request: Request, instance_id: str, instance: InstanceState, body: dict[str, Any]
+    ) -> Reply:
+        """``GET messages``: the history of what this instance sent (see :mod:`.history`)."""
+        try:
+            return Reply(
+                200, history(self.state.messages.values(), instance_id, request.query_params)
+            )
+        except HistoryQueryError as exc:
+            return Reply(400, {"message": f"Invalid request parameters: {exc}"})
 
     async def hook_info(
         self, request: Request, instance_id: str, instance: InstanceState, body: dict[str, Any]
@@ -307,6 +344,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         Route("/{instance}/settings", api.route(api.settings), methods=["GET", "POST"]),
         Route("/{instance}/hookInfo", api.route(api.hook_info), methods=["GET"]),
         Route("/{instance}/status", api.route(api.status), methods=["GET"]),
+        Route("/{instance}/messages", api.route(api.messages), methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = state

@@ -7,7 +7,7 @@ the command runs, so that ``nextstep --help`` stays quick.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -32,6 +32,12 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
         return parse_rate(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _webhook_form(value: str) -> Literal["string", "list", "string-only"]:
+    if value == "list":
+        return "list"
+    return "string-only" if value == "string-only" else "string"
 
 
 @click.command()
@@ -78,6 +84,13 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
     callback=_rate,
     help="Per-instance rate limit, e.g. 50/s; beyond it: 429 with Retry-After.",
 )
+@click.option(
+    "--ttl-scale",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="Sandbox seconds per second of messageSendTtlSeconds (0.01: a 30 s TTL lasts 0.3 s).",
+)
 @click.option("--no-acks", is_flag=True, help="Never post acks (hookInfo still has them).")
 @click.option(
     "--acks-on", is_flag=True, help="Start with ackNotificationsOn (1MSG starts with it off)."
@@ -88,6 +101,13 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
     default="sent-false",
     show_default=True,
     help="Refuse unknown templates with 200 sent:false or Meta error 132001.",
+)
+@click.option(
+    "--webhook-form",
+    type=click.Choice(["string", "list", "string-only"]),
+    default="string",
+    show_default=True,
+    help="webhookUrl as one string (the official SDK's type), as a list, or only strings.",
 )
 @click.option(
     "--templates",
@@ -110,14 +130,17 @@ def sandbox(
     ack_delay: float,
     slow: float,
     rate: float | None,
+    ttl_scale: float,
     no_acks: bool,
     acks_on: bool,
     unknown_template: str,
+    webhook_form: str,
     templates_file: Path | None,
     scenario_file: Path | None,
 ) -> None:
     """Serve a local 1MSG-compatible API (sendTemplate, templates, webhook, settings, hookInfo,
-    status) with scripted recipients: numbers ending in 0001…0009 fail in known ways."""
+    status, messages) with scripted recipients: numbers ending in 0001…0010 fail in known
+    ways."""
     from nextstep.adapters.channels.onemsg.sandbox.config import SandboxConfig
     from nextstep.adapters.channels.onemsg.sandbox.scenarios import (
         default_scenario,
@@ -149,6 +172,8 @@ def sandbox(
         ack_notifications_on=acks_on,
         rate_limit=rate,
         unknown_template="meta" if unknown_template == "meta" else "sent_false",
+        webhook_form=_webhook_form(webhook_form),
+        ttl_scale=ttl_scale,
         **options,
     )
     click.echo(f"1MSG sandbox on http://{host}:{port}/{{instanceId}}/… (token {token})")

@@ -20,6 +20,15 @@ class SandboxConfig:
     bucket). ``unknown_template`` picks how an unknown or unapproved template is refused: a
     200 ``sent:false`` answer or a passed-through Meta 132001. ``acks`` False never posts acks
     whatever the channel settings say (statuses still go to ``hookInfo``).
+
+    ``webhook_form`` is how ``webhookUrl`` is read and answered (``GET``/``POST webhook`` and
+    ``settings``): ``string`` answers one string (several URLs comma-separated), as the
+    official SDK types it, and takes a string, a comma-separated string or a list; ``list``
+    answers a list (as 1MSG's MCP server and n8n node describe it); ``string-only`` answers a
+    string and refuses a list (400).
+
+    ``ttl_scale`` speeds up ``messageSendTtlSeconds`` for demos and tests: at 0.01 a 30 s TTL
+    runs out 0.3 s after the message was accepted.
     """
 
     token: str = DEFAULT_TOKEN
@@ -32,6 +41,8 @@ class SandboxConfig:
     rate_burst: float | None = None
     unknown_template: Literal["sent_false", "meta"] = "sent_false"
     meta_error_status: int = 400
+    webhook_form: Literal["string", "list", "string-only"] = "string"
+    ttl_scale: float = 1.0  # seconds of sandbox time per second of messageSendTtlSeconds
     templates: tuple[Mapping[str, Any], ...] = BUILTIN_TEMPLATES
     scenario: Scenario = field(default_factory=default_scenario)
     ack_queue: int = 20_000

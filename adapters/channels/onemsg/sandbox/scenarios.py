@@ -15,6 +15,8 @@ suffix  what the sandbox does
 0007    accepts, posts no ack at all; ``hookInfo`` still reports sent, delivered, read
 0008    accepts, acks out of order with duplicates: sent, sent, read, delivered, read
 0009    answers HTTP 401 ``{"error": "Wrong token…"}`` (account failure), every time
+0010    accepts, acks sent; the phone stays offline, so nothing more comes, unless the send
+        had ``messageSendTtlSeconds``: then failed 131026 when it runs out
 other   accepts, acks sent → delivered → read
 ======  =====================================================================================
 
@@ -34,6 +36,9 @@ and may start the channel ``disconnected``::
         acks: [sent, {status: failed, error: "Message undeliverable", code: 131026}]
       - match: "7777"
         post_acks: false        # produce statuses (hookInfo) without posting them
+      - match: "6666"
+        offline: 2m             # the phone is unreachable for 2 minutes (true: for ever);
+                                # a message whose TTL is shorter fails when it runs out
 
 An answer takes ``status`` (HTTP), ``meta`` (a passed-through Meta error code), ``message``
 (``sent:false`` text on a 200, ``{"message"}`` otherwise), ``error`` (``{"error"}``),
@@ -43,6 +48,7 @@ and ``delay``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +59,7 @@ import yaml
 from nextstep.engine.durations import parse_duration
 
 META_ERRORS: Mapping[int, tuple[str, str]] = {
+    100: ("Invalid parameter", "Invalid parameter"),
     131026: ("Message undeliverable", "Message Undeliverable."),
     131042: (
         "Business eligibility payment issue",
@@ -125,6 +132,7 @@ class Script:
     repeat: bool = False  # True: the last answer repeats forever; False: then accept
     acks: tuple[AckStep, ...] = DEFAULT_ACKS
     post_acks: bool = True
+    offline: float | None = None  # seconds the phone is unreachable (math.inf: for ever)
 
     def answer(self, attempt: int) -> Answer:
         """The answer to the ``attempt``-th send (0 first) to a matching number."""
@@ -185,6 +193,7 @@ def builtin_scripts(slow: float = 15.0) -> tuple[Script, ...]:
             ),
             repeat=True,
         ),
+        Script("0010", offline=math.inf),
     )
 
 
@@ -242,7 +251,17 @@ def _script(index: int, entry: Any) -> Script:
         repeat,
         acks,
         bool(entry.get("post_acks", True)),
+        _offline(entry.get("offline")),
     )
+
+
+def _offline(value: Any) -> float | None:
+    """``offline:`` of a recipient: true (for ever), false/absent, or a duration."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return math.inf
+    return parse_duration(value)
 
 
 def _answer(spec: Any, delay: float) -> Answer:
@@ -284,6 +303,10 @@ def scripts_summary(scripts: Sequence[Script]) -> list[str]:
             acks = " → ".join(a.status for a in script.acks)
         else:
             acks = "none posted (hookInfo has them)"
+        if script.offline is not None and math.isinf(script.offline):
+            acks = "sent only (offline for ever); failed 131026 when a TTL runs out"
+        elif script.offline is not None:
+            acks += f" (offline {script.offline:g}s first; failed 131026 if a TTL runs out)"
         lines.append(f"…{script.match}: {answers}{tail}; acks: {acks}")
     return lines
 

@@ -1,5 +1,7 @@
 """Channel settings as 1MSG keeps them: a webhook URL list that a POST replaces (at most 5;
-a string, a comma-separated string or a list), ``ackNotificationsOn`` and friends (pure)."""
+a string, a comma-separated string or a list, or only a string in the ``string-only`` form),
+answered as one string or a list (:func:`webhook_value`), ``ackNotificationsOn`` and friends
+(pure)."""
 
 from __future__ import annotations
 
@@ -19,12 +21,15 @@ BOOLEAN_SETTINGS = frozenset(
 )
 
 
-def parse_webhook_urls(value: Any) -> list[str] | str:
-    """The URL list from a ``webhookUrl`` value, or an error text."""
+def parse_webhook_urls(value: Any, *, strings_only: bool = False) -> list[str] | str:
+    """The URL list from a ``webhookUrl`` value, or an error text. ``strings_only`` refuses a
+    list (the official description types ``webhookUrl`` as one string)."""
     if value is None or value == "":
         return []
     if isinstance(value, str):
         items = [part.strip() for part in value.split(",")]
+    elif strings_only:
+        return "webhookUrl: Input should be a valid string"
     elif isinstance(value, list) and all(isinstance(item, str) for item in value):
         items = [item.strip() for item in value]
     else:
@@ -36,6 +41,12 @@ def parse_webhook_urls(value: Any) -> list[str] | str:
         if not url.startswith(("http://", "https://")):
             return f"webhookUrl: {url!r} is not an http(s) URL"
     return urls
+
+
+def webhook_value(urls: list[str], form: str) -> str | list[str]:
+    """``webhookUrl`` as answered: a list for the ``list`` form, else one string (several URLs
+    joined by commas, the legacy form; empty when there is none)."""
+    return list(urls) if form == "list" else ",".join(urls)
 
 
 def _boolean(value: Any) -> bool | None:
@@ -50,14 +61,16 @@ def _boolean(value: Any) -> bool | None:
     return None
 
 
-def apply_settings(instance: InstanceState, body: Mapping[str, Any]) -> dict[str, Any] | str:
+def apply_settings(
+    instance: InstanceState, body: Mapping[str, Any], *, strings_only: bool = False
+) -> dict[str, Any] | str:
     """Apply a partial settings update; the changed keys, or an error text (nothing applied)."""
     changes: dict[str, Any] = {}
     for key, value in body.items():
         if key == "token":
             continue
         if key == "webhookUrl":
-            urls = parse_webhook_urls(value)
+            urls = parse_webhook_urls(value, strings_only=strings_only)
             if isinstance(urls, str):
                 return urls
             changes[key] = urls

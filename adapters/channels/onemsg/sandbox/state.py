@@ -47,6 +47,7 @@ class InstanceState:
     status: str = "connected"
     probes_left: int | None = None  # "disconnected" probes before turning "connected"
     bucket: TokenBucket | None = None
+    sent: int = 0  # messages accepted so far: the last messageNumber of GET /messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,7 @@ class SandboxState:
     def hooks_for(self, message_id: str, now: float) -> list[dict[str, Any]]:
         """Every status produced for ``message_id`` by ``now``, Meta format."""
         accepted = self.messages.get(message_id)
-        return [] if accepted is None else accepted.produced(now, self.config.ack_delay)
+        return [] if accepted is None else accepted.produced(now)
 
     def count(self, name: str, amount: int = 1) -> None:
         """Add to a counter and wake whoever waits for it to reach a value."""

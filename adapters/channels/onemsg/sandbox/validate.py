@@ -1,6 +1,8 @@
 """Check a ``sendTemplate`` body the way 1MSG and Meta do (pure), in the reference's order:
 template/language/namespace present, template known and approved, parameter count, whitespace,
-hydrated length. Also the reply shapes the sandbox answers with.
+hydrated length; then ``messageSendTtlSeconds`` against the template's category (Meta 100,
+"Invalid parameter", when out of range: how 1MSG answers it is undocumented). Also the reply
+shapes the sandbox answers with.
 """
 
 from __future__ import annotations
@@ -29,13 +31,26 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+TTL_RANGES: Mapping[str, tuple[int, int]] = {
+    "AUTHENTICATION": (30, 900),
+    "UTILITY": (30, 43_200),
+    "MARKETING": (43_200, 2_592_000),
+}
+"""``messageSendTtlSeconds`` per template category (the official SDK's description). The
+sandbox keeps its own copy of what the provider takes, rather than the channel's
+(:mod:`onemsg.ttl`), so that the tests do not check the channel against itself."""
+THIRTY_DAYS = 2_592_000
+LONG_TTL = frozenset({"AUTHENTICATION", "UTILITY"})  # also take -1: 30 days
+
+
 @dataclass(frozen=True, slots=True)
 class SendRequest:
-    """A ``sendTemplate`` body that passed validation."""
+    """A ``sendTemplate`` body that passed validation; ``ttl`` in seconds, when it had one."""
 
     phone: str
     template: TemplateInfo
     texts: tuple[str, ...]
+    ttl: int | None = None
 
 
 def meta_error(code: int, details: str | None = None, status: int = 400) -> Reply:
@@ -115,7 +130,32 @@ def validate_send(
             return meta_error(132018, None, meta_status)
     if len(hydrate(template.body, texts)) > MAX_BODY:
         return meta_error(132005, None, meta_status)
-    return SendRequest(phone, template, texts)
+    ttl = _ttl(payload.get("messageSendTtlSeconds"), template.category)
+    if isinstance(ttl, Reply):
+        return ttl
+    return SendRequest(phone, template, texts, ttl)
+
+
+def _ttl(value: Any, category: str) -> int | None | Reply:
+    """``messageSendTtlSeconds`` in seconds (-1: 30 days), or the refusal of a value the SDK's
+    type (an integer) or the category's range does not allow. A template of another category
+    takes any TTL from 30 s to 30 days."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        message = "Invalid request parameters: messageSendTtlSeconds must be an integer"
+        return Reply(400, {"message": message})
+    low, high = TTL_RANGES.get(category, (30, THIRTY_DAYS))
+    if value == -1 and category in LONG_TTL:
+        return THIRTY_DAYS
+    if low <= value <= high:
+        return value
+    extra = ", or -1" if category in LONG_TTL else ""
+    details = (
+        f"messageSendTtlSeconds {value} is out of range for {category or 'this'} templates "
+        f"({low}-{high}{extra})"
+    )
+    return meta_error(100, details)
 
 
 def hydrate(body: str, texts: tuple[str, ...]) -> str:

@@ -1,6 +1,6 @@
 """Reading the SQLite ledger: notifications, history, counts, queue depth.
 
-Functions take a connection inside :meth:`SqliteStore.reading` (or a write transaction).
+Functions take a connection inside a read of :class:`SqliteStore` (or a write transaction).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nextstep.engine.ledger.base import HistoryEntry, Notification
-from nextstep.engine.ledger.sqlite_rows import COLUMNS, placeholders, to_history, to_notification
+from nextstep.engine.ledger.sqlite.rows import COLUMNS, placeholders, to_history, to_notification
 from nextstep.engine.model import State
 
 

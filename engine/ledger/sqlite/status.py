@@ -1,32 +1,22 @@
 """Status tracking against the SQLite ledger: acks, pending acks, expiry, settling, polling.
 
-Functions take the connection of an open transaction (:meth:`SqliteStore.transaction`); the
-decisions they carry out are made by :mod:`delivery.statemachine` and :mod:`delivery.policy`.
+Functions take the connection of an open transaction (:class:`SqliteTransaction` calls them);
+the decisions they carry out are made by :mod:`delivery.statemachine` and :mod:`delivery.policy`.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from nextstep.engine.ledger.base import Notification
-from nextstep.engine.ledger.sqlite_rows import COLUMNS, dumps, loads, placeholders, to_notification
+from nextstep.engine.ledger.base import KeptAck, Notification, PollCandidate, Tracked
+from nextstep.engine.ledger.codec import dumps, loads
+from nextstep.engine.ledger.sqlite.rows import COLUMNS, placeholders, to_notification
 from nextstep.engine.model import State
 
 # SQLite allows 32766 bound parameters; stay well below for IN (…) lists.
 _CHUNK = 500
-
-
-@dataclass(frozen=True, slots=True)
-class Tracked:
-    """The few columns an ack needs to move a notification."""
-
-    id: int
-    provider_id: str
-    state: State
-    rule_id: str
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -75,11 +65,11 @@ def keep_pending(
 
 def pending_for(
     conn: sqlite3.Connection, *, ids: Sequence[int] | None, received_since: float
-) -> list[tuple[int, Any]]:
-    """Kept acks whose notification now has their provider id: ``(ack row id, payload)``,
-    oldest first. Only notifications of ``ids``, or else acks received since
-    ``received_since``, are looked at, so old acks that will never match (another system's
-    messages on the same channel) cost nothing."""
+) -> list[KeptAck]:
+    """Kept acks whose notification now has their provider id, oldest first. Only
+    notifications of ``ids``, or else acks received since ``received_since``, are looked at,
+    so old acks that will never match (another system's messages on the same channel) cost
+    nothing."""
     join = (
         "SELECT a.id, a.payload FROM acks a JOIN notifications n "
         "ON n.provider_id = a.provider_id WHERE a.applied = 0"
@@ -93,7 +83,12 @@ def pending_for(
     else:
         rows = conn.execute(f"{join} AND a.received_at >= ?", (received_since,)).fetchall()
     rows.sort(key=lambda row: row[0])
-    return [(row[0], loads(row[1])) for row in rows]
+    return [KeptAck(row[0], loads(row[1])) for row in rows]
+
+
+def kept_count(conn: sqlite3.Connection) -> int:
+    """Kept acks not applied (yet)."""
+    return int(conn.execute("SELECT COUNT(*) FROM acks WHERE applied = 0").fetchone()[0])
 
 
 def mark_applied(conn: sqlite3.Connection, ack_ids: Sequence[int]) -> None:
@@ -239,9 +234,13 @@ def last_code(conn: sqlite3.Connection, notification_id: int) -> int | None:
     return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
-def mark_settled(conn: sqlite3.Connection, notification_id: int, now: float) -> None:
-    """The notification's failure has been handled (fallback created or none applies)."""
-    conn.execute("UPDATE notifications SET settled_at = ? WHERE id = ?", (now, notification_id))
+def mark_settled(conn: sqlite3.Connection, notification_id: int, now: float) -> bool:
+    """Claim handling the notification's failure (its fallback); False when already settled."""
+    row = conn.execute(
+        "UPDATE notifications SET settled_at = ? WHERE id = ? AND settled_at IS NULL RETURNING id",
+        (now, notification_id),
+    ).fetchone()
+    return row is not None
 
 
 def poll_candidates(
@@ -252,8 +251,8 @@ def poll_candidates(
     polled_before: float,
     oldest: float,
     limit: int,
-) -> list[tuple[int, str, str]]:
-    """``(id, channel, provider_id)`` of messages still only ``sent`` since ``silent_since``
+) -> list[PollCandidate]:
+    """Messages still only ``sent`` since ``silent_since``
     (and accepted after ``oldest``), not polled since ``polled_before``; least recently
     polled first."""
     if not channels:
@@ -265,7 +264,7 @@ def poll_candidates(
         "AND (polled_at IS NULL OR polled_at <= ?) ORDER BY COALESCE(polled_at, 0), id LIMIT ?",
         (silent_since, oldest, *channels, polled_before, limit),
     ).fetchall()
-    return [(row[0], row[1], row[2]) for row in rows]
+    return [PollCandidate(row[0], row[1], row[2]) for row in rows]
 
 
 def mark_polled(conn: sqlite3.Connection, ids: Sequence[int], now: float) -> None:

@@ -1,6 +1,6 @@
 """Writing events into the SQLite ledger: notifications, trigger progress, rule versions.
 
-Functions take the connection of an open transaction (:meth:`SqliteStore.transaction`).
+Functions take the connection of an open transaction (:class:`SqliteTransaction` calls them).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from operator import is_not
 from typing import Any
 
 from nextstep.engine.ledger.base import Enqueued, NewNotification
-from nextstep.engine.ledger.sqlite_rows import dumps, loads, placeholders
+from nextstep.engine.ledger.codec import dumps, loads
+from nextstep.engine.ledger.sqlite.rows import placeholders
 from nextstep.engine.model import Progress, State
 
 _INSERT = (

@@ -1,6 +1,6 @@
 """Dispatching against the SQLite ledger: lease, record attempts, requeue, recover, decide.
 
-Functions take the connection of an open transaction (:meth:`SqliteStore.transaction`).
+Functions take the connection of an open transaction (:class:`SqliteTransaction` calls them).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nextstep.engine.ledger.base import AttemptResult, Notification
-from nextstep.engine.ledger.sqlite_rows import COLUMNS, add_history, placeholders, to_notification
+from nextstep.engine.ledger.sqlite.rows import COLUMNS, add_history, placeholders, to_notification
 
 EXPIRED_REASON = "not sent before valid_for ran out"
 INTERRUPTED_REASON = "interrupted while sending: the provider may have accepted it"

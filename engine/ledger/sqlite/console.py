@@ -1,8 +1,9 @@
 """The web console's reads on the SQLite ledger (see :class:`ledger.reads.ConsoleReads`).
 
 Functions take a connection inside :meth:`SqliteStore.reading` (``decide``: a write
-transaction). Each read is shaped for an index of migration ``0006_console_reads`` so that it
-stays fast on a ledger of a million notifications (bench/console.py).
+transaction); :class:`SqliteConsoleReads` gives the store the methods. Each read is shaped for
+an index of migration ``0006_console_reads`` so that it stays fast on a ledger of a million
+notifications (bench/console.py).
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import sqlite3
 import statistics
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
-from nextstep.engine.ledger import sqlite_send
 from nextstep.engine.ledger.base import Notification
+from nextstep.engine.ledger.codec import loads
 from nextstep.engine.ledger.reads import (
     MEDIAN_SAMPLE,
     PHONE_TAIL,
@@ -25,8 +27,10 @@ from nextstep.engine.ledger.reads import (
     Trace,
     reason_kind,
 )
-from nextstep.engine.ledger.sqlite_read import get, history
-from nextstep.engine.ledger.sqlite_rows import COLUMNS, add_history, loads, to_notification
+from nextstep.engine.ledger.sqlite import send
+from nextstep.engine.ledger.sqlite.read import get, history
+from nextstep.engine.ledger.sqlite.rows import COLUMNS, add_history, to_notification
+from nextstep.engine.ledger.sqlite.transaction import SqliteTransaction
 
 _CHAIN_DEPTH = 20  # fallback chains end (each step only later ones); this bounds a bad row
 
@@ -201,10 +205,55 @@ def rule_versions(conn: sqlite3.Connection, rule_id: str) -> dict[str, Mapping[s
 def decide(conn: sqlite3.Connection, notification_id: int, decision: Decision) -> bool:
     """Carry out an operator's decision; its history line says who and why."""
     if decision.action == "release":
-        done = sqlite_send.release(conn, notification_id, decision.at)
+        done = send.release(conn, notification_id, decision.at)
     else:
         reason = decision.reason or "cancelled by operator"
-        done = sqlite_send.cancel(conn, notification_id, decision.at, reason)
+        done = send.cancel(conn, notification_id, decision.at, reason)
     if done:
         add_history(conn, [(notification_id, decision.at, "note", decision.detail())])
     return done
+
+
+class SqliteConsoleReads:
+    """:class:`ConsoleReads` for :class:`SqliteStore`, which mixes it in: each method is one
+    consistent read (``decide``: one write transaction) of the store."""
+
+    def reading(self) -> AbstractContextManager[SqliteTransaction]:
+        """A consistent read (the store's)."""
+        raise NotImplementedError
+
+    def transaction(self) -> AbstractContextManager[SqliteTransaction]:
+        """A write transaction (the store's)."""
+        raise NotImplementedError
+
+    def overview(
+        self, rule_ids: Sequence[str], since: float, until: float, buckets: int
+    ) -> list[Tally]:
+        """Per rule: states, skip reasons, trend, median time to delivered (ConsoleReads)."""
+        with self.reading() as tx:
+            return overview(tx.connection, rule_ids, since, until, buckets)
+
+    def browse(self, filters: Filters, after: Cursor | None, limit: int) -> list[Notification]:
+        """Notifications matching ``filters``, newest first (keyset paging)."""
+        with self.reading() as tx:
+            return browse(tx.connection, filters, after, limit)
+
+    def trace(self, notification_id: int) -> Trace | None:
+        """One notification, its history and its fallback chain."""
+        with self.reading() as tx:
+            return trace(tx.connection, notification_id)
+
+    def in_doubt(self, limit: int) -> list[Notification]:
+        """Notifications in doubt, oldest first."""
+        with self.reading() as tx:
+            return in_doubt(tx.connection, limit)
+
+    def rule_versions(self, rule_id: str) -> dict[str, Mapping[str, Any]]:
+        """Every kept definition of a rule, by version."""
+        with self.reading() as tx:
+            return rule_versions(tx.connection, rule_id)
+
+    def decide(self, notification_id: int, decision: Decision) -> bool:
+        """Release or cancel with a history line naming who and why."""
+        with self.transaction() as tx:
+            return decide(tx.connection, notification_id, decision)

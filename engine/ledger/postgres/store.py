@@ -1,0 +1,167 @@
+"""The PostgreSQL ledger (``postgresql://…``): a psycopg 3 connection pool, the same named
+migrations as SQLite, the same behaviour (one contract suite runs against both).
+
+A write is ``with conn.transaction()`` on a pooled connection; a read is one statement on an
+autocommit connection (every read the :class:`Store` offers is one statement, so it is
+consistent by itself and costs one round trip, not three). The store stays synchronous: the
+daemon calls it on the ledger thread (:class:`LedgerRunner`), like SQLite.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+
+from nextstep.engine.errors import StoreError
+from nextstep.engine.ledger.base import AttemptResult, Notification
+from nextstep.engine.ledger.migrations import MIGRATIONS
+from nextstep.engine.ledger.postgres import text
+from nextstep.engine.ledger.postgres.sql import Conn, unique
+from nextstep.engine.ledger.postgres.transaction import PostgresTransaction
+from nextstep.engine.ledger.transactional import TransactionalStore
+
+POOL_SIZE = 4  # the ledger thread, a status reader, a CLI command beside them
+# SQLite's WAL + synchronous=NORMAL durability: a commit survives nextstep's process dying at
+# once, and the server or the machine crashing loses at most its last moment of commits, never
+# corrupts. It spares the send path a WAL flush per commit (milliseconds on many disks); a URL
+# with its own ``options`` (``?options=-c%20synchronous_commit%3Don``) is left as it is.
+SESSION_OPTIONS = "-c synchronous_commit=off"
+CONNECT_TIMEOUT = 10  # seconds, to reach the server or get a connection from the pool
+# Every process that opens the ledger migrates it first; this lock makes them take turns.
+_MIGRATION_LOCK = "SELECT pg_advisory_lock(hashtext('nextstep ledger migrations'))"
+_MIGRATION_UNLOCK = "SELECT pg_advisory_unlock(hashtext('nextstep ledger migrations'))"
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
+
+
+def shown(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+# (name, PostgreSQL SQL) of every migration, in order.
+STEPS = tuple((migration.name, migration.postgres) for migration in MIGRATIONS)
+
+
+def migrate(conn: Conn, migrations: Sequence[tuple[str, str]] = STEPS) -> list[str]:
+    """Apply the migrations not yet applied, each in one transaction with its bookkeeping row,
+    under an advisory lock (concurrent first starts take turns); returns the names applied now.
+    ``conn`` is an autocommit connection."""
+    applied: list[str] = []
+    conn.execute(_MIGRATION_LOCK)
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS migrations ("
+            "name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for name, sql in migrations:
+            try:
+                with conn.transaction():
+                    if conn.execute("SELECT 1 FROM migrations WHERE name = %s", (name,)).fetchone():
+                        continue
+                    conn.execute(sql)  # several statements: no parameters, one message
+                    conn.execute("INSERT INTO migrations (name) VALUES (%s)", (name,))
+            except psycopg.Error as exc:
+                raise StoreError(f"ledger migration {name} failed: {exc}") from exc
+            applied.append(name)
+    finally:
+        conn.execute(_MIGRATION_UNLOCK)
+    return applied
+
+
+def _configure(conn: Conn) -> None:
+    text.register(conn)
+
+
+class PostgresStore(TransactionalStore):
+    """The shared ledger (``postgresql://user@host/db``), for several processes at once."""
+
+    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
+        self.url = url
+        self.name = shown(url)
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+                migrate(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open the ledger {self.name}: {exc}") from exc
+        kwargs: dict[str, object] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT}
+        if "options" not in conninfo_to_dict(url):
+            kwargs["options"] = SESSION_OPTIONS
+        self._pool: ConnectionPool[Conn] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs=kwargs,
+            configure=_configure,
+            timeout=CONNECT_TIMEOUT,
+            open=False,
+            name="nextstep-ledger",
+        )
+        try:
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except psycopg.Error as exc:
+            self._pool.close()
+            raise StoreError(f"cannot open the ledger {self.name}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the pool's connections (idempotent)."""
+        self._pool.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[PostgresTransaction]:
+        """One write transaction; commits on success, rolls back on any error; psycopg errors
+        become :class:`StoreError`."""
+        try:
+            # Pipeline mode: statements whose results nobody reads (BEGIN, most updates and
+            # inserts, COMMIT) travel with the next one that is read, not one round trip each.
+            with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+                yield PostgresTransaction(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"ledger {self.name}: {exc}") from exc
+
+    @contextmanager
+    def reading(self) -> Iterator[PostgresTransaction]:
+        """Statements on an autocommit connection: for units of one statement (each is atomic
+        and consistent by itself)."""
+        try:
+            with self._pool.connection() as conn:
+                yield PostgresTransaction(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"ledger {self.name}: {exc}") from exc
+
+    # -- the send path: units of one statement need no BEGIN and COMMIT round trips ----------
+    def lease_due(
+        self,
+        now: float,
+        limit: int,
+        channels: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[Notification]:
+        """Lease due notifications (one statement: expire, then lease)."""
+        with self.reading() as tx:
+            return tx.lease_due(now, limit, channels, ids)
+
+    def record_attempts(self, results: Sequence[AttemptResult]) -> None:
+        """Apply attempt results (one statement unless a row repeats)."""
+        if not results:
+            return
+        one = unique([r.notification_id for r in results])
+        with self.reading() if one else self.transaction() as tx:
+            tx.record_attempts(results)
+
+    def requeue(self, items: Sequence[tuple[int, float]], now: float) -> None:
+        """Give leased notifications back (one statement unless a row repeats)."""
+        if not items:
+            return
+        one = unique([nid for nid, _ in items])
+        with self.reading() if one else self.transaction() as tx:
+            tx.requeue(items, now)
+
+    def recover_interrupted(self, now: float) -> int:
+        """``sending`` rows become ``in_doubt`` (one statement)."""
+        with self.reading() as tx:
+            return tx.recover_interrupted(now)

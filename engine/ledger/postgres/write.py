@@ -1,0 +1,176 @@
+"""Writing events into the PostgreSQL ledger: notifications, trigger progress, rule versions.
+
+A batch reserves its ids from ``notifications_id_seq`` first (in item order), then goes in as
+one ``INSERT … SELECT FROM unnest(…)`` whose rows the dedupe index may refuse; the rows written
+get their ``created`` history line in the same statement. Only a batch with a duplicate or a
+supersede key takes the slower path, item by item, as SQLite's does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nextstep.engine.errors import StoreError
+from nextstep.engine.ledger.base import Enqueued, NewNotification
+from nextstep.engine.ledger.codec import dumps, loads
+from nextstep.engine.ledger.postgres.sql import Conn, add_history, columns, real
+from nextstep.engine.model import Progress, State
+
+_CREATED = dumps({"state": "queued"})
+_RESERVE = "SELECT nextval('notifications_id_seq') FROM generate_series(1, %s)"
+_NEW = (
+    "WITH new AS (INSERT INTO notifications (id, rule_id, rule_version, channel, recipient, "
+    "fields, event, trigger, state, created_at, updated_at, next_attempt_at, dedupe_key, "
+    "expect, within, valid_until, supersede_key, parent_id, fallback_step, reason) "
+    "SELECT id, rule_id, rule_version, channel, recipient, fields, event, trigger, 'queued', "
+    "created_at, created_at, due, dedupe_key, expect, within, valid_until, supersede_key, "
+    "parent_id, fallback_step, '' FROM unnest(%b::bigint[], %b::text[], %b::text[], "
+    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::float8[], %b::float8[], "
+    "%b::text[], %b::text[], %b::float8[], %b::float8[], %b::text[], %b::bigint[], %b::int[]) "
+    "AS r(id, rule_id, rule_version, channel, recipient, fields, event, trigger, created_at, "
+    "due, dedupe_key, expect, within, valid_until, supersede_key, parent_id, fallback_step) "
+    "ORDER BY id ON CONFLICT (rule_id, dedupe_key) WHERE duplicate_of IS NULL DO NOTHING "
+    "RETURNING id, created_at), "
+    "created AS (INSERT INTO history (notification_id, at, kind, detail) "
+    "SELECT id, created_at, 'created', %s FROM new ORDER BY id) "
+    "SELECT id FROM new"
+)
+_SKIPPED = (
+    "INSERT INTO notifications (id, rule_id, rule_version, channel, recipient, fields, event, "
+    "trigger, state, created_at, updated_at, next_attempt_at, dedupe_key, duplicate_of, "
+    "expect, within, valid_until, supersede_key, parent_id, fallback_step, reason) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'skipped', %s, %s, NULL, %s, %s, %s, %s, %s, %s, "
+    "%s, %s, %s)"
+)
+_PROGRESS = (
+    "INSERT INTO progress (key, value) SELECT * FROM unnest(%b::text[], %b::text[]) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+
+
+def _row(new_id: int, item: NewNotification) -> tuple[Any, ...]:
+    created = float(item.created_at)
+    due = created if item.not_before is None or item.not_before < created else item.not_before
+    return (
+        new_id,
+        item.rule_id,
+        item.rule_version,
+        item.channel,
+        item.recipient,
+        dumps(item.fields),
+        dumps(item.event),
+        dumps(item.trigger),
+        created,
+        float(due),
+        item.dedupe_key,
+        item.expect,
+        real(item.within),
+        real(item.valid_until),
+        item.supersede_key,
+        item.parent_id,
+        item.fallback_step,
+    )
+
+
+def _insert_duplicate(conn: Conn, item: NewNotification, dup_id: int) -> Enqueued:
+    """Keep a notification the dedupe index refused as a skipped row pointing at the first."""
+    found = conn.execute(
+        "SELECT id FROM notifications WHERE rule_id = %s AND dedupe_key = %s "
+        "AND duplicate_of IS NULL",
+        (item.rule_id, item.dedupe_key),
+    ).fetchone()
+    if found is None:  # the index refused the row because this one exists
+        raise StoreError(f"dedupe key {item.dedupe_key!r} of rule {item.rule_id} vanished")
+    first = int(found[0])
+    reason = f"duplicate of #{first}"
+    conn.execute(
+        _SKIPPED,
+        (
+            dup_id,
+            item.rule_id,
+            item.rule_version,
+            item.channel,
+            item.recipient,
+            dumps(item.fields),
+            dumps(item.event),
+            dumps(item.trigger),
+            item.created_at,
+            item.created_at,
+            item.dedupe_key,
+            first,
+            item.expect,
+            item.within,
+            item.valid_until,
+            item.supersede_key,
+            item.parent_id,
+            item.fallback_step,
+            reason,
+        ),
+    )
+    detail = {"state": "skipped", "reason": reason}
+    add_history(conn, [(dup_id, item.created_at, "created", detail)])
+    return Enqueued(dup_id, State.SKIPPED, duplicate_of=first)
+
+
+def _supersede(conn: Conn, item: NewNotification, new_id: int) -> None:
+    """Older queued notifications of the rule with the same supersede key give way."""
+    rows = conn.execute(
+        "UPDATE notifications SET state = 'superseded', reason = %s, updated_at = %s, "
+        "next_attempt_at = NULL WHERE rule_id = %s AND supersede_key = %s AND state = 'queued' "
+        "AND id < %s RETURNING id",
+        (f"superseded by #{new_id}", item.created_at, item.rule_id, item.supersede_key, new_id),
+    ).fetchall()
+    detail = {"state": "superseded", "by": new_id}
+    add_history(conn, [(row[0], item.created_at, "state", detail) for row in sorted(rows)])
+
+
+def enqueue(
+    conn: Conn, items: Sequence[NewNotification], progress: Sequence[Progress]
+) -> list[Enqueued]:
+    """Insert ``items`` (duplicates as skipped rows) and save ``progress``; one result each."""
+    results: list[Enqueued] = []
+    if items:
+        ids = sorted(row[0] for row in conn.execute(_RESERVE, (len(items),)).fetchall())
+        rows = [_row(new_id, item) for new_id, item in zip(ids, items, strict=True)]
+        written = {row[0] for row in conn.execute(_NEW, [*columns(rows, 17), _CREATED])}
+        for new_id, item in zip(ids, items, strict=True):
+            if new_id not in written:
+                results.append(_insert_duplicate(conn, item, new_id))
+                continue
+            if item.supersede_key is not None:
+                _supersede(conn, item, new_id)
+            results.append(Enqueued(new_id, State.QUEUED))
+    if progress:
+        latest = {p.key: p.value for p in progress}  # one row may not be updated twice
+        conn.execute(_PROGRESS, (list(latest), list(latest.values())))
+    return results
+
+
+def get_progress(conn: Conn, key: str) -> str | None:
+    """The saved progress value of ``key``."""
+    row = conn.execute("SELECT value FROM progress WHERE key = %s", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def save_rule_version(
+    conn: Conn, rule_id: str, version: str, definition: Mapping[str, Any]
+) -> None:
+    """Keep a rule definition; a version, being a hash of it, never changes once kept."""
+    conn.execute(
+        "INSERT INTO rule_versions (rule_id, version, definition) VALUES (%s, %s, %s) "
+        "ON CONFLICT (rule_id, version) DO NOTHING",
+        (rule_id, version, dumps(definition)),
+    )
+
+
+def get_rule_version(conn: Conn, rule_id: str, version: str) -> Mapping[str, Any] | None:
+    """A kept rule definition."""
+    row = conn.execute(
+        "SELECT definition FROM rule_versions WHERE rule_id = %s AND version = %s",
+        (rule_id, version),
+    ).fetchone()
+    if row is None:
+        return None
+    value: Mapping[str, Any] = loads(row[0])
+    return value
