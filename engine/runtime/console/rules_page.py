@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from nextstep.engine.commands.test import check_example
 from nextstep.engine.rules.config import Config
+from nextstep.engine.rules.examples import check_example
 from nextstep.engine.rules.rule import Rule
 from nextstep.engine.runtime.console.sessions import Session
 from nextstep.engine.runtime.console.web import PREFIX, Web
