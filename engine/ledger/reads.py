@@ -1,5 +1,6 @@
 """What the web console asks of the ledger, by meaning: every backend implements
-:class:`ConsoleReads` (SQLite in :mod:`nextstep.engine.ledger.sqlite.console`).
+:class:`ConsoleReads` (:mod:`nextstep.engine.ledger.sqlite.console`,
+:mod:`nextstep.engine.ledger.postgres.console`).
 
 Reads are one consistent snapshot each; :meth:`ConsoleReads.decide` is the one write: an
 operator's release or cancel, recorded in the notification's history with who and why.
@@ -8,14 +9,16 @@ operator's release or cancel, recorded in the notification's history with who an
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from nextstep.engine.ledger.base import HistoryEntry, Notification
 
+DELIVERED = ("delivered", "read")  # the states and ack statuses of a delivered message
 MEDIAN_SAMPLE = 1000  # newest delivered notifications a median time to delivered is taken over
 PHONE_TAIL = 4  # digits a recipient filter needs at least (the index holds the last 4)
+CHAIN_DEPTH = 20  # fallback chains end (each step only later ones); this bounds a bad row
 _IDS = re.compile(r"#\d+")
 
 
@@ -25,20 +28,18 @@ def reason_kind(reason: str) -> str:
     return _IDS.sub("#…", reason) or "(no reason)"
 
 
+# A count of notifications created in one period: (rule id, period, state or reason kind, n),
+# where the period is ``floor(created_at / width)`` (periods of every count line up).
+PeriodCount = tuple[str, int, str, int]
+
+
 @dataclass(frozen=True, slots=True)
-class Tally:
-    """One rule's notifications created in a window, by their current state."""
+class Counts:
+    """Notifications created in a span, per rule and period: by state, and the skipped ones by
+    the kind of their reason (:func:`reason_kind`)."""
 
-    rule_id: str
-    states: Mapping[str, int]
-    skipped: Mapping[str, int]  # reason kind -> count
-    trend: tuple[int, ...]  # notifications created per bucket, oldest first
-    to_delivered: float | None  # median seconds from creation to the first delivered ack
-
-    @property
-    def total(self) -> int:
-        """Every notification of the rule in the window."""
-        return sum(self.states.values())
+    states: Sequence[PeriodCount] = ()
+    skipped: Sequence[PeriodCount] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,27 @@ class Relative:
     parent_id: int | None
 
 
+def chain(
+    notification_id: int,
+    relative: Callable[[int], Relative | None],
+    children: Callable[[int], list[int]],
+) -> list[Relative]:
+    """The fallback chain through a notification: its ancestors, itself, its descendants;
+    ``relative`` reads one notification, ``children`` the fallbacks it started."""
+    line: list[Relative] = []
+    current = relative(notification_id)
+    while current is not None and len(line) < CHAIN_DEPTH:
+        line.insert(0, current)
+        current = None if current.parent_id is None else relative(current.parent_id)
+    pending = children(notification_id)
+    while pending and len(line) < 2 * CHAIN_DEPTH:
+        child = relative(pending.pop(0))
+        if child is not None:
+            line.append(child)
+            pending += children(child.id)
+    return line
+
+
 @dataclass(frozen=True, slots=True)
 class Trace:
     """One notification, its history and its fallback chain (oldest ancestor first)."""
@@ -113,12 +135,17 @@ class Decision:
 class ConsoleReads(Protocol):
     """The ledger as the web console sees it."""
 
-    def overview(
-        self, rule_ids: Sequence[str], since: float, until: float, buckets: int
-    ) -> list[Tally]:
-        """Per rule (``rule_ids`` always, others when they have notifications in the window):
-        notifications created in ``[since, until]`` by state, skip reasons, ``buckets`` counts
-        of the trend and the median time to delivered over the newest MEDIAN_SAMPLE."""
+    def period_counts(
+        self, rule_ids: Sequence[str], since: float, until: float | None, width: float
+    ) -> Counts:
+        """Notifications created in ``[since, until)`` (``until`` None: no end) per period of
+        ``width`` seconds, of ``rule_ids`` and of every rule the ledger keeps a version of."""
+        ...
+
+    def times_to_delivered(self, rule_ids: Sequence[str], since: float) -> dict[str, float]:
+        """Per rule, the median seconds from creation to the first delivered (or read) ack,
+        over its newest MEDIAN_SAMPLE delivered or read notifications created since ``since``;
+        rules without one are left out."""
         ...
 
     def browse(self, filters: Filters, after: Cursor | None, limit: int) -> list[Notification]:

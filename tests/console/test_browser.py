@@ -6,6 +6,7 @@ Screenshots go to a temp folder, or to docs/console/ with NEXTSTEP_UPDATE_SCREEN
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from nextstep.engine.ledger.reads import Filters
 from nextstep.engine.model import State
+from nextstep.engine.runtime.console.counting import HOUR
 from tests.console.world import (
     CHROMIUM_ARGS,
     OPERATOR,
@@ -25,13 +27,19 @@ from tests.console.world import (
     running_world,
     shot_dir,
 )
+from tests.support.ledgers import POSTGRES, SQLITE
 
 pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    async with running_world(tmp_path / "run") as running:
+async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[World]:
+    """A run on SQLite, or on the backend a test is parametrized with (indirectly)."""
+    backend = getattr(request, "param", SQLITE)
+    store = "sqlite:///ledger.db"
+    if backend == POSTGRES:
+        store = request.getfixturevalue("postgres_session").fresh()
+    async with running_world(tmp_path / "run", store) as running:
         yield running
 
 
@@ -61,12 +69,18 @@ def one(world: World, state: State) -> int:
     return found[-1].id
 
 
+@pytest.mark.parametrize(
+    "world", [SQLITE, pytest.param(POSTGRES, marks=pytest.mark.postgres)], indirect=True
+)
 async def test_overview_counts_equal_the_ledger_and_update_live(
     world: World, browser: Browser, tmp_path: Path
 ) -> None:
     page = await login(browser, world, OPERATOR)
+    since = await page.locator("time[data-since]").inner_text()
+    start = datetime.datetime.fromisoformat(since).replace(tzinfo=datetime.UTC).timestamp()
     now = world.daemon.clock.now()
-    counts = world.store.counts(since=now - 86400)
+    assert start % HOUR == 0 and now - 24 * HOUR < start <= now  # the current hour and 23
+    counts = world.store.counts(since=start)
     for state in ("delivered", "read", "failed", "expired", "in_doubt"):
         cell = page.locator(f'td[data-rule="loan-docs"][data-state="{state}"]')
         assert (await cell.inner_text()).strip() == str(counts[("loan-docs", state)]), state

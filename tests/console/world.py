@@ -23,10 +23,10 @@ import httpx
 from nextstep.adapters.channels.onemsg.sandbox.scenarios import scenario_from
 from nextstep.adapters.channels.onemsg.sandbox.templates import NAMESPACE
 from nextstep.engine.ledger import open_store
-from nextstep.engine.ledger.sqlite import SqliteStore
 from nextstep.engine.rules.config import load_config
 from nextstep.engine.runtime.console.passwords import hash_password
 from nextstep.engine.runtime.daemon import Daemon, DaemonOptions
+from tests.console.ledger import Ledger, console_ledger
 from tests.support.sandbox import running_sandbox
 
 EVENT_TOKEN = "console-event-token"
@@ -99,12 +99,12 @@ def rules_yaml() -> str:
     )
 
 
-def config_yaml(sandbox_url: str) -> str:
-    """The daemon's config, with an operator and a viewer."""
+def config_yaml(sandbox_url: str, store: str) -> str:
+    """The daemon's config on the ledger ``store``, with an operator and a viewer."""
     hashed = hash_password(PASSWORD, n=2**10)
     return textwrap.dedent(
         f"""\
-        store: sqlite:///ledger.db
+        store: {store}
         rules: rules/
         default_country: ES
         server:
@@ -133,7 +133,7 @@ class World:
     """The running daemon, its URL and its ledger."""
 
     base_url: str
-    store: SqliteStore
+    store: Ledger
     daemon: Daemon
 
     async def post_event(self, **event: Any) -> None:
@@ -163,8 +163,9 @@ class World:
 
 
 @contextlib.asynccontextmanager
-async def running_world(root: Path) -> AsyncIterator[World]:
-    """The sandbox, the daemon (console on) and the events of every kind, settled."""
+async def running_world(root: Path, store: str = "sqlite:///ledger.db") -> AsyncIterator[World]:
+    """The sandbox, the daemon (console on, its ledger at ``store``) and the events of every
+    kind, settled."""
     scenario = scenario_from(
         {
             "recipients": [
@@ -177,21 +178,20 @@ async def running_world(root: Path) -> AsyncIterator[World]:
     async with running_sandbox(scenario=scenario, ack_delay=0.01, token="sandbox-token") as box:
         (root / "rules").mkdir(parents=True)
         (root / "rules" / "loans.yaml").write_text(rules_yaml(), encoding="utf-8")
-        (root / "nextstep.yaml").write_text(config_yaml(box.base_url), encoding="utf-8")
+        (root / "nextstep.yaml").write_text(config_yaml(box.base_url, store), encoding="utf-8")
         config = load_config(root / "nextstep.yaml")
         daemon = Daemon(config, options=DaemonOptions(watch=False))
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
         try:
             await asyncio.wait_for(daemon.ready.wait(), 20)
-            store = open_store(config.store)
-            assert isinstance(store, SqliteStore)
-            world = World(f"http://{daemon.listen}", store, daemon)
+            ledger = console_ledger(open_store(config.store))
+            world = World(f"http://{daemon.listen}", ledger, daemon)
             for i, (kind, phone) in enumerate(PHONES.items()):
                 await world.post_event(name=kind, key=f"K-{i}", stage="docs", phone=phone)
             await world.settled()
             yield world
-            store.close()
+            ledger.close()
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)

@@ -19,12 +19,14 @@ from nextstep.engine.ledger.codec import loads
 from nextstep.engine.ledger.reads import (
     MEDIAN_SAMPLE,
     PHONE_TAIL,
+    Counts,
     Cursor,
     Decision,
     Filters,
+    PeriodCount,
     Relative,
-    Tally,
     Trace,
+    chain,
     reason_kind,
 )
 from nextstep.engine.ledger.sqlite import send
@@ -32,73 +34,68 @@ from nextstep.engine.ledger.sqlite.read import get, history
 from nextstep.engine.ledger.sqlite.rows import COLUMNS, add_history, to_notification
 from nextstep.engine.ledger.sqlite.transaction import SqliteTransaction
 
-_CHAIN_DEPTH = 20  # fallback chains end (each step only later ones); this bounds a bad row
-
 
 def known_rules(conn: sqlite3.Connection) -> list[str]:
     """Every rule id the ledger keeps a version of."""
     return [row[0] for row in conn.execute("SELECT DISTINCT rule_id FROM rule_versions")]
 
 
-def _states(
-    conn: sqlite3.Connection, rule_id: str, since: float, until: float, buckets: int
-) -> tuple[dict[str, int], tuple[int, ...]]:
-    width = max(until - since, 1e-9) / buckets
-    rows = conn.execute(
-        "SELECT state, CAST((? - created_at) / ? AS INTEGER) AS b, COUNT(*) "
-        "FROM notifications WHERE rule_id = ? AND created_at >= ? GROUP BY state, b",
-        (until, width, rule_id, since),
-    ).fetchall()
-    states: dict[str, int] = {}
-    trend = [0] * buckets
-    for state, bucket, count in rows:
-        states[state] = states.get(state, 0) + count
-        trend[min(max(bucket, 0), buckets - 1)] += count
-    return states, tuple(reversed(trend))
+def _span(since: float, until: float | None) -> tuple[str, list[float]]:
+    if until is None:
+        return "created_at >= ?", [since]
+    return "created_at >= ? AND created_at < ?", [since, until]
 
 
-def _skip_reasons(conn: sqlite3.Connection, since: float) -> dict[str, dict[str, int]]:
+def period_counts(
+    conn: sqlite3.Connection,
+    rule_ids: Sequence[str],
+    since: float,
+    until: float | None,
+    width: float,
+) -> Counts:
+    """Notifications created in the span per rule, period and state (see ConsoleReads)."""
+    span, bounds = _span(since, until)
+    states: list[PeriodCount] = []
+    # One rule at a time: each reads its part of the covering (rule, created, state) index.
+    for rule_id in sorted({*rule_ids, *known_rules(conn)}):
+        rows = conn.execute(
+            "SELECT CAST(created_at / ? AS INTEGER) AS p, state, COUNT(*) FROM notifications "
+            f"WHERE rule_id = ? AND {span} GROUP BY p, state",
+            (width, rule_id, *bounds),
+        )
+        states += [(rule_id, period, state, n) for period, state, n in rows]
     # Duplicates, the usual reason, are counted together in SQL; reason_kind does the rest.
     rows = conn.execute(
-        "SELECT rule_id, CASE WHEN reason LIKE 'duplicate of #%' THEN 'duplicate of #…' "
-        "ELSE reason END AS kind, COUNT(*) FROM notifications INDEXED BY notifications_skipped "
-        "WHERE state = 'skipped' AND created_at >= ? GROUP BY rule_id, kind",
-        (since,),
-    ).fetchall()
-    reasons: dict[str, dict[str, int]] = {}
-    for rule_id, reason, count in rows:
-        kinds = reasons.setdefault(rule_id, {})
-        kind = reason_kind(reason)
-        kinds[kind] = kinds.get(kind, 0) + count
-    return reasons
+        "SELECT rule_id, CAST(created_at / ? AS INTEGER) AS p, CASE WHEN reason LIKE "
+        "'duplicate of #%' THEN 'duplicate of #…' ELSE reason END AS kind, COUNT(*) "
+        f"FROM notifications INDEXED BY notifications_skipped WHERE state = 'skipped' AND {span} "
+        "GROUP BY rule_id, p, kind",
+        (width, *bounds),
+    )
+    kinds: dict[tuple[str, int, str], int] = {}
+    for rule_id, period, reason, n in rows:
+        key = (rule_id, period, reason_kind(reason))
+        kinds[key] = kinds.get(key, 0) + n
+    return Counts(tuple(states), tuple((*key, n) for key, n in kinds.items()))
 
 
-def _to_delivered(conn: sqlite3.Connection, rule_id: str, since: float) -> float | None:
-    rows = conn.execute(
-        "SELECT (SELECT MIN(h.at) FROM history h WHERE h.notification_id = n.id "
-        "AND h.kind = 'ack' AND json_extract(h.detail, '$.status') IN ('delivered', 'read')) "
-        "- n.created_at FROM notifications n WHERE n.rule_id = ? AND n.created_at >= ? "
-        "AND n.state IN ('delivered', 'read') ORDER BY n.created_at DESC LIMIT ?",
-        (rule_id, since, MEDIAN_SAMPLE),
-    ).fetchall()
-    times = [row[0] for row in rows if row[0] is not None]
-    return statistics.median(times) if times else None
-
-
-def overview(
-    conn: sqlite3.Connection, rule_ids: Sequence[str], since: float, until: float, buckets: int
-) -> list[Tally]:
-    """Per rule: states, skip reasons, trend and median time to delivered (see ConsoleReads)."""
-    skipped = _skip_reasons(conn, since)
-    tallies = []
-    for rule_id in sorted({*rule_ids, *known_rules(conn)}):
-        states, trend = _states(conn, rule_id, since, until, buckets)
-        if not states and rule_id not in rule_ids:
-            continue
-        delivered = states.get("delivered", 0) + states.get("read", 0)
-        median = _to_delivered(conn, rule_id, since) if delivered else None
-        tallies.append(Tally(rule_id, states, skipped.get(rule_id, {}), trend, median))
-    return tallies
+def times_to_delivered(
+    conn: sqlite3.Connection, rule_ids: Sequence[str], since: float
+) -> dict[str, float]:
+    """Per rule, the median time to the first delivered ack (see ConsoleReads)."""
+    found = {}
+    for rule_id in rule_ids:
+        rows = conn.execute(
+            "SELECT (SELECT MIN(h.at) FROM history h WHERE h.notification_id = n.id "
+            "AND h.kind = 'ack' AND json_extract(h.detail, '$.status') IN ('delivered', 'read')) "
+            "- n.created_at FROM notifications n WHERE n.rule_id = ? AND n.created_at >= ? "
+            "AND n.state IN ('delivered', 'read') ORDER BY n.created_at DESC LIMIT ?",
+            (rule_id, since, MEDIAN_SAMPLE),
+        ).fetchall()
+        times = [row[0] for row in rows if row[0] is not None]
+        if times:
+            found[rule_id] = statistics.median(times)
+    return found
 
 
 def _where(filters: Filters, after: Cursor | None) -> tuple[str, list[Any]]:
@@ -161,28 +158,13 @@ def _children(conn: sqlite3.Connection, notification_id: int) -> list[int]:
     return [child for child in found if isinstance(child, int)]
 
 
-def chain(conn: sqlite3.Connection, notification_id: int) -> list[Relative]:
-    """The fallback chain through a notification: its ancestors, itself, its descendants."""
-    line: list[Relative] = []
-    current = _relative(conn, notification_id)
-    while current is not None and len(line) < _CHAIN_DEPTH:
-        line.insert(0, current)
-        current = None if current.parent_id is None else _relative(conn, current.parent_id)
-    pending = _children(conn, notification_id)
-    while pending and len(line) < 2 * _CHAIN_DEPTH:
-        child = _relative(conn, pending.pop(0))
-        if child is not None:
-            line.append(child)
-            pending += _children(conn, child.id)
-    return line
-
-
 def trace(conn: sqlite3.Connection, notification_id: int) -> Trace | None:
     """One notification, its history and its fallback chain."""
     found = get(conn, notification_id)
     if found is None:
         return None
-    return Trace(found, history(conn, notification_id), chain(conn, notification_id))
+    line = chain(notification_id, lambda i: _relative(conn, i), lambda i: _children(conn, i))
+    return Trace(found, history(conn, notification_id), line)
 
 
 def in_doubt(conn: sqlite3.Connection, limit: int) -> list[Notification]:
@@ -226,12 +208,17 @@ class SqliteConsoleReads:
         """A write transaction (the store's)."""
         raise NotImplementedError
 
-    def overview(
-        self, rule_ids: Sequence[str], since: float, until: float, buckets: int
-    ) -> list[Tally]:
-        """Per rule: states, skip reasons, trend, median time to delivered (ConsoleReads)."""
+    def period_counts(
+        self, rule_ids: Sequence[str], since: float, until: float | None, width: float
+    ) -> Counts:
+        """Notifications created in the span per rule, period and state (ConsoleReads)."""
         with self.reading() as tx:
-            return overview(tx.connection, rule_ids, since, until, buckets)
+            return period_counts(tx.connection, rule_ids, since, until, width)
+
+    def times_to_delivered(self, rule_ids: Sequence[str], since: float) -> dict[str, float]:
+        """Per rule, the median time to the first delivered ack (ConsoleReads)."""
+        with self.reading() as tx:
+            return times_to_delivered(tx.connection, rule_ids, since)
 
     def browse(self, filters: Filters, after: Cursor | None, limit: int) -> list[Notification]:
         """Notifications matching ``filters``, newest first (keyset paging)."""

@@ -4,7 +4,7 @@ asks for its live part again every ``refresh`` seconds (static/console.js)."""
 
 from __future__ import annotations
 
-import time
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,14 +13,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from nextstep.engine.ledger.reads import Tally
+from nextstep.engine.runtime.console.counting import (
+    HOUR,
+    WINDOWS,
+    HourlyCounts,
+    Tally,
+    delivered,
+    split,
+    tallies,
+    window_start,
+)
 from nextstep.engine.runtime.console.sessions import Session
 from nextstep.engine.runtime.console.web import PREFIX, Web
 
-WINDOWS = {"hour": (3600.0, 12), "day": (86400.0, 24), "week": (7 * 86400.0, 28)}
 COLUMNS = ("queued", "sent", "delivered", "read", "failed", "expired", "skipped", "in_doubt")
 OTHER = ("cancelled", "superseded")
 HANDED = ("sent", "delivered", "read", "failed", "expired", "in_doubt")
+BAR_NAMES = {"hour": "bars of 5 minutes", "day": "bars of an hour", "week": "bars of 6 hours"}
 CACHE_FOR = 1.0  # seconds an overview is reused (several open consoles refresh it)
 
 
@@ -114,36 +123,54 @@ class Overview:
 
     def __init__(self, web: Web) -> None:
         self.web = web
+        host = web.host
+        self.hourly = HourlyCounts(host.runner, host.reads, host.clock)
         self._cache: dict[str, tuple[float, list[Tally]]] = {}
 
-    async def tallies(self, window: str) -> list[Tally]:
-        """The window's tallies, at most CACHE_FOR seconds old."""
-        cached = self._cache.get(window)
-        if cached is not None and time.monotonic() - cached[0] < CACHE_FOR:
-            return cached[1]
-        span, buckets = WINDOWS[window]
+    async def _counted(self, rule_ids: Sequence[str], window: str, start: float) -> list[Tally]:
         host = self.web.host
-        now = host.clock.now()
+        width, bars = WINDOWS[window]
+        if width < HOUR:  # the last hour: counted whole, it is short
+            found = await host.runner.call(host.reads.period_counts, rule_ids, start, None, width)
+            first = int(start // width)
+            periods = split(found, first, first + bars - 1, host.clock.now())
+            return tallies(rule_ids, periods, width, start, width, bars)
+        hours = await self.hourly.since(rule_ids, int(start // HOUR))
+        return tallies(rule_ids, hours, HOUR, start, width, bars)
+
+    async def tallies(self, window: str, now: float) -> list[Tally]:
+        """The window's tallies at ``now``, at most CACHE_FOR seconds old."""
+        host = self.web.host
+        cached = self._cache.get(window)
+        if cached is not None and now - cached[0] < CACHE_FOR:
+            return cached[1]
+        start = window_start(window, now)
         rule_ids = sorted(host.config().rules)
-        found = await host.runner.call(host.reads.overview, rule_ids, now - span, now, buckets)
-        self._cache[window] = (time.monotonic(), found)
+        found = await self._counted(rule_ids, window, start)
+        reached = [t.rule_id for t in found if delivered(t)]
+        medians = await host.runner.call(host.reads.times_to_delivered, reached, start)
+        found = [dataclasses.replace(t, to_delivered=medians.get(t.rule_id)) for t in found]
+        self._cache[window] = (now, found)
         return found
 
     async def context(self, request: Request) -> dict[str, Any]:
         """What both templates show."""
         window = request.query_params.get("window", "day")
         window = window if window in WINDOWS else "day"
-        rows = [row(t) for t in await self.tallies(window)]
+        now = self.web.host.clock.now()
+        rows = [row(t) for t in await self.tallies(window, now)]
         triggers, channels = health_parts(self.web.host.health())
         return {
             "window": window,
+            "since": window_start(window, now),
+            "bar": BAR_NAMES[window],
             "windows": list(WINDOWS),
             "rows": rows,
             "columns": COLUMNS,
             "triggers": triggers,
             "channels": channels,
             "reload": self.web.host.reload(),
-            "updated": self.web.host.clock.now(),
+            "updated": now,
             "refresh": int(self.web.settings.refresh * 1000),
         }
 
