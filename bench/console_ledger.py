@@ -1,8 +1,9 @@
 """A large ledger for bench/console.py: ``rows`` notifications over ``days`` days, with the
 history lines a real run writes (created, attempt, acks, state changes, fallbacks).
 
-Written with plain SQL into a ledger the store has migrated (the generator is a benchmark's
-fixture, not a way to fill a production ledger), deterministic for a given seed.
+Written with plain SQL (SQLite) or COPY (PostgreSQL) into a ledger the store has migrated (the
+generator is a benchmark's fixture, not a way to fill a production ledger), deterministic for
+a given seed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nextstep.engine.ledger.sqlite import SqliteStore
+import psycopg
+
+from nextstep.engine.ledger import open_store
 
 RULES = ("loan-docs-required", "loan-approved", "appointment-reminder", "case-closed", "survey")
 # State shares of the generated notifications (the rest are read).
@@ -29,13 +32,13 @@ SHARES = (
     ("cancelled", 0.002),
 )
 TEXT = 'Hello, <<1>>! For your process "<<2>>", the next step is: <<3>>'
-_INSERT = (
-    "INSERT INTO notifications (id, rule_id, rule_version, channel, recipient, fields, event, "
-    "trigger, state, created_at, updated_at, dedupe_key, provider_id, expect, reason, "
-    "failure_class, parent_id, fallback_step) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_COLUMNS = (
+    "id, rule_id, rule_version, channel, recipient, fields, event, trigger, state, created_at, "
+    "updated_at, dedupe_key, provider_id, expect, reason, failure_class, parent_id, fallback_step"
 )
+_INSERT = f"INSERT INTO notifications ({_COLUMNS}) VALUES ({', '.join('?' * 18)})"
 _HISTORY = "INSERT INTO history (notification_id, at, kind, detail) VALUES (?, ?, ?, ?)"
+CHUNK = 50_000
 
 
 def _state(rng: random.Random) -> str:
@@ -113,31 +116,68 @@ def _row(nid: int, at: float, rng: random.Random) -> tuple[tuple[Any, ...], str]
     return row, state
 
 
-def build(path: Path, rows: int, *, days: float, now: float, seed: int = 7) -> None:
-    """Write ``rows`` notifications created evenly over the ``days`` before ``now``."""
-    SqliteStore(str(path)).close()  # the schema, migrated as the daemon would
+def chunks(
+    rows: int, days: float, now: float, seed: int
+) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+    """(notifications, history lines) of ``rows`` notifications created evenly over the
+    ``days`` before ``now``, CHUNK at a time."""
     rng = random.Random(seed)
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = OFF")
     span = days * 86400.0
-    definition = json.dumps({"id": RULES[0], "send": {"channel": "main"}})
-    for rule in RULES:
-        conn.execute(
-            "INSERT OR IGNORE INTO rule_versions VALUES (?, ?, ?)",
-            (rule, "a1b2c3d4e5f6", definition),
-        )
-    chunk = 50_000
-    for start in range(1, rows + 1, chunk):
+    for start in range(1, rows + 1, CHUNK):
         notes: list[tuple[Any, ...]] = []
         history: list[tuple[Any, ...]] = []
-        for nid in range(start, min(rows + 1, start + chunk)):
+        for nid in range(start, min(rows + 1, start + CHUNK)):
             at = now - span + span * (nid / rows) - 1.0
             row, state = _row(nid, at, rng)
             notes.append(row)
             history.extend(_history(nid, state, at, rng))
+        yield notes, history
+
+
+def _definition() -> str:
+    return json.dumps({"id": RULES[0], "send": {"channel": "main"}})
+
+
+def build_sqlite(path: Path, rows: int, *, days: float, now: float, seed: int = 7) -> None:
+    """Write ``rows`` notifications created evenly over the ``days`` before ``now``."""
+    open_store(f"sqlite:///{path}").close()  # the schema, migrated as the daemon would
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = OFF")
+    for rule in RULES:
+        conn.execute(
+            "INSERT OR IGNORE INTO rule_versions VALUES (?, ?, ?)",
+            (rule, "a1b2c3d4e5f6", _definition()),
+        )
+    for notes, history in chunks(rows, days, now, seed):
         conn.execute("BEGIN")
         conn.executemany(_INSERT, notes)
         conn.executemany(_HISTORY, history)
         conn.execute("COMMIT")
     conn.close()
+
+
+def build_postgres(url: str, rows: int, *, days: float, now: float, seed: int = 7) -> None:
+    """The same in the (empty) PostgreSQL database at ``url``, then VACUUM ANALYZE (index-only
+    scans need the visibility map a real ledger's autovacuum keeps)."""
+    open_store(url).close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE notifications, history, acks, progress, rule_versions CASCADE")
+        for rule in RULES:
+            conn.execute(
+                "INSERT INTO rule_versions VALUES (%s, %s, %s)",
+                (rule, "a1b2c3d4e5f6", _definition()),
+            )
+        for notes, history in chunks(rows, days, now, seed):
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(f"COPY notifications ({_COLUMNS}) FROM STDIN") as copy:
+                    for row in notes:
+                        copy.write_row(row)
+                with cur.copy(
+                    "COPY history (notification_id, at, kind, detail) FROM STDIN"
+                ) as copy:
+                    for line in history:
+                        copy.write_row(line)
+        conn.execute("SELECT setval('notifications_id_seq', %s)", (rows,))
+        conn.execute("VACUUM ANALYZE notifications")
+        conn.execute("VACUUM ANALYZE history")
