@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nextstep.engine.runtime.console.counting import (
+    FRESH_FOR,
     HOUR,
     WINDOWS,
     HourlyCounts,
@@ -126,6 +127,7 @@ class Overview:
         host = web.host
         self.hourly = HourlyCounts(host.runner, host.reads, host.clock)
         self._cache: dict[str, tuple[float, list[Tally]]] = {}
+        self._medians_cache: dict[str, tuple[float, dict[str, float]]] = {}
 
     async def _counted(self, rule_ids: Sequence[str], window: str, start: float) -> list[Tally]:
         host = self.web.host
@@ -138,6 +140,19 @@ class Overview:
         hours = await self.hourly.since(rule_ids, int(start // HOUR))
         return tallies(rule_ids, hours, HOUR, start, width, bars)
 
+    async def _medians(self, window: str, found: list[Tally], start: float) -> dict[str, float]:
+        """Medians to delivered of the window's rules, at most FRESH_FOR seconds old (they
+        read a thousand histories per rule: computed once a minute, not at every refresh)."""
+        host = self.web.host
+        cached = self._medians_cache.get(window)
+        now = host.clock.now()
+        if cached is not None and now - cached[0] < FRESH_FOR:
+            return cached[1]
+        reached = [t.rule_id for t in found if delivered(t)]
+        medians = await host.runner.call(host.reads.times_to_delivered, reached, start)
+        self._medians_cache[window] = (now, medians)
+        return medians
+
     async def tallies(self, window: str, now: float) -> list[Tally]:
         """The window's tallies at ``now``, at most CACHE_FOR seconds old."""
         host = self.web.host
@@ -147,8 +162,7 @@ class Overview:
         start = window_start(window, now)
         rule_ids = sorted(host.config().rules)
         found = await self._counted(rule_ids, window, start)
-        reached = [t.rule_id for t in found if delivered(t)]
-        medians = await host.runner.call(host.reads.times_to_delivered, reached, start)
+        medians = await self._medians(window, found, start)
         found = [dataclasses.replace(t, to_delivered=medians.get(t.rule_id)) for t in found]
         self._cache[window] = (now, found)
         return found
