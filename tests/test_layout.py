@@ -23,6 +23,11 @@ ALLOWED = {
         "engine/optout/listfile.py",
         "from csv import Dialect, DictReader, Error, Sniffer, excel, writer",
     ),
+    # the console's export is a file format, not the trigger of that name
+    (
+        "engine/runtime/console/export.py",
+        'CONTENT_TYPE, FILE_NAME, LABEL = "text/csv; charset=utf-8", "notifications.csv", "CSV"',
+    ),
 }
 SOURCES = ("engine", "adapters", "tests", "bench", "nextstep")
 TOP_LEVEL_IMPORT = re.compile(r"^\s*(?:from|import)\s+(?:engine|adapters)(?:\.|\s|$)", re.M)

@@ -38,6 +38,8 @@ def test_the_wheel_holds_the_nextstep_package_and_its_dist_info_only(tmp_path: P
         "nextstep/adapters/demo/rules/loans.yaml",
         "nextstep/adapters/demo/rules/examples/loans-export.csv",
         "nextstep/py.typed",
+        "nextstep/engine/runtime/console/templates/overview.html",
+        "nextstep/engine/runtime/console/static/console.js",
     ):
         assert needed in names
     entry_points = zipfile.ZipFile(wheel).read(f"{sorted(dist_info)[0]}/entry_points.txt")

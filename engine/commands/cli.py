@@ -12,6 +12,7 @@ import click
 
 from nextstep import __version__
 from nextstep.engine.commands import NextstepGroup
+from nextstep.engine.commands.console import console
 from nextstep.engine.commands.in_doubt import cancel, release
 from nextstep.engine.commands.ingest import ingest
 from nextstep.engine.commands.optout import optout
@@ -49,5 +50,6 @@ main.add_command(send)
 main.add_command(ingest)
 main.add_command(templates)
 main.add_command(optout)
+main.add_command(console)
 for _name, _command in sorted(command_plugins().items()):
     main.add_command(_command, _name)

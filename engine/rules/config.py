@@ -21,6 +21,7 @@ from nextstep.engine.plugins import PluginUnavailable, channel_class, channel_ty
 from nextstep.engine.plural import plural
 from nextstep.engine.rules.blocks import as_text, channel_issues, rule_issues
 from nextstep.engine.rules.compiler import Issue, build_rule
+from nextstep.engine.rules.console_config import ConsoleConfig, console_config
 from nextstep.engine.rules.examples import fallback_problems
 from nextstep.engine.rules.rule import Rule
 from nextstep.engine.rules.schema import Kind, SchemaIssue, did_you_mean, issues
@@ -52,6 +53,7 @@ class ServerConfig:
     webhook_secret: str | None = None
     max_body: int = DEFAULT_MAX_BODY  # what event and ack routes accept
     public_url: str | None = None  # where providers reach this server
+    console: ConsoleConfig | None = None  # the web console at /ui, when configured
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +285,9 @@ def _server(raw: Any, loaded: Loaded, collector: _Collector) -> ServerConfig:
         webhook_secret=text("webhook_secret"),
         max_body=max_body if isinstance(max_body, int) else DEFAULT_MAX_BODY,
         public_url=text("public_url"),
+        console=console_config(
+            raw.get("console"), lambda path, message: collector.located(loaded, path, message)
+        ),
     )
 
 

@@ -51,6 +51,7 @@ from nextstep.engine.plugins.registry import TRIGGERS
 from nextstep.engine.plural import plural
 from nextstep.engine.rules.config import Config, load_config, rule_from_definition
 from nextstep.engine.rules.rule import Rule
+from nextstep.engine.runtime.console.app import OpenConsole, open_console
 from nextstep.engine.runtime.gctune import tuned_gc
 from nextstep.engine.runtime.logs import RedactingFilter, config_secrets
 from nextstep.engine.runtime.reload import LiveRules, Reloader, TriggerSpec, watch_paths
@@ -94,6 +95,7 @@ class Daemon:
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once it serves
     channels: dict[str, Channel] = field(default_factory=dict)
     inbound: InboundSink | None = None  # keeps people's messages, when a channel receives them
+    console: OpenConsole | None = None  # the web console at /ui, when configured
     _versions: dict[tuple[str, str], Rule] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -116,6 +118,8 @@ class Daemon:
                 for channel in self.channels.values():
                     await channel.aclose()
         finally:
+            if self.console is not None:
+                self.console.close()
             self.runner.close()
 
     async def _serve(self, group: asyncio.TaskGroup, stop: asyncio.Event) -> None:
@@ -268,6 +272,16 @@ class Daemon:
         directory = Directory(self.config.default_country, tuple(self.config.channels))
         token = optout_token(self.config.settings)
         routes.extend(optout_routes(self.runner, self.clock.now, directory, token))
+        if server.console is not None:
+            self.console = open_console(
+                server.console,
+                self.runner,
+                self.clock,
+                lambda: self.live.config,
+                self.health,
+                lambda: self.reloader.state.as_dict(),
+            )
+            routes.extend(self.console.routes if self.console is not None else [])
         return routes
 
     def _ack_routes(self, secret: str, max_body: int) -> list[BaseRoute]:

@@ -38,11 +38,11 @@ from click.testing import CliRunner
 from nextstep.adapters.channels.onemsg.sandbox.command import DEMO_TOKEN
 from nextstep.adapters.channels.onemsg.sandbox.scenarios import scenario_from
 from nextstep.engine.commands.cli import main
-from nextstep.engine.commands.test import check_example
 from nextstep.engine.errors import ConfigError
 from nextstep.engine.metrics import REGISTRY
 from nextstep.engine.rules.config import load_config
 from nextstep.engine.rules.editor import document
+from nextstep.engine.rules.examples import check_example
 from nextstep.engine.runtime.reload import ReloadState
 from nextstep.engine.runtime.server import health_document
 from nextstep.engine.runtime.supervisor import TaskHealth

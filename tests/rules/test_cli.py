@@ -346,7 +346,8 @@ def test_readme_says_which_commands_take_a_config() -> None:
         for name, command in cli.commands.items()  # type: ignore[attr-defined]
         if not takes_config(command)
     )
-    assert without == ["demo", "sandbox", "schema"]
+    assert without == ["console", "demo", "sandbox", "schema"]
     assert (
-        "all but `schema` (the schema of the installed\nplug-ins), `sandbox` and `demo`" in readme
+        "all but `schema` (the schema of the installed\nplug-ins), `sandbox`, `demo` (which writes"
+        " its own) and `console hash-password`" in readme
     )

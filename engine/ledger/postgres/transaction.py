@@ -41,6 +41,11 @@ class PostgresTransaction:
     def __init__(self, conn: Conn) -> None:
         self._conn = conn
 
+    @property
+    def connection(self) -> Conn:
+        """The open connection, for the backend's own modules (the console's reads)."""
+        return self._conn
+
     # -- writing events ------------------------------------------------------------------
     def enqueue(
         self, items: Sequence[NewNotification], progress: Sequence[Progress] = ()

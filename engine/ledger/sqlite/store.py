@@ -15,6 +15,7 @@ from pathlib import Path
 
 from nextstep.engine.errors import StoreError
 from nextstep.engine.ledger.migrations import MIGRATIONS
+from nextstep.engine.ledger.sqlite.console import SqliteConsoleReads
 from nextstep.engine.ledger.sqlite.transaction import SqliteTransaction
 from nextstep.engine.ledger.transactional import TransactionalStore
 
@@ -65,7 +66,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[tuple[str, str]] = ST
     return applied
 
 
-class SqliteStore(TransactionalStore):
+class SqliteStore(SqliteConsoleReads, TransactionalStore):
     """The embedded ledger (``sqlite:///path``); ``:memory:`` for tests."""
 
     def __init__(self, path: str) -> None:

@@ -41,6 +41,11 @@ class SqliteTransaction:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The open connection, for the backend's own modules (the console's reads)."""
+        return self._conn
+
     # -- writing events ------------------------------------------------------------------
     def enqueue(
         self, items: Sequence[NewNotification], progress: Sequence[Progress] = ()

@@ -1,0 +1,29 @@
+"""What the console needs from the running daemon, handed over as plain callables so the
+console imports nothing of the daemon."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nextstep.engine.clock import Clock
+from nextstep.engine.ledger.reads import ConsoleReads
+from nextstep.engine.ledger.runner import LedgerRunner
+from nextstep.engine.rules.config import Config
+
+
+@dataclass(frozen=True)
+class ConsoleHost:
+    """The daemon as the console sees it.
+
+    ``runner`` runs the console's ledger calls on a thread of their own (a second connection:
+    long reads never hold the dispatcher's writes up); ``reads`` is its store.
+    """
+
+    runner: LedgerRunner
+    reads: ConsoleReads
+    clock: Clock
+    config: Callable[[], Config]  # the config in force (follows reloads)
+    health: Callable[[], Mapping[str, Any]] = field(default=lambda: {})
+    reload: Callable[[], Mapping[str, Any]] = field(default=lambda: {})
