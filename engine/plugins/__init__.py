@@ -26,6 +26,8 @@ from nextstep.engine.plugins.abilities import (
     ReportsStatus,
     SendsText,
     ServesRoutes,
+    ShowsButtons,
+    TemplateButton,
     TemplateCheck,
 )
 from nextstep.engine.plugins.contract import (
@@ -85,6 +87,8 @@ __all__ = [
     "SendCompiler",
     "SendsText",
     "ServesRoutes",
+    "ShowsButtons",
+    "TemplateButton",
     "TemplateCheck",
     "TemplatedSend",
     "Trigger",

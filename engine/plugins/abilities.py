@@ -124,6 +124,31 @@ class ListsTemplates(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class TemplateButton:
+    """A button of an approved template, as the client sees it under the message: ``kind`` is
+    the provider's (``URL``, ``QUICK_REPLY``…), ``url`` empty unless it opens a page."""
+
+    kind: str
+    text: str
+    url: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        """JSON-ready form."""
+        return {"kind": self.kind, "text": self.text, "url": self.url}
+
+
+@runtime_checkable
+class ShowsButtons(Protocol):
+    """A channel (instance) whose messages carry buttons fixed in the provider's template: the
+    console's trace shows them under the message text."""
+
+    async def buttons(self, fields: Mapping[str, Any]) -> Sequence[TemplateButton]:
+        """The buttons the message with these ``Message.fields`` shows; empty when it has none
+        or its template is unknown."""
+        ...
+
+
 @runtime_checkable
 class AckRecorder(Protocol):
     """Where a channel's ack route hands the acks it parsed (the engine's group commit)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -41,6 +41,8 @@ from nextstep.engine.plugins import (
     ReceivesAcks,
     ReportsStatus,
     ServesRoutes,
+    ShowsButtons,
+    TemplateButton,
     Trigger,
     TriggerContext,
     channel_class,
@@ -71,6 +73,8 @@ from nextstep.engine.sending.dispatcher import Dispatcher
 from nextstep.engine.sending.ratelimit import channel_limits
 
 log = logging.getLogger(__name__)
+
+BUTTONS_WITHIN = 3.0  # seconds a trace page waits for a channel's template buttons
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +284,7 @@ class Daemon:
                 lambda: self.live.config,
                 self.health,
                 lambda: self.reloader.state.as_dict(),
+                self._buttons,
             )
             routes.extend(self.console.routes if self.console is not None else [])
         return routes
@@ -331,6 +336,19 @@ class Daemon:
             listen=self.listen,
             stopping=self.stopping,
         )
+
+    async def _buttons(self, name: str, fields: Mapping[str, Any]) -> Sequence[TemplateButton]:
+        """The buttons channel ``name`` shows under a message (the console's trace); none when
+        the channel has none or cannot tell within a few seconds: a page never waits longer."""
+        channel = self.channels.get(name)
+        if not isinstance(channel, ShowsButtons):
+            return ()
+        try:
+            async with asyncio.timeout(BUTTONS_WITHIN):
+                return await channel.buttons(fields)
+        except Exception as exc:  # the trace shows the message without them
+            log.warning("console: the buttons of channel %s are unknown (%s)", name, exc)
+            return ()
 
     def _channel_detail(self, name: str) -> dict[str, Any]:
         """``{"detail": …}`` for a channel that reports its status, else nothing."""

@@ -104,6 +104,9 @@ async def test_trace_shows_attempts_statuses_and_the_fallback_link(
     timeline = await page.locator("#timeline").inner_text()
     assert "failed" in timeline and "code 131026" in timeline
     assert "Hello, Failed! For your process" in await page.locator("#message").inner_text()
+    button = page.locator("#buttons a")  # the approved template's URL button, from the sandbox
+    await expect(button).to_have_text("Open my account")
+    assert await button.get_attribute("href") == "https://example.com/account"
     assert '"phone": "34600110001"' in await page.locator("#payload").inner_text()
     await page.screenshot(path=shot_dir(tmp_path) / "trace.png", full_page=True)
     child = page.locator("#timeline a").first

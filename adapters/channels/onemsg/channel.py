@@ -61,7 +61,7 @@ from nextstep.engine.clock import Clock
 from nextstep.engine.errors import ConfigError, DeliveryError, Problem
 from nextstep.engine.metrics import PROVIDER_ANSWERS, SEND_LATENCY
 from nextstep.engine.model import Ack, Message, Outcome, OutcomeKind
-from nextstep.engine.plugins import AckRegistration, ChannelTraits
+from nextstep.engine.plugins import AckRegistration, ChannelTraits, TemplateButton
 from nextstep.engine.redact import mask_phone
 
 log = logging.getLogger(__name__)
@@ -202,6 +202,12 @@ class OneMsgChannel:
                 *key,
             )
         return sent
+
+    async def buttons(self, fields: Mapping[str, Any]) -> Sequence[TemplateButton]:
+        """The buttons of the message's approved template (the console's trace shows them)."""
+        key = (str(fields.get("template", "")), str(fields.get("language", "")))
+        template = await self._categories.template(*key)
+        return template.buttons if template is not None else ()
 
     async def _post_template(self, body: dict[str, Any]) -> Outcome:
         return await self._post_json(self._send_url, body)
