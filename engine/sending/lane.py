@@ -116,7 +116,12 @@ class Lane:
         return target - len(self.backlog) if len(self.backlog) <= target // 2 else 0
 
     def push(self, notification: Notification) -> None:
-        """Add a leased notification to the backlog."""
+        """Add a leased notification to the backlog (or give it back while the circuit is
+        open: a lease under way when it opened must not hold rows ``sending`` meanwhile)."""
+        if self.circuit.is_open:
+            due = notification.next_attempt_at
+            self._writer.requeue(notification.id, self._clock.now() if due is None else due)
+            return
         self.backlog.append(notification)
         self._has_work.set()
 
@@ -312,4 +317,7 @@ class Lane:
         log.warning("channel %s works again: sending resumes", self.name)
         self.circuit.close()
         self._circuit_gauge.set(0)
+        # The worker whose turn it is waits for work while the circuit is open; whatever the
+        # backlog holds now, it must look again (nothing else would wake it).
+        self._has_work.set()
         return True
