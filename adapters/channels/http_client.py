@@ -33,7 +33,9 @@ from nextstep.engine.durations import parse_duration
 from nextstep.engine.model import Outcome, OutcomeKind
 
 DEFAULT_TIMEOUT = 10.0
-DEFAULT_CONNECTIONS = 512
+# As many as the dispatcher's default ``max_in_flight`` ceiling: a smaller pool would queue
+# requests inside the client, which the lane would measure as provider latency.
+DEFAULT_CONNECTIONS = 4000
 # Idle connections close after this many seconds: under common servers' keep-alive timeouts
 # (uvicorn's is 5 s), so a send rarely meets a connection the server is just closing.
 KEEPALIVE = 4.0
