@@ -21,6 +21,7 @@ there is one, decides.
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -119,12 +120,9 @@ class SessionTransport(httpx.AsyncBaseTransport):
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
-        import certifi  # httpx's certificate bundle, so HTTPS trusts the same roots either way
-
-        context = ssl.create_default_context(cafile=certifi.where())
-        connector = aiohttp.TCPConnector(
-            limit=self.max_connections, ssl=context, keepalive_timeout=KEEPALIVE
-        )
+        # No TLS context here: each https request names it (:func:`https_context`), so a
+        # channel on plain http (a sandbox, a local gateway) never loads a certificate bundle.
+        connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=KEEPALIVE)
         self._session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -153,6 +151,7 @@ class SessionTransport(httpx.AsyncBaseTransport):
     ) -> Answer:
         """One request, the answer read whole; raises httpx's exceptions (aiohttp's as cause)."""
         session = self._session or self._open()
+        secure = url.startswith("https:") if isinstance(url, str) else url.scheme == "https"
         try:
             async with session.request(
                 method,
@@ -162,6 +161,7 @@ class SessionTransport(httpx.AsyncBaseTransport):
                 timeout=timeout,
                 allow_redirects=False,
                 auto_decompress=decompress,
+                ssl=https_context() if secure else True,
             ) as response:
                 return Answer(response.status, response.headers, await response.read())
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -192,6 +192,15 @@ class SessionTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+@functools.cache
+def https_context() -> ssl.SSLContext:
+    """The TLS context of every https request, made once: certifi's roots (httpx's bundle), so
+    HTTPS trusts the same roots whichever transport sends."""
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def make_transport(max_connections: int = DEFAULT_CONNECTIONS) -> SessionTransport:
