@@ -13,6 +13,7 @@ from nextstep.engine.clock import FakeClock
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.model import Message, Outcome, OutcomeKind
+from nextstep.engine.rules.rule import RetryPolicy
 from nextstep.engine.sending.concurrency import Concurrency, ConcurrencyRules, overloaded
 from nextstep.engine.sending.ratelimit import ChannelLimits
 from tests.sending.helpers import dispatcher, drive, enqueue, running
@@ -179,5 +180,46 @@ async def test_a_slow_provider_still_gets_the_configured_rate(clock: FakeClock) 
         assert 190 <= fake.max_in_flight <= status.in_flight_target
         assert status.latency == pytest.approx(2.0, abs=0.02)
         assert status.in_flight_target == pytest.approx(300, abs=5)  # 100/s x 2 s x 1.5
+    finally:
+        runner.close()
+
+
+class TimingOut(SlowChannel):
+    """A slow channel whose first ``failures`` sends fail without an answer (a timeout)."""
+
+    def __init__(self, clock: FakeClock, latency: float, failures: int) -> None:
+        super().__init__(clock, latency)
+        self.failures = failures
+
+    async def send(self, message: Message) -> Outcome:
+        if self.failures > 0:
+            self.failures -= 1
+            await self.clock.sleep(self.latency)
+            return Outcome(OutcomeKind.TRANSIENT, "not sent: ConnectTimeout")
+        return await super().send(message)
+
+
+async def test_timeouts_shrink_the_requests_in_flight(clock: FakeClock) -> None:
+    runner = LedgerRunner(open_store("sqlite:///:memory:"))
+    try:
+        fake = TimingOut(clock, 1.0, failures=40)
+        count = 400
+        await enqueue(runner, *(new_notification(f"34600{i:06d}") for i in range(count)))
+        limits = ChannelLimits(rate=100, max_in_flight=120, recipient_spacing=0)
+        policy = RetryPolicy(attempts=5, backoff=1, max_backoff=2)
+        d = dispatcher(runner, clock, fake, policy, limits=limits)
+        targets: list[int] = []
+
+        def all_sent() -> bool:
+            targets.append(d.status()["whatsapp"].in_flight_target)
+            return len(fake.sends) == count
+
+        async with running(d):
+            await drive(clock, runner, all_sent, step=0.01)
+            recovered = d.status()["whatsapp"].in_flight_target
+        # 40 timeouts came back within one round trip: one signal, one halving of 120.
+        assert targets[0] == 120 and min(targets) == 60
+        assert fake.max_in_flight <= 120
+        assert recovered == 120  # grown back once answers came again (100/s x 1 s x 1.5 > 120)
     finally:
         runner.close()
