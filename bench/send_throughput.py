@@ -377,14 +377,18 @@ def prepare_process() -> None:
 def main() -> None:
     """Start the sandbox process, measure, stop it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--count", type=int, help="messages (20,000; --ingest: 10,000 rows)")
+    parser.add_argument("--concurrency", type=int, help="in flight (256; --ingest: 300)")
     parser.add_argument("--latency", type=float, default=0.1, help="sandbox latency, seconds")
     parser.add_argument("--timeout", type=float, default=300.0, help="per phase, seconds")
     parser.add_argument("--rounds", type=int, default=2, help="rounds; the best of each counts")
     parser.add_argument("--ingest", action="store_true", help="time `nextstep ingest` instead")
     parser.add_argument("--serve-sandbox", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.count is None:
+        args.count = 10_000 if args.ingest else 20_000
+    if args.concurrency is None:
+        args.concurrency = 300 if args.ingest else 256
     if args.serve_sandbox:
         serve_sandbox(args.latency)
         return
