@@ -31,7 +31,7 @@ class ChannelLimits:
     """How fast one channel may send."""
 
     rate: float = DEFAULT_RATE  # sends per second
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  # requests awaiting an answer
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  # ceiling of requests awaiting an answer
     recipient_spacing: float = PAIR_SPACING  # seconds between two sends to one recipient
 
     @classmethod
