@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from nextstep.engine.clock import FakeClock
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.runner import LedgerRunner
+from nextstep.engine.metrics import REGISTRY
 from nextstep.engine.model import Message, Outcome, OutcomeKind
 from nextstep.engine.rules.rule import RetryPolicy
 from nextstep.engine.sending.concurrency import Concurrency, ConcurrencyRules, overloaded
@@ -180,6 +181,10 @@ async def test_a_slow_provider_still_gets_the_configured_rate(clock: FakeClock) 
         assert 190 <= fake.max_in_flight <= status.in_flight_target
         assert status.latency == pytest.approx(2.0, abs=0.02)
         assert status.in_flight_target == pytest.approx(300, abs=5)  # 100/s x 2 s x 1.5
+        labels = {"channel": "whatsapp"}  # /metrics shows the same, read at scrape time
+        target = REGISTRY.get_sample_value("nextstep_send_in_flight_target", labels)
+        latency = REGISTRY.get_sample_value("nextstep_send_latency_smoothed_seconds", labels)
+        assert (target, latency) == (status.in_flight_target, status.latency)
     finally:
         runner.close()
 
