@@ -251,13 +251,16 @@ def _print_health(console: Console, daemon: dict[str, Any]) -> None:
         triggers.add_row(t["name"], t["kind"], state, str(t["restarts"]), str(error))
     console.print(triggers)
     circuits = Table(title="Channel circuits", box=box.SIMPLE_HEAD)
-    for column in ("channel", "circuit", "in flight", "reason"):
+    for column in ("channel", "circuit", "in flight", "target", "latency", "reason"):
         circuits.add_column(column)
     for name, circuit in daemon.get("circuits", {}).items():
+        latency = circuit.get("latency")
         circuits.add_row(
             name,
             str(circuit.get("state", "?")),
             str(circuit.get("in_flight", "")),
+            str(circuit.get("in_flight_target", "")),
+            "-" if latency is None else f"{latency * 1000:.0f} ms",
             str(circuit.get("reason") or ""),
         )
     console.print(circuits)

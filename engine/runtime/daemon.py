@@ -321,6 +321,8 @@ class Daemon:
             name: {
                 **lane.circuit.as_dict(),
                 "in_flight": lane.in_flight,
+                "in_flight_target": lane.in_flight_target,
+                "latency": lane.latency,
                 "backlog": lane.backlog,
                 "paused_until": lane.paused_until,
                 **self._channel_detail(name),

@@ -16,7 +16,7 @@ for a provider answer: it classifies it once (:mod:`onemsg.classify`), and a net
 failure once (:func:`nextstep.adapters.channels.http_client.transport_outcome`).
 
 Config: ``base_url``, ``instance_id``, ``token`` (required); ``timeout`` (10 s, or
-``{connect, read, write, pool}``); ``max_connections`` (512). ``rate`` is the dispatcher's.
+``{connect, read, write, pool}``); ``max_connections`` (4000). ``rate`` is the dispatcher's.
 """
 
 from __future__ import annotations
