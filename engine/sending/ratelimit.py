@@ -56,8 +56,10 @@ def channel_limits(kind: str, settings: Mapping[str, Any]) -> ChannelLimits:
 
 
 class RateLimiter:
-    """A bucket of ``rate × window`` tokens where a token spent at ``t`` returns at
-    ``t + window``: no window of that length ever carries more sends than the bucket holds.
+    """A bucket of ``floor(rate)`` tokens (at least 1) where a token spent at ``t`` returns
+    at ``t + window``, the window being 1 s (``1 / rate`` below 1/s): no window of 1 s ever
+    sees more sends start than ``rate`` allows (a fractional rate above 1/s rounds down:
+    ``450/m`` sends 7 a second, since 7.5 a second would need 8 in some second).
 
     (A bucket refilled continuously would let a full bucket plus a window's refill through
     after a quiet spell, up to twice the rate within one second.) ``pause_until`` stops every
@@ -72,7 +74,9 @@ class RateLimiter:
         if rate <= 0:
             raise ValueError("rate must be more than zero")
         self.capacity = max(1, math.floor(rate))
-        self.window = self.capacity / rate
+        # Never a window under 1 s: at 7.5/s, 7 tokens returning every 0.93 s would let 8
+        # sends start within one second (issue 15.12). A fractional rate above 1 rounds down.
+        self.window = max(1.0, self.capacity / rate)
         self._clock = clock
         self._spent: deque[float] = deque()
         self._paused_until = -math.inf
