@@ -140,7 +140,8 @@ class KeptAck:
 
 @dataclass(frozen=True, slots=True)
 class PollCandidate:
-    """A sent message no ack has moved, to ask its channel about."""
+    """A message whose expected status has not come (sent, or delivered awaiting read), to ask
+    its channel about."""
 
     id: int
     channel: str
@@ -418,7 +419,8 @@ class LedgerTransaction(Protocol):
         oldest: float,
         limit: int,
     ) -> list[PollCandidate]:
-        """Messages of ``channels`` still only ``sent`` since ``silent_since`` (accepted after
+        """Messages of ``channels`` still only ``sent`` (or ``delivered`` when ``read`` is
+        expected) since ``silent_since`` (accepted after
         ``oldest``), not asked about since ``polled_before``; least recently asked first."""
         ...
 

@@ -230,11 +230,15 @@ def poll_candidates(
     oldest: float,
     limit: int,
 ) -> list[PollCandidate]:
-    """Messages still only ``sent`` to ask their channel about; least recently polled first."""
+    """Messages still only ``sent`` (or ``delivered`` when ``read`` is expected) to ask their
+    channel about; least recently polled first."""
     if not channels:
         return []
     rows = conn.execute(
-        "SELECT id, channel, provider_id FROM notifications WHERE state = 'sent' "
+        "SELECT id, channel, provider_id FROM notifications "
+        # Every row whose expectation is not met yet (issue 15.5): `sent`, and `delivered`
+        # when the rule waits for `read` (its read ack may have been lost).
+        "WHERE (state = 'sent' OR (state = 'delivered' AND expect = 'read')) "
         "AND provider_id IS NOT NULL AND updated_at <= %s AND updated_at >= %s "
         "AND channel = ANY(%b::text[]) AND (polled_at IS NULL OR polled_at <= %s) "
         "ORDER BY COALESCE(polled_at, 0), id LIMIT %s",

@@ -252,13 +252,16 @@ def poll_candidates(
     oldest: float,
     limit: int,
 ) -> list[PollCandidate]:
-    """Messages still only ``sent`` since ``silent_since``
-    (and accepted after ``oldest``), not polled since ``polled_before``; least recently
-    polled first."""
+    """Messages still only ``sent`` (or ``delivered`` when ``read`` is expected) since
+    ``silent_since`` (and accepted after ``oldest``), not polled since ``polled_before``;
+    least recently polled first."""
     if not channels:
         return []
     rows = conn.execute(
-        "SELECT id, channel, provider_id FROM notifications WHERE state = 'sent' "
+        "SELECT id, channel, provider_id FROM notifications "
+        # Every row whose expectation is not met yet (issue 15.5): `sent`, and `delivered`
+        # when the rule waits for `read` (its read ack may have been lost).
+        "WHERE (state = 'sent' OR (state = 'delivered' AND expect = 'read')) "
         "AND provider_id IS NOT NULL AND updated_at <= ? AND updated_at >= ? "
         f"AND channel IN ({placeholders(len(channels))}) "
         "AND (polled_at IS NULL OR polled_at <= ?) ORDER BY COALESCE(polled_at, 0), id LIMIT ?",
