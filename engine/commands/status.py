@@ -240,6 +240,15 @@ def _print_summary(console: Console, report: dict[str, Any]) -> None:
     _print_health(console, daemon)
 
 
+def _paused(until: Any, at: Any) -> str:
+    """A rate-limit pause still running when the snapshot was taken, as local time and the
+    seconds it had left then; empty when there is none."""
+    if not isinstance(until, int | float) or not isinstance(at, int | float) or until <= at:
+        return ""
+    when = datetime.datetime.fromtimestamp(until).strftime("%H:%M:%S")
+    return f"{when} ({until - at:.0f}s left)"
+
+
 def _print_health(console: Console, daemon: dict[str, Any]) -> None:
     triggers = Table(title="Triggers", box=box.SIMPLE_HEAD)
     for column in ("trigger", "kind", "state", "restarts", "last error"):
@@ -251,13 +260,14 @@ def _print_health(console: Console, daemon: dict[str, Any]) -> None:
         triggers.add_row(t["name"], t["kind"], state, str(t["restarts"]), str(error))
     console.print(triggers)
     circuits = Table(title="Channel circuits", box=box.SIMPLE_HEAD)
-    for column in ("channel", "circuit", "in flight", "reason"):
+    for column in ("channel", "circuit", "in flight", "paused until", "reason"):
         circuits.add_column(column)
     for name, circuit in daemon.get("circuits", {}).items():
         circuits.add_row(
             name,
             str(circuit.get("state", "?")),
             str(circuit.get("in_flight", "")),
+            _paused(circuit.get("paused_until"), daemon.get("updated_at")),
             str(circuit.get("reason") or ""),
         )
     console.print(circuits)

@@ -25,6 +25,7 @@ from nextstep.engine.plugins import Channel
 from nextstep.engine.redact import mask_phones_in
 from nextstep.engine.sending.attempt import NO_RETRY, RetryRules, decide, interrupted
 from nextstep.engine.sending.circuit import Circuit, CircuitStatus
+from nextstep.engine.sending.pause import capped, pause_channel
 from nextstep.engine.sending.ratelimit import ChannelLimits, RateLimiter, RecipientSpacing
 from nextstep.engine.sending.writer import BatchWriter
 
@@ -247,6 +248,7 @@ class Lane:
         except Exception:
             log.exception("no retry policy for rule %s: not retrying #%d", n.rule_id, n.id)
             policy = NO_RETRY
+        asked, outcome = outcome, capped(outcome, self.limits.max_pause)
         result = decide(n, outcome, policy, now, self._rng)
         self._writer.add(result)
         attempt.phase = "done"
@@ -255,7 +257,7 @@ class Lane:
         if outcome.kind is OutcomeKind.ACCOUNT:
             self._open_circuit(outcome.reason or "account failure", now)
         elif outcome.pause is not None:
-            self.limiter.pause_until(now + outcome.pause)
+            pause_channel(self.name, self.limiter, asked, self.limits.max_pause, now)
 
     def _counter(self, rule_id: str, state: State) -> Any:
         """The metric an attempt result of ``rule_id`` counts in (label lookups cached)."""

@@ -21,6 +21,7 @@ from nextstep.engine.plugins import channel_class
 _EPSILON = 1e-6
 DEFAULT_RATE = 80.0  # Meta's default throughput per business number
 DEFAULT_MAX_IN_FLIGHT = 100
+DEFAULT_MAX_PAUSE = 300.0  # seconds: the cap on a provider's Retry-After
 # The spacing of limits made by hand (tests); a configured channel's default is its type's
 # ``traits.recipient_spacing`` (see :func:`channel_limits`).
 PAIR_SPACING = 6.0
@@ -33,12 +34,16 @@ class ChannelLimits:
     rate: float = DEFAULT_RATE  # sends per second
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  # requests awaiting an answer
     recipient_spacing: float = PAIR_SPACING  # seconds between two sends to one recipient
+    max_pause: float = (
+        DEFAULT_MAX_PAUSE  # the longest a provider's Retry-After may pause the channel
+    )
 
     @classmethod
     def from_settings(
         cls, settings: Mapping[str, Any], *, recipient_spacing: float = PAIR_SPACING
     ) -> ChannelLimits:
-        """Read ``rate`` (``80/s``), ``max_in_flight`` and ``recipient_spacing`` (``6s``) from
+        """Read ``rate`` (``80/s``), ``max_in_flight``, ``recipient_spacing`` (``6s``) and
+        ``max_pause`` (``5m``: the cap on a provider's ``Retry-After``) from
         a channel's settings; absent keys keep their defaults (``recipient_spacing``: the
         channel type's, from its traits). Raises ValueError."""
         rate = parse_rate(settings["rate"]) if "rate" in settings else DEFAULT_RATE
@@ -46,7 +51,10 @@ class ChannelLimits:
         if isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1:
             raise ValueError(f"max_in_flight must be a whole number >= 1, not {in_flight!r}")
         spacing = settings.get("recipient_spacing", recipient_spacing)
-        return cls(rate, in_flight, parse_duration(spacing))
+        max_pause = parse_duration(settings.get("max_pause", DEFAULT_MAX_PAUSE))
+        if max_pause <= 0:
+            raise ValueError(f"max_pause must be more than zero, not {settings['max_pause']!r}")
+        return cls(rate, in_flight, parse_duration(spacing), max_pause)
 
 
 def channel_limits(kind: str, settings: Mapping[str, Any]) -> ChannelLimits:
