@@ -24,7 +24,7 @@ from nextstep.engine.model import Message, Outcome, OutcomeKind, State
 from nextstep.engine.plugins import Channel
 from nextstep.engine.redact import mask_phones_in
 from nextstep.engine.sending.attempt import NO_RETRY, RetryRules, decide, interrupted
-from nextstep.engine.sending.circuit import Circuit, CircuitStatus
+from nextstep.engine.sending.circuit import Cause, Circuit, CircuitStatus
 from nextstep.engine.sending.pause import capped, pause_channel
 from nextstep.engine.sending.ratelimit import ChannelLimits, RateLimiter, RecipientSpacing
 from nextstep.engine.sending.writer import BatchWriter
@@ -254,8 +254,8 @@ class Lane:
         attempt.phase = "done"
         if result.state is not State.QUEUED or result.counts:
             self._counter(n.rule_id, result.state).inc()
-        if outcome.kind is OutcomeKind.ACCOUNT:
-            self._open_circuit(outcome.reason or "account failure", now)
+        if (down := self.circuit.verdict(outcome)) is not None:
+            self._open_circuit(down[1], now, down[0])
         elif outcome.pause is not None:
             pause_channel(self.name, self.limiter, asked, self.limits.max_pause, now)
 
@@ -288,12 +288,11 @@ class Lane:
             self._on_change(False)
 
     # -- circuit ------------------------------------------------------------------------------
-    def _open_circuit(self, reason: str, now: float) -> None:
-        if not self.circuit.open(reason, now):
+    def _open_circuit(self, reason: str, now: float, cause: Cause) -> None:
+        if not self.circuit.open(reason, now, cause):
             return
         log.error(
-            "channel %s stopped after an account failure: %s; notifications stay queued "
-            "until a probe succeeds",
+            "channel %s stopped: %s; notifications stay queued until a probe succeeds",
             self.name,
             mask_phones_in(reason),
         )
