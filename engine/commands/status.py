@@ -29,7 +29,7 @@ from nextstep.engine.errors import ConfigError, NextstepError
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.base import HistoryEntry, Notification, Store
 from nextstep.engine.model import State
-from nextstep.engine.redact import mask_phone
+from nextstep.engine.redact import mask_phone, redact_outside, redact_tree
 from nextstep.engine.rules.config import store_url as read_store_url
 from nextstep.engine.runtime.server import HEALTH_KEY, HEALTH_STALE_AFTER
 
@@ -93,7 +93,8 @@ def read_daemon(store: Store, now: float) -> dict[str, Any] | None:
         return None
     if now - float(doc.get("updated_at", 0)) > HEALTH_STALE_AFTER:
         return None
-    return doc
+    redacted: dict[str, Any] = redact_tree(doc)  # a snapshot of an older daemon too
+    return redacted
 
 
 def counts_report(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
@@ -128,10 +129,13 @@ def notification_doc(n: Notification, history: list[HistoryEntry]) -> dict[str, 
         "expect": n.expect,
         "parent_id": n.parent_id,
         "fallback_step": n.fallback_step,
-        "reason": n.reason,
+        # Provider texts are redacted when stored; again here for rows stored before that.
+        "reason": redact_outside(n.reason) if n.reason else n.reason,
         "failure_class": n.failure_class,
         "text": n.fields.get("text"),
-        "history": [{"at": h.at, "kind": h.kind, "detail": dict(h.detail)} for h in history],
+        "history": [
+            {"at": h.at, "kind": h.kind, "detail": redact_tree(dict(h.detail))} for h in history
+        ],
     }
 
 
@@ -260,7 +264,7 @@ def _print_health(console: Console, daemon: dict[str, Any]) -> None:
         triggers.add_row(t["name"], t["kind"], state, str(t["restarts"]), str(error))
     console.print(triggers)
     circuits = Table(title="Channel circuits", box=box.SIMPLE_HEAD)
-    for column in ("channel", "circuit", "in flight", "paused until", "reason"):
+    for column in ("channel", "circuit", "in flight", "paused until", "cause"):
         circuits.add_column(column)
     for name, circuit in daemon.get("circuits", {}).items():
         circuits.add_row(
@@ -268,7 +272,7 @@ def _print_health(console: Console, daemon: dict[str, Any]) -> None:
             str(circuit.get("state", "?")),
             str(circuit.get("in_flight", "")),
             _paused(circuit.get("paused_until"), daemon.get("updated_at")),
-            str(circuit.get("reason") or ""),
+            str(circuit.get("cause") or ""),
         )
     console.print(circuits)
     reload = daemon.get("reload", {})

@@ -312,9 +312,9 @@ class Daemon:
             if isinstance(trigger, ReportsStatus):
                 doc["detail"] = {**doc["detail"], **trigger.status()}
             trigger_docs.append(doc)
-        circuits = {
+        circuits = {  # state, class and times; the reason (a provider text) is only logged
             name: {
-                **lane.circuit.as_dict(),
+                **lane.circuit.public(),
                 "in_flight": lane.in_flight,
                 "backlog": lane.backlog,
                 "paused_until": lane.paused_until,

@@ -35,6 +35,12 @@ class CircuitStatus:
     failed_probes: int = 0
     cause: Cause = ""  # the class of failure that opened it
 
+    def public(self) -> dict[str, Any]:
+        """What ``/healthz`` shows: the state, its class and times, not the provider's text."""
+        doc = self.as_dict()
+        del doc["reason"]
+        return doc
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready copy."""
         return {

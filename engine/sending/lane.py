@@ -22,7 +22,7 @@ from nextstep.engine.ledger.base import Notification
 from nextstep.engine.metrics import CIRCUIT_OPEN, EVENT_TO_SEND, NOTIFICATIONS, RETRIES
 from nextstep.engine.model import Message, Outcome, OutcomeKind, State
 from nextstep.engine.plugins import Channel
-from nextstep.engine.redact import mask_phones_in
+from nextstep.engine.redact import mask_phones_in, redact_outcome
 from nextstep.engine.sending.attempt import NO_RETRY, RetryRules, decide, interrupted
 from nextstep.engine.sending.circuit import Cause, Circuit, CircuitStatus
 from nextstep.engine.sending.pause import capped, pause_channel
@@ -248,7 +248,8 @@ class Lane:
         except Exception:
             log.exception("no retry policy for rule %s: not retrying #%d", n.rule_id, n.id)
             policy = NO_RETRY
-        asked, outcome = outcome, capped(outcome, self.limits.max_pause)
+        asked = outcome = redact_outcome(outcome)  # provider texts made safe to store and show
+        outcome = capped(outcome, self.limits.max_pause)
         result = decide(n, outcome, policy, now, self._rng)
         self._writer.add(result)
         attempt.phase = "done"
