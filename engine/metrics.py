@@ -43,6 +43,13 @@ EVENT_TO_SEND = Histogram(
     registry=REGISTRY,
 )
 QUEUE_DEPTH = Gauge("nextstep_queue_depth", "Notifications queued and due", registry=REGISTRY)
+IN_DOUBT_RESOLVED = Counter(
+    "nextstep_in_doubt_resolved_total",
+    "In-doubt notifications looked up in the provider's history: found (sent), missing from a "
+    "complete history (queued again), or left for a person (kept)",
+    ["channel", "outcome"],
+    registry=REGISTRY,
+)
 CIRCUIT_OPEN = Gauge(
     "nextstep_circuit_open", "1 when a channel's circuit is open", ["channel"], registry=REGISTRY
 )

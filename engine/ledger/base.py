@@ -428,6 +428,15 @@ class LedgerTransaction(Protocol):
         """Remember when these notifications were last asked about."""
         ...
 
+    def resolve_in_doubt(
+        self, notification_id: int, now: float, provider_id: str | None, detail: Mapping[str, Any]
+    ) -> bool:
+        """An in-doubt notification settled by the provider's history: ``sent`` with
+        ``provider_id`` (its ``within`` deadline counted from ``now``), or, with None, ``queued``
+        again and due now; a ``state`` history line with ``detail``. False when it is no
+        longer in doubt (an operator decided first)."""
+        ...
+
     # -- opt-outs and inbound messages --------------------------------------------------------
     def add_optouts(self, entries: Sequence[OptOut]) -> OptOutResult:
         """:meth:`Store.add_optouts` (on PostgreSQL, call the Store's: it takes the opt-out

@@ -24,7 +24,9 @@ from nextstep.engine.plugins.abilities import (
     ReceivesMessages,
     RegistersAcks,
     ReportsStatus,
+    SearchesSent,
     SendsText,
+    SentSearch,
     ServesRoutes,
     TemplateCheck,
 )
@@ -71,6 +73,8 @@ __all__ = [
     "FileSummary",
     "ListsTemplates",
     "LooksUpStatus",
+    "SearchesSent",
+    "SentSearch",
     "MessageRecorder",
     "PluginUnavailable",
     "Preview",
