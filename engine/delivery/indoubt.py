@@ -71,7 +71,7 @@ def _decide(
                 claimed.add(free[0])
                 return "sent"
             return "gone"
-        if search.complete and not search.matches:
+        if search.complete:  # nothing of ours that is not already another notification's
             detail = {"by": "history", "reason": "not in the provider's message history"}
             return "queued" if tx.resolve_in_doubt(n.id, now, None, detail) else "gone"
     return "kept"
