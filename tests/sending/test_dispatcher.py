@@ -264,11 +264,11 @@ async def test_a_run_of_unanswered_requests_stops_the_channel(
     ids = await enqueue(runner, *(new_notification(str(i)) for i in range(1, 7)))
     d = dispatcher(runner, clock, fake, limits=ChannelLimits(max_in_flight=1))
     await d.run_until_idle()
-    circuit = d.status()["whatsapp"].circuit
-    assert (circuit.state, circuit.cause) == ("open", "no_answer")
     rows = [await row(runner, nid) for nid in ids]
     assert [r.state for r in rows] == [State.IN_DOUBT] * 3 + [State.QUEUED] * 3
     assert [r.attempts for r in rows[3:]] == [0, 0, 0]
+    circuit = d.status()["whatsapp"].circuit
+    assert (circuit.state, circuit.cause) == ("open", "no_answer")
 
     fake.probe_ok = True
     clock.advance(600)

@@ -211,11 +211,11 @@ async def test_a_refused_channel_opens_its_circuit_and_burns_no_attempts(
         for _ in range(4):  # the first attempt, then failed probes
             await d.run_until_idle()
             clock.advance(30)
+        rows = [await row(runner, i) for i in ids]
+        assert [(r.state, r.attempts) for r in rows] == [(State.QUEUED, 0)] * 5
         circuit = d.status()["whatsapp"].circuit
         assert (circuit.state, circuit.cause) == ("open", "unreachable")
         assert circuit.failed_probes >= 1
-        rows = [await row(runner, i) for i in ids]
-        assert [(r.state, r.attempts) for r in rows] == [(State.QUEUED, 0)] * 5
 
         async with serving(SandboxConfig(acks=False), port=port) as back:
             assert back.base_url.endswith(f":{port}")
