@@ -3,8 +3,8 @@ task, an SMS gateway, Slack…).
 
 Config: ``url`` (required), ``headers`` (sent with every call; secrets, never logged),
 ``method`` (POST or PUT), ``timeout`` (10 s, or ``{connect, read, write, pool}``),
-``probe_url`` (optional: a GET answering 2xx closes an open circuit; without it the next send
-decides).
+``probe_url`` (optional: a GET answering 2xx closes an open circuit; without it a ``HEAD`` of
+``url`` answered at all does: the receiver is reachable again, and the next send decides).
 
 Answers: 2xx accepted (``id`` of a JSON answer kept as the provider id); 408, 425, 429 (with
 ``Retry-After``) and 5xx transient; 401 and 403 an account failure (the channel's credentials
@@ -209,8 +209,13 @@ class WebhookChannel:
         return dataclasses.replace(outcome, reason=reason, answer=answer)
 
     async def probe(self) -> bool:
-        """True when ``probe_url`` answers 2xx (always True without one)."""
+        """True when ``probe_url`` answers 2xx; without one, when ``url`` answers a HEAD at
+        all (a receiver still refusing connections keeps the circuit open)."""
         if not self._probe_url:
+            try:
+                await self._client.head(self._url, headers=self._headers)
+            except SEND_ERRORS:
+                return False
             return True
         try:
             response = await self._client.get(str(self._probe_url), headers=self._headers)
