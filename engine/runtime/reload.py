@@ -307,7 +307,10 @@ class Reloader:
 
     async def start(self, config: Config) -> ReloadReport:
         """Apply the first, already validated config (startup)."""
-        self._seen = fingerprint(config)
+        # Files saved after the config was read (while the daemon opened the ledger…) count
+        # as unseen: the watcher's first wake-up reloads them.
+        after = config.loaded_at * 1e9 if config.loaded_at else float("inf")
+        self._seen = frozenset(f for f in fingerprint(config) if f[1] < after)
         report = await self._live.apply(config)
         self._running = config
         self._succeeded(config)
