@@ -55,8 +55,21 @@ SMOOTHED_LATENCY = Gauge(
     registry=REGISTRY,
 )
 QUEUE_DEPTH = Gauge("nextstep_queue_depth", "Notifications queued and due", registry=REGISTRY)
+IN_DOUBT_RESOLVED = Counter(
+    "nextstep_in_doubt_resolved_total",
+    "In-doubt notifications looked up in the provider's history: found (sent), missing from a "
+    "complete history (queued again), or left for a person (kept)",
+    ["channel", "outcome"],
+    registry=REGISTRY,
+)
 CIRCUIT_OPEN = Gauge(
     "nextstep_circuit_open", "1 when a channel's circuit is open", ["channel"], registry=REGISTRY
+)
+CHANNEL_PAUSED_UNTIL = Gauge(
+    "nextstep_channel_paused_until_seconds",
+    "When a channel's rate-limit pause (a provider's Retry-After, capped) ends; Unix time",
+    ["channel"],
+    registry=REGISTRY,
 )
 TRIGGER_UP = Gauge(
     "nextstep_trigger_up", "1 when a trigger is running", ["trigger"], registry=REGISTRY

@@ -57,7 +57,10 @@ class OutcomeKind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The classified answer of a channel to one send attempt. ``pause`` is the channel's
-    verdict that the provider wants no sends for a while (a rate limit), whoever they are for."""
+    verdict that the provider wants no sends for a while (a rate limit), whoever they are for.
+    ``unreachable`` is its verdict that the channel itself could not be reached (connection
+    refused, DNS, TLS, connect timeout: nothing was sent): like an account failure, it stops
+    the channel until a probe succeeds and costs the notification no attempt."""
 
     kind: OutcomeKind
     reason: str = ""
@@ -67,6 +70,7 @@ class Outcome:
     retry_after: float | None = None
     answer: str = ""
     pause: float | None = None  # stop sending through this channel for this many seconds
+    unreachable: bool = False  # the channel is down (kind transient): open its circuit
 
     @property
     def ok(self) -> bool:

@@ -1,4 +1,12 @@
-"""Keep personal data and secrets out of logs: phone numbers show only their last 4 digits.
+"""Keep personal data and secrets out of logs, the ledger and what is shown: phone numbers
+show only their last 4 digits, secrets become ``***``.
+
+:func:`redact` is the logs' redaction (known secret values as whole tokens, ``Bearer`` values,
+secret-looking query parameters and ``name: value`` pairs, phone numbers). Text that came from
+outside — provider answers, a webhook receiver's error body, exception messages that carry URLs
+or headers — goes through :func:`redact_outside` (the same, with the secrets of the config in
+force, which the log filter hands over with :func:`remember_secrets`) before it is stored in
+the ledger (history, reason) or shown (issue 15.2): :func:`redact_outcome`, :func:`redact_ack`.
 
 Only phone numbers are masked, not every run of digits: addresses (``127.0.0.1:8025``), dates
 and times, file positions (``rules/x.yaml:5:13``), ports, durations and sizes (``1500ms``,
@@ -11,10 +19,113 @@ it has at least 9 digits and could be a national one (``600111222``).
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import phonenumbers
 from phonenumbers import ValidationResult
+
+from nextstep.engine.model import Ack, Outcome
+
+REDACTED = "***"
+_SECRET_KEY = re.compile(r"token|secret|password|passwd|api[_-]?key|authorization", re.I)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+_SECRET_NAME = r"[\w-]*(?:token|secret|passw(?:or)?d|api[_-]?key|apikey|auth\w*|signature|sig)"
+# ?api_key=…, &token=…: secret-looking query parameters (and form fields).
+_QUERY_TOKEN = re.compile(rf"(?i)([?&;]{_SECRET_NAME}=)[^&\s\"'<>]+")
+# "X-Api-Key": "…", authorization: …, token=… in echoed headers and JSON bodies.
+_NAMED_SECRET = re.compile(
+    rf"(?i)((?<![\w-])[\"']?{_SECRET_NAME}[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic)\s+)?+)"
+    r"(?!\*\*\*)[^\"'\s,;&}<>]+"
+)
+
+
+def secrets_in(value: Any, key: str = "") -> set[str]:
+    """Every string under a secret-looking key (token, secret, password…) inside ``value``."""
+    found: set[str] = set()
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            found |= secrets_in(v, str(k))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            found |= secrets_in(item, key)
+    elif isinstance(value, str) and _SECRET_KEY.search(key) and len(value) >= 4:
+        found.add(value)
+        # "Bearer abc" headers: the bare token may be logged without its scheme too.
+        scheme, _, rest = value.partition(" ")
+        if rest and scheme.lower() in {"bearer", "basic", "token"} and len(rest) >= 4:
+            found.add(rest)
+    return found
+
+
+class Secrets:
+    """Known secret values, scrubbed where they appear as a whole token: not inside a longer
+    word (a one-letter token must not turn ``next_step`` into ``ne***t_step``), nor a part of
+    a longer token. One regular expression, longest values first."""
+
+    __slots__ = ("pattern",)
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        ordered = sorted({v for v in values if v}, key=len, reverse=True)
+        alternatives = "|".join(map(re.escape, ordered))
+        self.pattern = re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])") if ordered else None
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every whole occurrence of a secret replaced by ``***``."""
+        return text if self.pattern is None else self.pattern.sub(REDACTED, text)
+
+
+def redact(text: str, secrets: Iterable[str] | Secrets = ()) -> str:
+    """``text`` with known secrets, bearer tokens, secret-looking query values and named
+    values (``X-Api-Key: …``), and phone numbers hidden."""
+    known = secrets if isinstance(secrets, Secrets) else Secrets(secrets)
+    text = known.scrub(text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _QUERY_TOKEN.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    text = _NAMED_SECRET.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    return mask_phones_in(text)
+
+
+_known = Secrets()
+
+
+def remember_secrets(values: Iterable[str]) -> None:
+    """The secret values of the config in force (the log filter calls this on every load)."""
+    global _known
+    _known = Secrets(values)
+
+
+def redact_outside(text: str) -> str:
+    """Text that came from outside, made safe to store and show (see the module docstring)."""
+    return redact(text, _known) if text else text
+
+
+def redact_outcome(outcome: Outcome) -> Outcome:
+    """An outcome whose provider texts (``reason``, ``answer``) are safe to store."""
+    reason, answer = redact_outside(outcome.reason), redact_outside(outcome.answer)
+    if reason == outcome.reason and answer == outcome.answer:
+        return outcome
+    return dataclasses.replace(outcome, reason=reason, answer=answer)
+
+
+def redact_ack(ack: Ack) -> Ack:
+    """An ack whose error text is safe to store."""
+    error = redact_outside(ack.error)
+    return ack if error == ack.error else dataclasses.replace(ack, error=error)
+
+
+def redact_tree(value: Any) -> Any:
+    """Every string inside a JSON-like document through :func:`redact_outside`."""
+    if isinstance(value, str):
+        return redact_outside(value)
+    if isinstance(value, Mapping):
+        return {k: redact_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_tree(v) for v in value]
+    return value
+
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 # Digit runs that are never phone numbers, left alone before looking for phones.

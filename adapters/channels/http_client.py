@@ -11,7 +11,9 @@ test's ``httpx.MockTransport``) gets a plain ``httpx.Request``.
 Failures: the question is whether the provider can have acted on the request.
 
 * before the request was written — connect error or timeout, DNS, refused, waiting for a pooled
-  connection, an unusable URL — nothing was sent: **transient**;
+  connection, an unusable URL — nothing was sent: **transient**; when the server could not be
+  reached at all (refused, DNS, TLS, connect timeout) the outcome is also ``unreachable``: the
+  channel is down, its circuit opens and the notification keeps its attempts;
 * after it was written — read timeout, connection dropped or reset, a broken answer — the
   provider may have sent the message: **in doubt**.
 
@@ -53,6 +55,13 @@ _BEFORE_WRITE_HTTPX = (
     httpx.PoolTimeout,
     httpx.UnsupportedProtocol,
     httpx.ProxyError,
+)
+# Before-write failures that say the server cannot be reached (not a full pool, not a bad URL).
+_UNREACHABLE = (
+    aiohttp.ClientConnectorError,  # refused, DNS, TLS (its certificate and SSL subclasses)
+    aiohttp.ConnectionTimeoutError,
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
 )
 # aiohttp error → the httpx exception raised for it; the first match wins (subclasses first).
 _HTTPX_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
@@ -261,7 +270,8 @@ def transport_outcome(exc: Exception) -> Outcome:
     name = type(cause if isinstance(cause, aiohttp.ClientError) else exc).__name__
     detail = str(exc) or name
     if before:
-        return Outcome(OutcomeKind.TRANSIENT, f"not sent: {name}: {detail}")
+        down = isinstance(cause if isinstance(cause, aiohttp.ClientError) else exc, _UNREACHABLE)
+        return Outcome(OutcomeKind.TRANSIENT, f"not sent: {name}: {detail}", unreachable=down)
     return Outcome(OutcomeKind.IN_DOUBT, f"no answer after sending: {name}: {detail}")
 
 

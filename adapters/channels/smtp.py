@@ -54,7 +54,9 @@ def smtp_outcome(exc: Exception, phase: Phase) -> Outcome:
         return Outcome(OutcomeKind.ACCOUNT, f"the server cannot do what the channel asks: {exc}")
     if phase == "data":
         return Outcome(OutcomeKind.IN_DOUBT, f"no reply after the message was sent: {name}: {exc}")
-    return Outcome(OutcomeKind.TRANSIENT, f"not sent: {name}: {exc}")
+    # A connection that could not be made (refused, DNS, TLS, timeout): the server is down.
+    down = phase == "connect" and isinstance(exc, OSError)
+    return Outcome(OutcomeKind.TRANSIENT, f"not sent: {name}: {exc}", unreachable=down)
 
 
 CONFIG_SCHEMA: Mapping[str, Any] = {

@@ -3,8 +3,8 @@ task, an SMS gateway, Slack…).
 
 Config: ``url`` (required), ``headers`` (sent with every call; secrets, never logged),
 ``method`` (POST or PUT), ``timeout`` (10 s, or ``{connect, read, write, pool}``),
-``probe_url`` (optional: a GET answering 2xx closes an open circuit; without it the next send
-decides).
+``probe_url`` (optional: a GET answering 2xx closes an open circuit; without it a ``HEAD`` of
+``url`` answered at all does: the receiver is reachable again, and the next send decides).
 
 Answers: 2xx accepted (``id`` of a JSON answer kept as the provider id); 408, 425, 429 (with
 ``Retry-After``) and 5xx transient; 401 and 403 an account failure (the channel's credentials
@@ -15,9 +15,11 @@ status permanent for this notification (recipient class). Network failures as in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import orjson
@@ -35,6 +37,7 @@ from nextstep.engine.errors import ConfigError, Problem
 from nextstep.engine.metrics import PROVIDER_ANSWERS
 from nextstep.engine.model import Message, Outcome, OutcomeKind
 from nextstep.engine.plugins import ChannelTraits, Preview, TemplatedSend
+from nextstep.engine.redact import Secrets
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +166,12 @@ class WebhookChannel:
         self._probe_url = config.get("probe_url")
         self._headers = {str(k): str(v) for k, v in headers.items()}
         self._headers.setdefault("Content-Type", "application/json")
+        # A receiver may echo the request in its error body: every header value and query
+        # value of the URLs is a credential to keep out of the ledger (issue 15.2).
+        own = [*self._headers.values(), *_query_values(self._url)]
+        if self._probe_url:
+            own += _query_values(str(self._probe_url))
+        self._secrets = Secrets(v for v in own if len(v) >= 4 and v != "application/json")
         self._client = make_client(
             timeout_from(config),
             transport=transport,
@@ -188,13 +197,25 @@ class WebhookChannel:
                     response.status_code, response.headers, response.content, self._clock.now()
                 )
         self._answers[outcome.kind].inc()
+        outcome = self._scrub(outcome)
         if not outcome.ok:
             log.info("webhook %s: %s: %s", self.name, outcome.kind.value, outcome.reason)
         return outcome
 
+    def _scrub(self, outcome: Outcome) -> Outcome:
+        reason, answer = self._secrets.scrub(outcome.reason), self._secrets.scrub(outcome.answer)
+        if (reason, answer) == (outcome.reason, outcome.answer):
+            return outcome
+        return dataclasses.replace(outcome, reason=reason, answer=answer)
+
     async def probe(self) -> bool:
-        """True when ``probe_url`` answers 2xx (always True without one)."""
+        """True when ``probe_url`` answers 2xx; without one, when ``url`` answers a HEAD at
+        all (a receiver still refusing connections keeps the circuit open)."""
         if not self._probe_url:
+            try:
+                await self._client.head(self._url, headers=self._headers)
+            except SEND_ERRORS:
+                return False
             return True
         try:
             response = await self._client.get(str(self._probe_url), headers=self._headers)
@@ -205,3 +226,8 @@ class WebhookChannel:
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self._client.aclose()
+
+
+def _query_values(url: str) -> list[str]:
+    """The values of a URL's query parameters (``?api_key=…``)."""
+    return [value for _, value in parse_qsl(urlsplit(url).query)]

@@ -29,7 +29,7 @@ from nextstep.engine.errors import ConfigError, NextstepError
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.base import HistoryEntry, Notification, Store
 from nextstep.engine.model import State
-from nextstep.engine.redact import mask_phone
+from nextstep.engine.redact import mask_phone, redact_outside, redact_tree
 from nextstep.engine.rules.config import store_url as read_store_url
 from nextstep.engine.runtime.server import HEALTH_KEY, HEALTH_STALE_AFTER
 
@@ -93,7 +93,8 @@ def read_daemon(store: Store, now: float) -> dict[str, Any] | None:
         return None
     if now - float(doc.get("updated_at", 0)) > HEALTH_STALE_AFTER:
         return None
-    return doc
+    redacted: dict[str, Any] = redact_tree(doc)  # a snapshot of an older daemon too
+    return redacted
 
 
 def counts_report(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
@@ -128,10 +129,13 @@ def notification_doc(n: Notification, history: list[HistoryEntry]) -> dict[str, 
         "expect": n.expect,
         "parent_id": n.parent_id,
         "fallback_step": n.fallback_step,
-        "reason": n.reason,
+        # Provider texts are redacted when stored; again here for rows stored before that.
+        "reason": redact_outside(n.reason) if n.reason else n.reason,
         "failure_class": n.failure_class,
         "text": n.fields.get("text"),
-        "history": [{"at": h.at, "kind": h.kind, "detail": dict(h.detail)} for h in history],
+        "history": [
+            {"at": h.at, "kind": h.kind, "detail": redact_tree(dict(h.detail))} for h in history
+        ],
     }
 
 
@@ -240,6 +244,22 @@ def _print_summary(console: Console, report: dict[str, Any]) -> None:
     _print_health(console, daemon)
 
 
+def _paused(until: Any, at: Any) -> str:
+    """A rate-limit pause still running when the snapshot was taken, as local time and the
+    seconds it had left then; empty when there is none."""
+    if not isinstance(until, int | float) or not isinstance(at, int | float) or until <= at:
+        return ""
+    when = datetime.datetime.fromtimestamp(until).strftime("%H:%M:%S")
+    return f"{when} ({until - at:.0f}s left)"
+
+
+def _in_flight(circuit: dict[str, Any]) -> str:
+    """Requests in flight, and the target the rate and latency call for (``3 of 36``)."""
+    target = circuit.get("in_flight_target")
+    shown = str(circuit.get("in_flight", ""))
+    return shown if target is None else f"{shown} of {target}"
+
+
 def _print_health(console: Console, daemon: dict[str, Any]) -> None:
     triggers = Table(title="Triggers", box=box.SIMPLE_HEAD)
     for column in ("trigger", "kind", "state", "restarts", "last error"):
@@ -251,17 +271,17 @@ def _print_health(console: Console, daemon: dict[str, Any]) -> None:
         triggers.add_row(t["name"], t["kind"], state, str(t["restarts"]), str(error))
     console.print(triggers)
     circuits = Table(title="Channel circuits", box=box.SIMPLE_HEAD)
-    for column in ("channel", "circuit", "in flight", "target", "latency", "reason"):
+    for column in ("channel", "circuit", "in flight", "latency", "paused until", "cause"):
         circuits.add_column(column)
     for name, circuit in daemon.get("circuits", {}).items():
         latency = circuit.get("latency")
         circuits.add_row(
             name,
             str(circuit.get("state", "?")),
-            str(circuit.get("in_flight", "")),
-            str(circuit.get("in_flight_target", "")),
+            _in_flight(circuit),
             "-" if latency is None else f"{latency * 1000:.0f} ms",
-            str(circuit.get("reason") or ""),
+            _paused(circuit.get("paused_until"), daemon.get("updated_at")),
+            str(circuit.get("cause") or ""),
         )
     console.print(circuits)
     reload = daemon.get("reload", {})

@@ -17,6 +17,7 @@ from nextstep.engine.delivery.statemachine import ACK_STATUSES
 from nextstep.engine.ledger.base import HistoryLine, LedgerTransaction, Move, Store
 from nextstep.engine.metrics import ACKS, NOTIFICATIONS
 from nextstep.engine.model import Ack, AckReport, OutcomeKind, State
+from nextstep.engine.redact import redact_ack
 
 log = logging.getLogger(__name__)
 _KINDS = frozenset(kind.value for kind in OutcomeKind)
@@ -58,6 +59,7 @@ def apply_acks(
     :func:`delivery.fallbacks.failed_ack` (retry, or failed plus fallback) in this transaction.
     Acks for unknown ids are kept (``keep_unknown``) and applied once the send is recorded.
     """
+    acks = [redact_ack(a) for a in acks]  # provider error texts are stored: made safe first
     tracked = tx.tracked_by_provider([a.provider_id for a in acks])
     states = {t.id: t.state for t in tracked.values()}
     batch = _Batch(tx, now)

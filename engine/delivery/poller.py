@@ -1,6 +1,8 @@
 """Ask channels about messages no ack has moved (channels with the ``LooksUpStatus`` ability).
 
-A message accepted ``poll_after`` seconds ago and still only ``sent`` is asked about, then
+A message whose expectation is not met ``poll_after`` seconds after its last change (still
+only ``sent``; or ``delivered`` when its rule expects ``read``, whose read ack may have been
+lost: issue 15.5) is asked about, then
 again every ``poll_every`` seconds, until an ack (or an answer) moves it, it expires, or it is
 older than ``max_age``. The answers go through the same ledger function as webhook acks
 (:func:`nextstep.engine.delivery.acks.apply_acks`), so duplicates and old statuses are harmless.

@@ -140,7 +140,8 @@ class KeptAck:
 
 @dataclass(frozen=True, slots=True)
 class PollCandidate:
-    """A sent message no ack has moved, to ask its channel about."""
+    """A message whose expected status has not come (sent, or delivered awaiting read), to ask
+    its channel about."""
 
     id: int
     channel: str
@@ -418,12 +419,22 @@ class LedgerTransaction(Protocol):
         oldest: float,
         limit: int,
     ) -> list[PollCandidate]:
-        """Messages of ``channels`` still only ``sent`` since ``silent_since`` (accepted after
+        """Messages of ``channels`` still only ``sent`` (or ``delivered`` when ``read`` is
+        expected) since ``silent_since`` (accepted after
         ``oldest``), not asked about since ``polled_before``; least recently asked first."""
         ...
 
     def mark_polled(self, ids: Sequence[int], now: float) -> None:
         """Remember when these notifications were last asked about."""
+        ...
+
+    def resolve_in_doubt(
+        self, notification_id: int, now: float, provider_id: str | None, detail: Mapping[str, Any]
+    ) -> bool:
+        """An in-doubt notification settled by the provider's history: ``sent`` with
+        ``provider_id`` (its ``within`` deadline counted from ``now``), or, with None, ``queued``
+        again and due now; a ``state`` history line with ``detail``. False when it is no
+        longer in doubt (an operator decided first)."""
         ...
 
     # -- opt-outs and inbound messages --------------------------------------------------------

@@ -12,7 +12,15 @@ from typing import Any, Protocol, runtime_checkable
 
 from starlette.routing import BaseRoute
 
-from nextstep.engine.model import Ack, AckReport, Event, InboundMessage, InboundReport, Outcome
+from nextstep.engine.model import (
+    Ack,
+    AckReport,
+    Event,
+    InboundMessage,
+    InboundReport,
+    Message,
+    Outcome,
+)
 from nextstep.engine.plugins.contract import CompiledSend, Emit, Trigger
 
 
@@ -212,6 +220,34 @@ class LooksUpStatus(Protocol):
     async def lookup_status(self, provider_id: str) -> list[Ack]:
         """The statuses the provider holds for the message; raises DeliveryError when the
         question fails."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SentSearch:
+    """What a provider's message history says of one message we may have sent: the ids of
+    the messages that match it (to its recipient, its template, since the given time), and
+    whether the history is ``complete`` (kept for every message: then no match means it was
+    never sent)."""
+
+    matches: tuple[str, ...] = ()
+    complete: bool = False
+
+
+@runtime_checkable
+class SearchesSent(Protocol):
+    """A channel whose provider keeps a history of what was sent, searched to settle a
+    notification in doubt (issue 15.11). ``safe_delay``: seconds after the attempt before a
+    message missing from the history may be taken as never sent."""
+
+    @property
+    def safe_delay(self) -> float:
+        """Seconds after an attempt before the history is complete for it."""
+        ...
+
+    async def find_sent(self, message: Message, since: float) -> SentSearch:
+        """Our messages to ``message``'s recipient like it, sent at or after ``since``;
+        raises DeliveryError when the question fails."""
         ...
 
 

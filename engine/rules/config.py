@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -78,6 +79,7 @@ class Config:
     status: StatusConfig = field(default_factory=StatusConfig)
     rule_files: tuple[Path, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)  # the whole file, interpolated
+    loaded_at: float = 0.0  # Unix time the files began to be read (a later save is unseen)
 
 
 def display(path: Path) -> str:
@@ -149,6 +151,7 @@ def _scoped(loaded: Loaded) -> list[Problem]:
 def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
     """Load and validate the configuration and all its rules; ConfigError lists every problem."""
     environ = os.environ if env is None else env
+    loaded_at = time.time()
     config_path = Path(path).absolute()
     base_dir = config_path.parent
     collector = _Collector()
@@ -179,6 +182,7 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
         status=status,
         rule_files=tuple(files),
         settings=settings,
+        loaded_at=loaded_at,
     )
 
 

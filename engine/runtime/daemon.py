@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute
 from nextstep.engine.clock import Clock, SystemClock
 from nextstep.engine.delivery.acksink import AckSink
 from nextstep.engine.delivery.fallbacks import PolicyContext, RuleBook
+from nextstep.engine.delivery.indoubt import run_resolver
 from nextstep.engine.delivery.poller import PollSettings, run_poller
 from nextstep.engine.delivery.timers import after_attempts, run_timers
 from nextstep.engine.errors import NextstepError
@@ -40,6 +41,7 @@ from nextstep.engine.plugins import (
     LooksUpStatus,
     ReceivesAcks,
     ReportsStatus,
+    SearchesSent,
     ServesRoutes,
     ShowsButtons,
     TemplateButton,
@@ -193,6 +195,9 @@ class Daemon:
             settings = PollSettings(poll_after=status.poll_after, poll_every=status.poll_every)
             poller = run_poller(self.runner, pollable, self.clock, self.context, settings)
             loops.append(group.create_task(poller))
+        searchable = {n: c for n, c in self.channels.items() if isinstance(c, SearchesSent)}
+        if searchable:  # in doubt settled from the provider's history (issue 15.11)
+            loops.append(group.create_task(run_resolver(self.runner, searchable, self.clock)))
         health = keep_snapshot(self.runner, self.clock, self.health, self.options.health_every)
         loops.append(group.create_task(health))
         retention = retention_of(self.config.settings)
@@ -317,9 +322,9 @@ class Daemon:
             if isinstance(trigger, ReportsStatus):
                 doc["detail"] = {**doc["detail"], **trigger.status()}
             trigger_docs.append(doc)
-        circuits = {
+        circuits = {  # state, class and times; the reason (a provider text) is only logged
             name: {
-                **lane.circuit.as_dict(),
+                **lane.circuit.public(),
                 "in_flight": lane.in_flight,
                 "in_flight_target": lane.in_flight_target,
                 "latency": lane.latency,

@@ -13,71 +13,31 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from nextstep.engine.redact import mask_phones_in
+from nextstep.engine.redact import Secrets, redact, remember_secrets, secrets_in
+
+__all__ = [
+    "RedactingFilter",
+    "Secrets",
+    "config_secrets",
+    "configure_logging",
+    "redact",
+    "secrets_in",
+]
 
 if TYPE_CHECKING:
     from nextstep.engine.rules.config import Config
 
 LogFormat = Literal["text", "json"]
 
-_SECRET_KEY = re.compile(r"token|secret|password|passwd|api[_-]?key|authorization", re.I)
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
-_QUERY_TOKEN = re.compile(r"(?i)([?&](?:token|access_token|api_key)=)[^&\s\"']+")
-_REDACTED = "***"
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
 }
-
-
-def secrets_in(value: Any, key: str = "") -> set[str]:
-    """Every string under a secret-looking key (token, secret, password…) inside ``value``."""
-    found: set[str] = set()
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            found |= secrets_in(v, str(k))
-    elif isinstance(value, list | tuple):
-        for item in value:
-            found |= secrets_in(item, key)
-    elif isinstance(value, str) and _SECRET_KEY.search(key) and len(value) >= 4:
-        found.add(value)
-        # "Bearer abc" headers: the bare token may be logged without its scheme too.
-        scheme, _, rest = value.partition(" ")
-        if rest and scheme.lower() in {"bearer", "basic", "token"} and len(rest) >= 4:
-            found.add(rest)
-    return found
-
-
-class Secrets:
-    """Known secret values, scrubbed where they appear as a whole token: not inside a longer
-    word (a one-letter token must not turn ``next_step`` into ``ne***t_step``), nor a part of
-    a longer token. One regular expression, longest values first."""
-
-    __slots__ = ("pattern",)
-
-    def __init__(self, values: Iterable[str] = ()) -> None:
-        ordered = sorted({v for v in values if v}, key=len, reverse=True)
-        alternatives = "|".join(map(re.escape, ordered))
-        self.pattern = re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])") if ordered else None
-
-    def scrub(self, text: str) -> str:
-        """``text`` with every whole occurrence of a secret replaced by ``***``."""
-        return text if self.pattern is None else self.pattern.sub(_REDACTED, text)
-
-
-def redact(text: str, secrets: Iterable[str] | Secrets = ()) -> str:
-    """``text`` with known secrets, bearer tokens, ``?token=`` values and phone numbers hidden."""
-    known = secrets if isinstance(secrets, Secrets) else Secrets(secrets)
-    text = known.scrub(text)
-    text = _BEARER.sub(lambda m: f"{m.group(1)} {_REDACTED}", text)
-    text = _QUERY_TOKEN.sub(lambda m: f"{m.group(1)}{_REDACTED}", text)
-    return mask_phones_in(text)
 
 
 class RedactingFilter(logging.Filter):
@@ -88,8 +48,11 @@ class RedactingFilter(logging.Filter):
         self._secrets = Secrets(secrets)
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
-        """Replace the known secret values (called when the config is loaded or reloaded)."""
-        self._secrets = Secrets(secrets)
+        """Replace the known secret values (called when the config is loaded or reloaded);
+        the ledger's and health's redaction of outside texts uses them too."""
+        values = set(secrets)
+        self._secrets = Secrets(values)
+        remember_secrets(values)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact the record in place; never drops one."""
@@ -170,6 +133,11 @@ def configure_logging(
 def config_secrets(config: Config) -> set[str]:
     """Every secret value the config holds (for the log filter)."""
     found = secrets_in({name: dict(c.settings) for name, c in config.channels.items()})
+    # Headers a channel sends with every request are credentials, whatever their name.
+    for c in config.channels.values():
+        headers = c.settings.get("headers")
+        if isinstance(headers, Mapping):
+            found.update(str(v) for v in headers.values() if len(str(v)) >= 4)
     found.update(s for s in (config.server.event_token, config.server.webhook_secret) if s)
     server = config.settings.get("server")
     token = server.get("optout_token") if isinstance(server, Mapping) else None

@@ -38,6 +38,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RULE_SUFFIXES = (".yaml", ".yml")
+# While nothing changes the watcher wakes this often (ms) to compare the files with what was
+# loaded: a save before the watcher was armed (issue 15.12: within ~0.3 s of the start) or
+# an event the OS dropped is seen at the next tick instead of never.
+RECHECK_MS = 1000
+
+Fingerprint = frozenset[tuple[str, int, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,9 +303,14 @@ class Reloader:
         self.state = ReloadState()
         self._lock = asyncio.Lock()
         self._running: Config | None = None
+        self._seen: Fingerprint | None = None  # the files as they were before the last load
 
     async def start(self, config: Config) -> ReloadReport:
         """Apply the first, already validated config (startup)."""
+        # Files saved after the config was read (while the daemon opened the ledger…) count
+        # as unseen: the watcher's first wake-up reloads them.
+        after = config.loaded_at * 1e9 if config.loaded_at else float("inf")
+        self._seen = frozenset(f for f in fingerprint(config) if f[1] < after)
         report = await self._live.apply(config)
         self._running = config
         self._succeeded(config)
@@ -309,6 +320,8 @@ class Reloader:
         """Load, validate and apply the files as they are now; False keeps the last good set."""
         async with self._lock:
             started = time.perf_counter()
+            if self._running is not None:
+                self._seen = await asyncio.to_thread(fingerprint, self._running)
             try:
                 config = await asyncio.to_thread(self._load)
                 base = self._running or config
@@ -357,21 +370,57 @@ class Reloader:
 
     async def watch(self, paths: Callable[[], list[Path]]) -> None:
         """Reload on every change to a config or rule file under ``paths()`` (directories),
-        until cancelled; the watched set follows the config (e.g. a new rules folder)."""
+        until cancelled; the watched set follows the config (e.g. a new rules folder).
+
+        Events alone are not enough: a file saved before the OS watch is armed (right after
+        the start) would never be seen. So the watcher also wakes every ``RECHECK_MS`` and
+        reloads when the files differ from those the rules in force were loaded from."""
         while True:
             watched = paths()
             relevant = _relevance(self._live.config.path)
             recursive = "**" in str(self._live.config.settings.get("rules", ""))
             try:
-                async for _changes in awatch(
-                    *watched, watch_filter=relevant, debounce=50, step=25, recursive=recursive
+                async for changes in awatch(
+                    *watched,
+                    watch_filter=relevant,
+                    debounce=50,
+                    step=25,
+                    recursive=recursive,
+                    rust_timeout=RECHECK_MS,
+                    yield_on_timeout=True,
                 ):
+                    if not changes and not await self._files_changed():
+                        continue
                     await self.reload()
                     if paths() != watched:
                         break
             except Exception:  # a watched folder vanished…: never let it stop the daemon
                 log.warning("watching %s failed; watching again in 1s", watched, exc_info=True)
                 await self._clock.sleep(1.0)
+
+    async def _files_changed(self) -> bool:
+        running = self._running
+        if running is None or self._seen is None:
+            return False
+        return await asyncio.to_thread(fingerprint, running) != self._seen
+
+
+def fingerprint(config: Config) -> Fingerprint:
+    """Every config or rule file under the config's watched folders, with its modification
+    time and size: what a reload compares to know whether a file changed unseen."""
+    relevant = _relevance(config.path)
+    recursive = "**" in str(config.settings.get("rules", ""))
+    seen: set[tuple[str, int, int]] = set()
+    for folder in watch_paths(config):
+        for path in folder.rglob("*") if recursive else folder.iterdir():
+            try:
+                if not relevant(Change.modified, str(path)):
+                    continue
+                stat = path.stat()
+            except OSError:  # removed meanwhile: its absence is the change
+                continue
+            seen.add((str(path), stat.st_mtime_ns, stat.st_size))
+    return frozenset(seen)
 
 
 def _relevance(config_path: Path | str) -> Callable[[Change, str], bool]:

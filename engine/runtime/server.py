@@ -31,6 +31,7 @@ from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.metrics import QUEUE_DEPTH, REGISTRY
 from nextstep.engine.model import Progress
 from nextstep.engine.plugins import RegistersAcks
+from nextstep.engine.redact import redact_tree
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def health_document(
         if t.get("state") != "running" or (t.get("detail") or {}).get("state") == "error"
     ]
     status = "stopping" if stopping else ("degraded" if failing or open_circuits else "ok")
+    # States, never provider texts: every string passes the logs' redaction (issue 15.2).
     return {
         "status": status,
         "version": __version__,
@@ -68,9 +70,9 @@ def health_document(
         "listen": listen,
         "started_at": started_at,
         "updated_at": now,
-        "triggers": trigger_list,
-        "circuits": dict(circuits),
-        "reload": dict(reload),
+        "triggers": redact_tree(trigger_list),
+        "circuits": redact_tree(dict(circuits)),
+        "reload": redact_tree(dict(reload)),
     }
 
 

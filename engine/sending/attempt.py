@@ -2,8 +2,9 @@
 classified answer, the rule's retry policy, the time and a random source.
 
 - accepted: ``sent``, with the provider's message id;
-- account (401/403, account locked…): back to ``queued`` at once and not held against the
-  retry budget: the dispatcher opens the channel's circuit, nothing is lost;
+- account (401/403, account locked…) or the channel unreachable (``Outcome.unreachable``:
+  refused, DNS, TLS): back to ``queued`` at once and not held against the retry budget: the
+  dispatcher opens the channel's circuit, nothing is lost;
 - in doubt (the provider may have it): ``in_doubt``, never sent again automatically, unless
   the rule says ``in_doubt: resend``;
 - a kind in the policy's ``on`` (transient by default) with attempts left: ``queued`` again
@@ -89,7 +90,7 @@ def decide(
         )
     reason = outcome.reason or kind.value
     state, next_at, counts = _after_failure(kind, attempt, outcome, policy, now, rng)
-    if kind is OutcomeKind.ACCOUNT:
+    if kind is OutcomeKind.ACCOUNT or outcome.unreachable:
         reason = f"channel stopped: {reason}"
     elif state is not State.QUEUED and _retryable(kind, policy):
         reason = f"gave up after {attempt} attempts: {reason}"
@@ -115,7 +116,7 @@ def _after_failure(
     rng: Random,
 ) -> tuple[State, float | None, bool]:
     """(state, next attempt time, whether the attempt counts) after a failed attempt."""
-    if kind is OutcomeKind.ACCOUNT:
+    if kind is OutcomeKind.ACCOUNT or outcome.unreachable:
         return State.QUEUED, now, False
     if _retryable(kind, policy) and attempt < policy.attempts:
         delay = compute_backoff(attempt, policy, rng)

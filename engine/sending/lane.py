@@ -31,10 +31,11 @@ from nextstep.engine.metrics import (
 )
 from nextstep.engine.model import Message, Outcome, OutcomeKind, State
 from nextstep.engine.plugins import Channel
-from nextstep.engine.redact import mask_phones_in
+from nextstep.engine.redact import mask_phones_in, redact_outcome
 from nextstep.engine.sending.attempt import NO_RETRY, RetryRules, decide, interrupted
-from nextstep.engine.sending.circuit import Circuit, CircuitStatus
+from nextstep.engine.sending.circuit import Cause, Circuit, CircuitStatus
 from nextstep.engine.sending.concurrency import Concurrency, overloaded
+from nextstep.engine.sending.pause import capped, pause_channel
 from nextstep.engine.sending.ratelimit import ChannelLimits, RateLimiter, RecipientSpacing
 from nextstep.engine.sending.writer import BatchWriter
 
@@ -301,15 +302,17 @@ class Lane:
         except Exception:
             log.exception("no retry policy for rule %s: not retrying #%d", n.rule_id, n.id)
             policy = NO_RETRY
+        asked = outcome = redact_outcome(outcome)  # provider texts made safe to store and show
+        outcome = capped(outcome, self.limits.max_pause)
         result = decide(n, outcome, policy, now, self._rng)
         self._writer.add(result)
         attempt.phase = "done"
         if result.state is not State.QUEUED or result.counts:
             self._counter(n.rule_id, result.state).inc()
-        if outcome.kind is OutcomeKind.ACCOUNT:
-            self._open_circuit(outcome.reason or "account failure", now)
+        if (down := self.circuit.verdict(outcome)) is not None:
+            self._open_circuit(down[1], now, down[0])
         elif outcome.pause is not None:
-            self.limiter.pause_until(now + outcome.pause)
+            pause_channel(self.name, self.limiter, asked, self.limits.max_pause, now)
 
     def _counter(self, rule_id: str, state: State) -> Any:
         """The metric an attempt result of ``rule_id`` counts in (label lookups cached)."""
@@ -340,12 +343,11 @@ class Lane:
             self._on_change(False)
 
     # -- circuit ------------------------------------------------------------------------------
-    def _open_circuit(self, reason: str, now: float) -> None:
-        if not self.circuit.open(reason, now):
+    def _open_circuit(self, reason: str, now: float, cause: Cause) -> None:
+        if not self.circuit.open(reason, now, cause):
             return
         log.error(
-            "channel %s stopped after an account failure: %s; notifications stay queued "
-            "until a probe succeeds",
+            "channel %s stopped: %s; notifications stay queued until a probe succeeds",
             self.name,
             mask_phones_in(reason),
         )

@@ -21,6 +21,7 @@ from nextstep.engine.plugins import channel_class
 _EPSILON = 1e-6
 DEFAULT_RATE = 80.0  # Meta's default throughput per business number
 DEFAULT_MAX_IN_FLIGHT = 4000  # a ceiling: the target follows rate x latency (concurrency.py)
+DEFAULT_MAX_PAUSE = 300.0  # seconds: the cap on a provider's Retry-After
 # The spacing of limits made by hand (tests); a configured channel's default is its type's
 # ``traits.recipient_spacing`` (see :func:`channel_limits`).
 PAIR_SPACING = 6.0
@@ -33,12 +34,16 @@ class ChannelLimits:
     rate: float = DEFAULT_RATE  # sends per second
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  # ceiling of requests awaiting an answer
     recipient_spacing: float = PAIR_SPACING  # seconds between two sends to one recipient
+    max_pause: float = (
+        DEFAULT_MAX_PAUSE  # the longest a provider's Retry-After may pause the channel
+    )
 
     @classmethod
     def from_settings(
         cls, settings: Mapping[str, Any], *, recipient_spacing: float = PAIR_SPACING
     ) -> ChannelLimits:
-        """Read ``rate`` (``80/s``), ``max_in_flight`` and ``recipient_spacing`` (``6s``) from
+        """Read ``rate`` (``80/s``), ``max_in_flight``, ``recipient_spacing`` (``6s``) and
+        ``max_pause`` (``5m``: the cap on a provider's ``Retry-After``) from
         a channel's settings; absent keys keep their defaults (``recipient_spacing``: the
         channel type's, from its traits). Raises ValueError."""
         rate = parse_rate(settings["rate"]) if "rate" in settings else DEFAULT_RATE
@@ -46,7 +51,10 @@ class ChannelLimits:
         if isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1:
             raise ValueError(f"max_in_flight must be a whole number >= 1, not {in_flight!r}")
         spacing = settings.get("recipient_spacing", recipient_spacing)
-        return cls(rate, in_flight, parse_duration(spacing))
+        max_pause = parse_duration(settings.get("max_pause", DEFAULT_MAX_PAUSE))
+        if max_pause <= 0:
+            raise ValueError(f"max_pause must be more than zero, not {settings['max_pause']!r}")
+        return cls(rate, in_flight, parse_duration(spacing), max_pause)
 
 
 def channel_limits(kind: str, settings: Mapping[str, Any]) -> ChannelLimits:
@@ -56,8 +64,10 @@ def channel_limits(kind: str, settings: Mapping[str, Any]) -> ChannelLimits:
 
 
 class RateLimiter:
-    """A bucket of ``rate × window`` tokens where a token spent at ``t`` returns at
-    ``t + window``: no window of that length ever carries more sends than the bucket holds.
+    """A bucket of ``floor(rate)`` tokens (at least 1) where a token spent at ``t`` returns
+    at ``t + window``, the window being 1 s (``1 / rate`` below 1/s): no window of 1 s ever
+    sees more sends start than ``rate`` allows (a fractional rate above 1/s rounds down:
+    ``450/m`` sends 7 a second, since 7.5 a second would need 8 in some second).
 
     (A bucket refilled continuously would let a full bucket plus a window's refill through
     after a quiet spell, up to twice the rate within one second.) ``pause_until`` stops every
@@ -72,7 +82,9 @@ class RateLimiter:
         if rate <= 0:
             raise ValueError("rate must be more than zero")
         self.capacity = max(1, math.floor(rate))
-        self.window = self.capacity / rate
+        # Never a window under 1 s: at 7.5/s, 7 tokens returning every 0.93 s would let 8
+        # sends start within one second (issue 15.12). A fractional rate above 1 rounds down.
+        self.window = max(1.0, self.capacity / rate)
         self._clock = clock
         self._spent: deque[float] = deque()
         self._paused_until = -math.inf

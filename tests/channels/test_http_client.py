@@ -147,7 +147,30 @@ async def test_refused_is_a_connect_error_and_transient() -> None:
     finally:
         await transport.aclose()
     assert isinstance(caught.value.__cause__, aiohttp.ClientConnectorError)
-    assert transport_outcome(caught.value).kind is OutcomeKind.TRANSIENT
+    outcome = transport_outcome(caught.value)
+    # Nothing was sent, and the channel is down: its circuit opens (issue 15.9).
+    assert (outcome.kind, outcome.unreachable) == (OutcomeKind.TRANSIENT, True)
+
+
+async def _plain_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read(1024)  # a TLS hello; the answer is plain text, not a handshake
+    writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+
+
+@pytest.mark.parametrize("failure", ["tls", "dns"])
+async def test_tls_and_dns_failures_are_the_channel_unreachable(failure: str) -> None:
+    transport = SessionTransport()
+    try:
+        async with serving(_plain_http) as url:
+            target = url.replace("http://", "https://") if failure == "tls" else url
+            if failure == "dns":  # .invalid never resolves (RFC 2606)
+                target = "http://nextstep-test.invalid"
+            with pytest.raises(httpx.ConnectError) as caught:
+                await exchange(transport, "POST", f"{target}/x", b"{}", {}, TIMEOUT)
+    finally:
+        await transport.aclose()
+    outcome = transport_outcome(caught.value)
+    assert (outcome.kind, outcome.unreachable) == (OutcomeKind.TRANSIENT, True)
 
 
 async def test_no_answer_is_a_read_timeout_and_in_doubt() -> None:
@@ -159,7 +182,8 @@ async def test_no_answer_is_a_read_timeout_and_in_doubt() -> None:
                 await exchange(transport, "POST", f"{url}/x", b"{}", {}, timeout)
         finally:
             await transport.aclose()
-    assert transport_outcome(caught.value).kind is OutcomeKind.IN_DOUBT
+    outcome = transport_outcome(caught.value)
+    assert (outcome.kind, outcome.unreachable) == (OutcomeKind.IN_DOUBT, False)
 
 
 def test_aiohttp_errors_map_to_httpx_ones() -> None:

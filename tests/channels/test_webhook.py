@@ -123,13 +123,17 @@ async def test_probe(clock: FakeClock) -> None:
             {"url": "http://127.0.0.1:1/x", "probe_url": f"http://127.0.0.1:{free_port()}/"},
             clock=clock,
         )
-        none = WebhookChannel("crm", {"url": "http://127.0.0.1:1/x"}, clock=clock)
+        # Without probe_url: reachable when the url answers a HEAD at all (issue 15.9: a
+        # refused receiver must keep the circuit open, not close it on every probe).
+        refused = WebhookChannel("crm", {"url": "http://127.0.0.1:1/x"}, clock=clock)
+        answers = WebhookChannel("crm", {"url": receiver.url}, clock=clock)
+        channels = (up, down, refused, answers)
         try:
-            seen = [await up.probe(), await down.probe(), await none.probe()]
+            seen = [await channel.probe() for channel in channels]
         finally:
-            for channel in (up, down, none):
+            for channel in channels:
                 await channel.aclose()
-    assert seen == [True, False, True]
+    assert seen == [True, False, False, True]
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import pytest
 from nextstep.adapters.channels.onemsg.registration import register_webhook
 from nextstep.engine.clock import FakeClock
 from nextstep.engine.ledger.base import AttemptResult
-from nextstep.engine.model import Message, State
+from nextstep.engine.model import Ack, Message, State
 from tests.delivery.kit import person
 from tests.delivery.world import World, world
 
@@ -147,6 +147,25 @@ async def test_hookinfo_polling_when_no_webhook_arrives(w: World) -> None:
     polled = [h.detail["source"] for h in w.ledger.store.history(nid) if h.kind == "ack"]
     assert set(polled) == {"poll"}
     assert await w.poll(poll_after=60) == 0  # nothing left to ask about
+
+
+async def test_a_read_only_in_hookinfo_is_found_for_a_delivered_message(w: World) -> None:
+    # Issue 15.5: the delivered ack arrived, the read ack was lost (only hookInfo has it);
+    # polling looked at `sent` rows only, so the message expired and its fallback ran.
+    nid = w.ledger.enqueue(person(7), "reader")  # …0007: statuses only in hookInfo
+    await w.dispatch()
+    provider_id = w.ledger.get(nid).provider_id
+    assert provider_id is not None
+    await w.produced(provider_id, 3)
+    w.ledger.acks(Ack(provider_id, "delivered"))  # the one webhook call that got through
+    assert w.ledger.state(nid) is S.DELIVERED
+    w.clock.advance(61)
+    assert await w.poll(poll_after=60) == 1
+    assert w.ledger.state(nid) is S.READ
+    w.clock.advance(15 * 60)
+    await w.dispatch()
+    assert w.ledger.state(nid) is S.READ
+    assert w.ledger.children(nid) == [] and w.crm.bodies == []  # no fallback
 
 
 async def test_send_window_defers_with_an_injected_clock(w: World) -> None:

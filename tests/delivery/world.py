@@ -81,6 +81,17 @@ rules:
     send: *send
     policy:
       send_window: {{days: [mon-fri], hours: "09:00-18:00", timezone: "{{{{ event.tz }}}}"}}
+  - id: reader
+    trigger: {{http: {{path: /events/loans}}}}
+    to: "{{{{ event.phone }}}}"
+    send: *send
+    policy:
+      expect: read
+      within: 15m
+      fallback:
+        - on: [expired]
+          send: {{channel: crm, body: {{case: "{{{{ event.application_id }}}}",
+                                      status: "{{{{ failure.status }}}}"}}}}
   - id: latest
     trigger: {{http: {{path: /events/loans}}}}
     to: "{{{{ event.phone }}}}"

@@ -176,6 +176,29 @@ def test_recover_release_and_cancel(store: Store) -> None:
     ]
 
 
+def test_in_doubt_settled_by_the_provider_history(store: Store) -> None:
+    a, b, c = (
+        r.id
+        for r in store.enqueue(
+            [new_notification("1"), new_notification("2"), new_notification("3", within=600)]
+        )
+    )
+    store.lease_due(T0, 10)
+    assert store.recover_interrupted(T0 + 1) == 3
+    found = {"by": "history", "provider_id": "wamid.1"}
+    with store.transaction() as tx:
+        assert tx.resolve_in_doubt(a, T0 + 2, "wamid.1", found)
+        assert not tx.resolve_in_doubt(a, T0 + 2, "wamid.1", found)  # no longer in doubt
+        assert tx.resolve_in_doubt(b, T0 + 2, None, {"by": "history"})
+        assert tx.resolve_in_doubt(c, T0 + 2, "wamid.3", {"by": "history"})
+    sent, queued, timed = store.get(a), store.get(b), store.get(c)
+    assert sent is not None and (sent.state, sent.provider_id) == (State.SENT, "wamid.1")
+    assert queued is not None and queued.state is State.QUEUED
+    assert timed is not None and timed.deadline_at == T0 + 2 + 600
+    assert [n.id for n in store.lease_due(T0 + 2, 10)] == [b]
+    assert store.history(a)[-1].detail == {"state": "sent", "from": "in_doubt", **found}
+
+
 def test_counts_depth_and_list(store: Store) -> None:
     store.enqueue([new_notification("1"), new_notification("2", rule_id="r2")])
     store.enqueue([new_notification("3", created_at=T0 + 50, not_before=T0 + 60)])

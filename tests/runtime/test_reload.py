@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -204,3 +205,48 @@ def test_a_rule_on_a_channel_added_without_restart_is_refused(tmp_path: Path) ->
     (problem,) = missing_channels(running, new)
     assert (problem.rule_id, problem.path) == ("a", "send.channel")
     assert "restart nextstep" in problem.message
+
+
+@pytest.mark.parametrize("saved", ["after-start", "before-start"])
+async def test_a_rule_saved_before_the_watcher_is_armed_is_still_loaded(
+    tmp_path: Path, clock: FakeClock, saved: str
+) -> None:
+    # Issue 15.12: a file saved right after the start (before the OS watch exists) was
+    # never seen, while /healthz said the reload was fine.
+    space = Space(tmp_path)
+    first = space.load(a=rule_yaml("a", HTTP, "v1"))
+    applied: list[Config] = []
+    seen = asyncio.Event()
+
+    def on_applied(config: Config) -> None:
+        applied.append(config)
+        seen.set()
+
+    async def persist(config: Config) -> None:
+        return None
+
+    async def emit(items: Sequence[Event], progress: Sequence[Progress]) -> list[EventResult]:
+        return []
+
+    async with asyncio.TaskGroup() as group:
+        supervisor = Supervisor(group, clock)
+        live = LiveRules(
+            supervisor, lambda spec, _emit: FakeTrigger(spec, []), lambda c, s: emit, persist
+        )
+        reloader = Reloader(
+            lambda: load_config(space.workspace.config), live, clock, on_applied=on_applied
+        )
+        if saved == "before-start":  # after the config was read, while the daemon starts
+            space.workspace.write_rule("a.yaml", rule_yaml("a", HTTP, "v2"))
+            later = first.loaded_at + 0.5  # the clock's granularity must not decide the test
+            os.utime(space.workspace.root / "rules" / "a.yaml", (later, later))
+        await reloader.start(first)
+        seen.clear()
+        if saved == "after-start":  # before the watcher runs: no OS event will report it
+            space.workspace.write_rule("a.yaml", rule_yaml("a", HTTP, "v2"))
+        watcher = group.create_task(reloader.watch(lambda: watch_paths(live.config)))
+        await asyncio.wait_for(seen.wait(), timeout=10)
+        assert live.config.rules["a"].version != first.rules["a"].version
+        assert reloader.state.ok
+        watcher.cancel()
+        await supervisor.stop_all()

@@ -103,7 +103,7 @@ def test_daemon_health_snapshot_is_shown(ledger: tuple[str, Store]) -> None:
         "circuits": {
             "whatsapp": {
                 "state": "open",
-                "reason": "401 wrong token",
+                "cause": "account",
                 "in_flight": 0,
                 "in_flight_target": 450,
                 "latency": 0.3,
@@ -116,6 +116,26 @@ def test_daemon_health_snapshot_is_shown(ledger: tuple[str, Store]) -> None:
     assert code == 0, out
     assert "daemon: degraded" in out
     assert "OSError: gone" in out
-    assert "401 wrong token" in out
+    assert "open" in out and "account" in out  # the circuit's state and class
     assert "450" in out and "300 ms" in out  # the in-flight target and the smoothed latency
     assert "rules/a.yaml:3:5: rule x: bad" in out
+
+
+def test_a_rate_limit_pause_is_shown_with_its_time_left(ledger: tuple[str, Store]) -> None:
+    # Issue 15.6: a paused channel looked like any closed circuit.
+    url, store = ledger
+    now = time.time()
+    snapshot = {
+        "status": "ok",
+        "pid": 42,
+        "listen": "127.0.0.1:8787",
+        "started_at": now,
+        "updated_at": now,
+        "triggers": [],
+        "circuits": {"whatsapp": {"state": "closed", "in_flight": 0, "paused_until": now + 300}},
+        "reload": {"ok": True},
+    }
+    store.enqueue([], [Progress(HEALTH_KEY, json.dumps(snapshot))])
+    code, out = _invoke("status", "--store", url)
+    assert code == 0, out
+    assert "(300s left)" in out

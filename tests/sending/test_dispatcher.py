@@ -12,6 +12,7 @@ from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.model import Outcome, OutcomeKind, State
 from nextstep.engine.rules.rule import RetryPolicy
+from nextstep.engine.sending.circuit import Circuit
 from nextstep.engine.sending.ratelimit import ChannelLimits
 from tests.sending.helpers import (
     ACCOUNT,
@@ -250,3 +251,39 @@ async def test_a_missing_policy_records_the_outcome_without_retrying(
     (nid,) = await enqueue(runner, new_notification("1"))
     await Dispatcher(runner, {"whatsapp": fake}, no_policy, clock).run_until_idle()
     assert (await row(runner, nid)).state is State.FAILED
+
+
+async def test_a_run_of_unanswered_requests_stops_the_channel(
+    runner: LedgerRunner, clock: FakeClock, fake: FakeChannel
+) -> None:
+    # Issue 15.9: one request without an answer is one message in doubt; three in a row with
+    # no answer between mean the channel is down, so the rest wait instead of joining them.
+    silent = Outcome(OutcomeKind.IN_DOUBT, "no answer after sending: ReadTimeout")
+    for recipient in ("1", "2", "3"):
+        fake.script(recipient, [silent])
+    ids = await enqueue(runner, *(new_notification(str(i)) for i in range(1, 7)))
+    d = dispatcher(runner, clock, fake, limits=ChannelLimits(max_in_flight=1))
+    await d.run_until_idle()
+    rows = [await row(runner, nid) for nid in ids]
+    assert [r.state for r in rows] == [State.IN_DOUBT] * 3 + [State.QUEUED] * 3
+    assert [r.attempts for r in rows[3:]] == [0, 0, 0]
+    circuit = d.status()["whatsapp"].circuit
+    assert (circuit.state, circuit.cause) == ("open", "no_answer")
+
+    fake.probe_ok = True
+    clock.advance(600)
+    await d.run_until_idle()
+    assert [(await row(runner, nid)).state for nid in ids[3:]] == [State.SENT] * 3
+
+
+def test_an_answer_between_two_timeouts_keeps_the_circuit_closed() -> None:
+    circuit = Circuit()
+    silent = Outcome(OutcomeKind.IN_DOUBT, "no answer")
+    answered = Outcome(OutcomeKind.TRANSIENT, "HTTP 503", http_status=503)
+    verdicts = [circuit.verdict(o) for o in (silent, silent, answered, silent, silent)]
+    assert verdicts == [None] * 5
+    assert circuit.verdict(silent) == ("no_answer", "3 requests in a row got no answer: no answer")
+    assert circuit.verdict(Outcome(OutcomeKind.TRANSIENT, "refused", unreachable=True)) == (
+        "unreachable",
+        "unreachable: refused",
+    )

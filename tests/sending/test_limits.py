@@ -4,6 +4,7 @@ and what it does when it is woken or stopped."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from nextstep.engine.clock import FakeClock
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.runner import LedgerRunner
+from nextstep.engine.metrics import REGISTRY
 from nextstep.engine.model import Outcome, OutcomeKind, State
 from nextstep.engine.rules.rule import RetryPolicy
 from nextstep.engine.sending.ratelimit import ChannelLimits
@@ -68,6 +70,45 @@ async def test_a_429_pauses_the_whole_channel(runner: LedgerRunner, clock: FakeC
     async with running(d):
         await drive(clock, runner, lambda: len(fake.sends) >= 3, step=0.5)
     assert [(s.message.to, s.at - start) for s in fake.sends] == [("1", 0), ("2", 30), ("1", 30)]
+
+
+async def test_an_unbounded_retry_after_pauses_the_channel_at_most_max_pause(
+    runner: LedgerRunner, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 15.6: one 429 with Retry-After: 100000 paused the channel 27.8 h, silently.
+    huge = Outcome(OutcomeKind.TRANSIENT, "429", http_status=429, retry_after=1e5, pause=1e5)
+    fake = FakeChannel(clock)
+    fake.script("1", [huge])
+    fake.script("2", [huge])
+    await enqueue(runner, new_notification("1"), new_notification("2"), new_notification("3"))
+    limits = ChannelLimits(max_in_flight=1, max_pause=120)
+    d = dispatcher(runner, clock, fake, limits=limits)
+    start = clock.now()
+    with caplog.at_level(logging.WARNING, logger="nextstep.engine.sending"):
+        async with running(d):
+            await drive(clock, runner, lambda: len(fake.sends) >= 1, step=0.5)
+            await drive(clock, runner, lambda: d.status()["whatsapp"].paused_until is not None)
+            paused = d.status()["whatsapp"].paused_until
+            assert paused == pytest.approx(start + 120, abs=0.6)
+            gauge = "nextstep_channel_paused_until_seconds"
+            assert REGISTRY.get_sample_value(gauge, {"channel": "whatsapp"}) == paused
+            await drive(clock, runner, lambda: len(fake.sends) >= 4, step=0.5, timeout=1000)
+    at = [(s.message.to, round(s.at - start)) for s in fake.sends]
+    # 1 answers 429 at 0; 2 (after the pause) answers 429 at 120; 3 and the retry of 1 at 240
+    assert at[:2] == [("1", 0), ("2", 120)]
+    assert sorted(at[2:4]) == [("1", 240), ("3", 240)]
+    # The retry waited for the capped Retry-After, not 100,000 s.
+    row = await runner.call(runner.store.get, 1)
+    assert row is not None and row.state is State.SENT
+    warnings = [r.getMessage() for r in caplog.records if "paused" in r.getMessage()]
+    assert (
+        warnings
+        == [
+            "channel whatsapp paused for 120s: the provider is rate limiting "
+            "(the provider asked for 100000s; max_pause is 120s)"
+        ]
+        * 2
+    )
 
 
 async def test_two_messages_to_one_recipient_are_six_seconds_apart(

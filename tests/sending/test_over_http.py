@@ -6,6 +6,7 @@ moving it); the requests, answers and timeouts are real.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from nextstep.adapters.channels.onemsg.sandbox.scenarios import (
     Script,
     builtin_scripts,
 )
+from nextstep.adapters.channels.onemsg.sandbox.server import serving
 from nextstep.adapters.channels.onemsg.sandbox.templates import NAMESPACE
 from nextstep.engine.clock import FakeClock
 from nextstep.engine.ledger import open_store
@@ -177,3 +179,54 @@ async def test_duplicates_are_skipped_and_never_sent(world: World) -> None:
     assert len(world.sends_to(phone)) == 1
     assert (await row(world.runner, first)).state is State.SENT
     assert (await row(world.runner, second)).state is State.SKIPPED
+
+
+def _closed_port() -> int:
+    """A loopback port nobody listens on (connections to it are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_refused_channel_opens_its_circuit_and_burns_no_attempts(
+    clock: FakeClock,
+) -> None:
+    # Issue 15.9: with the API refusing connections every notification spent its attempts
+    # and ended failed. Now the channel stops, the notifications wait untouched, and go once
+    # the API is back.
+    port = _closed_port()
+    config = {
+        "base_url": f"http://127.0.0.1:{port}",
+        "instance_id": "test-instance",
+        "token": SandboxConfig().token,
+        "timeout": {"connect": 1, "read": 2},
+    }
+    channel = OneMsgChannel("whatsapp", config, clock=clock)
+    runner = LedgerRunner(open_store("sqlite:///:memory:"))
+    try:
+        phones = [f"3460000{i:04d}" for i in range(101, 106)]
+        ids = await enqueue(runner, *(_to(p) for p in phones))
+        policy = RetryPolicy(attempts=2, backoff=1)
+        d = dispatcher(runner, clock, channel, policy, limits=ChannelLimits(max_in_flight=2))
+        for _ in range(4):  # the first attempt, then failed probes
+            await d.run_until_idle()
+            clock.advance(30)
+        rows = [await row(runner, i) for i in ids]
+        assert [(r.state, r.attempts) for r in rows] == [(State.QUEUED, 0)] * 5
+        circuit = d.status()["whatsapp"].circuit
+        assert (circuit.state, circuit.cause) == ("open", "unreachable")
+        assert circuit.failed_probes >= 1
+
+        async with serving(SandboxConfig(acks=False), port=port) as back:
+            assert back.base_url.endswith(f":{port}")
+            clock.advance(600)
+            await d.run_until_idle()  # the probe succeeds: everything goes, once
+            assert d.status()["whatsapp"].circuit.state == "closed"
+            assert [(await row(runner, i)).state for i in ids] == [State.SENT] * 5
+            sent = [
+                r.body["phone"] for r in back.state.requests if r.path.endswith("/sendTemplate")
+            ]
+            assert sorted(sent) == phones
+    finally:
+        await channel.aclose()
+        runner.close()

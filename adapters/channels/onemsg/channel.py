@@ -44,6 +44,11 @@ from nextstep.adapters.channels.onemsg.acks import acks_from_hook_info
 from nextstep.adapters.channels.onemsg.categories import TemplateCategories
 from nextstep.adapters.channels.onemsg.checks import check_send
 from nextstep.adapters.channels.onemsg.classify import classify
+from nextstep.adapters.channels.onemsg.history import (
+    DEFAULT_SAFE_DELAY,
+    history_query,
+    matching_ids,
+)
 from nextstep.adapters.channels.onemsg.payload import preview as template_preview
 from nextstep.adapters.channels.onemsg.payload import template_body
 from nextstep.adapters.channels.onemsg.registration import (
@@ -58,10 +63,11 @@ from nextstep.adapters.channels.onemsg.templates import TemplateInfo, parse_temp
 from nextstep.adapters.channels.onemsg.ttl import attempt_ttl
 from nextstep.adapters.channels.onemsg.whatsapp import MAX_BODY, breaks_rule, control_character
 from nextstep.engine.clock import Clock
+from nextstep.engine.durations import parse_duration
 from nextstep.engine.errors import ConfigError, DeliveryError, Problem
 from nextstep.engine.metrics import PROVIDER_ANSWERS, SEND_LATENCY
 from nextstep.engine.model import Ack, Message, Outcome, OutcomeKind
-from nextstep.engine.plugins import AckRegistration, ChannelTraits, TemplateButton
+from nextstep.engine.plugins import AckRegistration, ChannelTraits, SentSearch, TemplateButton
 from nextstep.engine.redact import mask_phone
 
 log = logging.getLogger(__name__)
@@ -133,6 +139,8 @@ class OneMsgChannel:
             int(config.get("max_connections", DEFAULT_CONNECTIONS))
         )
         self._client = make_client(timeout, transport=self._transport)
+        self._history = config.get("history") is True
+        self.safe_delay = parse_duration(config.get("history_delay", DEFAULT_SAFE_DELAY))
         self._timeout = timeout.as_dict()
         self._auth = {"Authorization": f"Bearer {self._token}"}
         self._send_headers = {**self._auth, "Content-Type": "application/json"}
@@ -237,6 +245,12 @@ class OneMsgChannel:
             reason=outcome.reason.replace(self._token, "***"),
             answer=outcome.answer.replace(self._token, "***"),
         )
+
+    async def find_sent(self, message: Message, since: float) -> SentSearch:
+        """Our messages like ``message`` in the history since ``since`` (``GET messages``);
+        complete only with ``history: true``. Raises DeliveryError."""
+        data = await self._get("messages", history_query(message.to, since))
+        return SentSearch(matching_ids(data, message.to, message.fields), self._history)
 
     async def probe(self) -> bool:
         """True when ``GET status`` answers ``connected``."""

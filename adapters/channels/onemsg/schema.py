@@ -16,6 +16,15 @@ CONFIG_SCHEMA: Mapping[str, Any] = {
         "token": {"$ref": "#/$defs/secret"},
         "timeout": {"$ref": "#/$defs/timeout"},
         "max_connections": {"type": "integer", "minimum": 1},
+        "history": {
+            "type": "boolean",
+            "description": "History storage is on for the instance: a notification in doubt "
+            "whose message is not in GET messages after history_delay is sent again.",
+        },
+        "history_delay": {
+            "$ref": "#/$defs/duration",
+            "description": "How long after an attempt the history is trusted (2m).",
+        },
     },
 }
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from nextstep.engine.ledger.base import KeptAck, Move, Notification, PollCandidate, Tracked
 from nextstep.engine.ledger.codec import dumps, loads
-from nextstep.engine.ledger.postgres.sql import Conn, columns, unique
+from nextstep.engine.ledger.postgres.sql import Conn, add_history, columns, unique
 from nextstep.engine.ledger.rows import COLUMNS, to_notification
 from nextstep.engine.model import State
 
@@ -230,11 +230,15 @@ def poll_candidates(
     oldest: float,
     limit: int,
 ) -> list[PollCandidate]:
-    """Messages still only ``sent`` to ask their channel about; least recently polled first."""
+    """Messages still only ``sent`` (or ``delivered`` when ``read`` is expected) to ask their
+    channel about; least recently polled first."""
     if not channels:
         return []
     rows = conn.execute(
-        "SELECT id, channel, provider_id FROM notifications WHERE state = 'sent' "
+        "SELECT id, channel, provider_id FROM notifications "
+        # Every row whose expectation is not met yet (issue 15.5): `sent`, and `delivered`
+        # when the rule waits for `read` (its read ack may have been lost).
+        "WHERE (state = 'sent' OR (state = 'delivered' AND expect = 'read')) "
         "AND provider_id IS NOT NULL AND updated_at <= %s AND updated_at >= %s "
         "AND channel = ANY(%b::text[]) AND (polled_at IS NULL OR polled_at <= %s) "
         "ORDER BY COALESCE(polled_at, 0), id LIMIT %s",
@@ -250,3 +254,35 @@ def mark_polled(conn: Conn, ids: Sequence[int], now: float) -> None:
             "UPDATE notifications SET polled_at = %s WHERE id = ANY(%b::bigint[])",
             (now, list(ids)),
         )
+
+
+def resolve_in_doubt(
+    conn: Conn,
+    notification_id: int,
+    now: float,
+    provider_id: str | None,
+    detail: Mapping[str, Any],
+) -> bool:
+    """An in-doubt notification the provider's history settled: ``sent`` with the message id
+    found, or (``provider_id`` None: not there) ``queued`` again, due now; with a history
+    line. False when it is no longer in doubt."""
+    if provider_id is not None:
+        row = conn.execute(
+            "UPDATE notifications SET state = 'sent', provider_id = %s, updated_at = %s, "
+            "reason = '', failure_class = NULL, next_attempt_at = NULL, "
+            "deadline_at = CASE WHEN within IS NOT NULL THEN %s + within ELSE deadline_at END "
+            "WHERE id = %s AND state = 'in_doubt' RETURNING id",
+            (provider_id, now, now, notification_id),
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "UPDATE notifications SET state = 'queued', next_attempt_at = %s, updated_at = %s, "
+            "reason = '' WHERE id = %s AND state = 'in_doubt' RETURNING id",
+            (now, now, notification_id),
+        ).fetchone()
+    if row is None:
+        return False
+    state = "queued" if provider_id is None else "sent"
+    line = {"state": state, "from": "in_doubt", **detail}
+    add_history(conn, [(notification_id, now, "state", line)])
+    return True

@@ -12,7 +12,7 @@ from typing import Any
 
 from nextstep.engine.ledger.base import KeptAck, Notification, PollCandidate, Tracked
 from nextstep.engine.ledger.codec import dumps, loads
-from nextstep.engine.ledger.sqlite.rows import COLUMNS, placeholders, to_notification
+from nextstep.engine.ledger.sqlite.rows import COLUMNS, add_history, placeholders, to_notification
 from nextstep.engine.model import State
 
 # SQLite allows 32766 bound parameters; stay well below for IN (…) lists.
@@ -252,13 +252,16 @@ def poll_candidates(
     oldest: float,
     limit: int,
 ) -> list[PollCandidate]:
-    """Messages still only ``sent`` since ``silent_since``
-    (and accepted after ``oldest``), not polled since ``polled_before``; least recently
-    polled first."""
+    """Messages still only ``sent`` (or ``delivered`` when ``read`` is expected) since
+    ``silent_since`` (and accepted after ``oldest``), not polled since ``polled_before``;
+    least recently polled first."""
     if not channels:
         return []
     rows = conn.execute(
-        "SELECT id, channel, provider_id FROM notifications WHERE state = 'sent' "
+        "SELECT id, channel, provider_id FROM notifications "
+        # Every row whose expectation is not met yet (issue 15.5): `sent`, and `delivered`
+        # when the rule waits for `read` (its read ack may have been lost).
+        "WHERE (state = 'sent' OR (state = 'delivered' AND expect = 'read')) "
         "AND provider_id IS NOT NULL AND updated_at <= ? AND updated_at >= ? "
         f"AND channel IN ({placeholders(len(channels))}) "
         "AND (polled_at IS NULL OR polled_at <= ?) ORDER BY COALESCE(polled_at, 0), id LIMIT ?",
@@ -270,3 +273,35 @@ def poll_candidates(
 def mark_polled(conn: sqlite3.Connection, ids: Sequence[int], now: float) -> None:
     """Remember when these notifications were last asked about."""
     conn.executemany("UPDATE notifications SET polled_at = ? WHERE id = ?", ((now, i) for i in ids))
+
+
+def resolve_in_doubt(
+    conn: sqlite3.Connection,
+    notification_id: int,
+    now: float,
+    provider_id: str | None,
+    detail: Mapping[str, Any],
+) -> bool:
+    """An in-doubt notification the provider's history settled: ``sent`` with the message id
+    found, or (``provider_id`` None: not there) ``queued`` again, due now; with a history
+    line. False when it is no longer in doubt."""
+    if provider_id is not None:
+        row = conn.execute(
+            "UPDATE notifications SET state = 'sent', provider_id = ?, updated_at = ?, "
+            "reason = '', failure_class = NULL, next_attempt_at = NULL, "
+            "deadline_at = CASE WHEN within IS NOT NULL THEN ? + within ELSE deadline_at END "
+            "WHERE id = ? AND state = 'in_doubt' RETURNING id",
+            (provider_id, now, now, notification_id),
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "UPDATE notifications SET state = 'queued', next_attempt_at = ?, updated_at = ?, "
+            "reason = '' WHERE id = ? AND state = 'in_doubt' RETURNING id",
+            (now, now, notification_id),
+        ).fetchone()
+    if row is None:
+        return False
+    state = "queued" if provider_id is None else "sent"
+    line = {"state": state, "from": "in_doubt", **detail}
+    add_history(conn, [(notification_id, now, "state", line)])
+    return True

@@ -262,6 +262,12 @@ class SqliteTransaction:
         """Remember when these were asked about."""
         status.mark_polled(self._conn, ids, now)
 
+    def resolve_in_doubt(
+        self, notification_id: int, now: float, provider_id: str | None, detail: Mapping[str, Any]
+    ) -> bool:
+        """``sent`` with ``provider_id`` (found), or ``queued`` again (None), if in doubt."""
+        return status.resolve_in_doubt(self._conn, notification_id, now, provider_id, detail)
+
     # -- opt-outs and inbound messages --------------------------------------------------------
     def add_optouts(self, entries: Sequence[OptOut]) -> OptOutResult:
         """Keep opt-outs; skip the queued notifications they stop."""

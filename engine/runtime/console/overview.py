@@ -113,7 +113,7 @@ def health_parts(doc: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dic
                 "ok": str(c.get("state", "closed")) == "closed",
                 "backlog": c.get("backlog", 0),
                 "in_flight": c.get("in_flight", 0),
-                "error": c.get("reason") or detail.get("last_error") or "",
+                "error": c.get("cause") or c.get("reason") or detail.get("last_error") or "",
             }
         )
     return triggers, channels

@@ -250,10 +250,9 @@ class SandboxApi:
         self, request: Request, instance_id: str, instance: InstanceState, body: dict[str, Any]
     ) -> Reply:
         """``GET messages``: the history of what this instance sent (see :mod:`.history`)."""
+        kept = self.state.messages.values() if self.state.config.history else ()
         try:
-            return Reply(
-                200, history(self.state.messages.values(), instance_id, request.query_params)
-            )
+            return Reply(200, history(kept, instance_id, request.query_params))
         except HistoryQueryError as exc:
             return Reply(400, {"message": f"Invalid request parameters: {exc}"})
 

@@ -43,6 +43,7 @@ class SandboxConfig:
     meta_error_status: int = 400
     webhook_form: Literal["string", "list", "string-only"] = "string"
     ttl_scale: float = 1.0  # seconds of sandbox time per second of messageSendTtlSeconds
+    history: bool = True  # history storage on: GET messages lists what was sent (else empty)
     templates: tuple[Mapping[str, Any], ...] = BUILTIN_TEMPLATES
     scenario: Scenario = field(default_factory=default_scenario)
     ack_queue: int = 20_000
