@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -104,6 +104,10 @@ class SandboxApi:
                 reply = await handler(request, instance_id, instance, body)
             except _Refused as refused:
                 reply = refused.reply
+            except ClientDisconnect:
+                # The client hung up mid-body (a daemon killed while posting): nothing to
+                # answer, and not the sandbox's error to log with a traceback.
+                reply = Reply(499, {"message": "client closed the request"})
             recorded = getattr(request.state, "body", None)
             self.state.requests.append(
                 Received(instance_id, request.method, request.url.path, recorded, reply.status)
