@@ -203,6 +203,12 @@ class SandboxApi:
         self.state.count("accepted")
         self.state.accept(message)
         self.poster.schedule(message)
+        if answer.hold:
+            # Taken, but the answer is held back: the client's read timeout (or a lost
+            # connection) after the provider accepted. math.inf waits until the sandbox stops.
+            timeout = None if math.isinf(answer.hold) else answer.hold
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.state.closing.wait(), timeout)
         return accepted(message.message_id, message.phone)
 
     async def templates(
