@@ -89,6 +89,7 @@ class Result:
     in_doubt: set[int] = field(default_factory=set)
     listed: set[int] = field(default_factory=set)
     accepted: int = 0
+    in_doubt_taken: int = 0  # in-doubt notifications the sandbox had in fact accepted
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -103,8 +104,9 @@ class Result:
             f"kills {len(self.kills)}, notifications {self.plan.notifications}, "
             f"lost {len(self.lost)}, twice {len(self.twice)}, "
             f"in doubt per kill {[k.in_doubt for k in self.kills]} "
-            f"(total {len(self.in_doubt)}, listed {len(self.listed & self.in_doubt)}), "
-            f"accepted by the sandbox {self.accepted}, states {self.states}, "
+            f"(total {len(self.in_doubt)}, listed {len(self.listed & self.in_doubt)}, "
+            f"accepted by the sandbox {self.in_doubt_taken}), "
+            f"sandbox accepted {self.accepted} messages, states {self.states}, "
             f"{self.seconds:.1f}s"
         )
         return out
@@ -373,6 +375,7 @@ class Campaign:
             ident, state, _ = found
             if state == "in_doubt":
                 result.in_doubt.add(ident)
+                result.in_doubt_taken += 1 if accepted.get(phone(index)) else 0
             elif state not in GOOD_STATES:
                 result.lost.append(f"k{index}: #{ident} ended {state}")
             elif not accepted.get(phone(index)):
