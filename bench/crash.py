@@ -58,7 +58,8 @@ def main() -> int:
         f"twice={len(result.twice)} in_doubt_per_kill={[k.in_doubt for k in result.kills]} "
         f"max_in_doubt_per_kill={worst} max_in_flight={plan.max_in_flight} "
         f"unlisted={len(result.in_doubt - result.listed)} "
-        f"in_doubt_accepted_by_provider={result.in_doubt_taken}"
+        f"in_doubt_accepted_by_provider={result.in_doubt_taken} "
+        f"per_kill={[k.taken for k in result.kills]}"
     )
     for line in result.lost[:20]:
         print("lost:", line)

@@ -75,6 +75,8 @@ class Kill:
     accepted_at_kill: int  # the sandbox's accepted count when the daemon died
     leased_at_kill: int  # rows in `sending` just after the kill
     in_doubt: int  # rows the restart turned in_doubt
+    phones: set[str] = field(default_factory=set)  # their recipients
+    taken: int = 0  # how many of them the sandbox had in fact accepted
 
 
 @dataclass
@@ -96,8 +98,8 @@ class Result:
         """Per-kill figures and the totals, for people."""
         out = [
             f"kill {k.index}: accepted so far {k.accepted_at_kill}, leased at kill "
-            f"{k.leased_at_kill}, in doubt after restart {k.in_doubt} "
-            f"(max_in_flight {self.plan.max_in_flight})"
+            f"{k.leased_at_kill}, in doubt after restart {k.in_doubt} of which the sandbox "
+            f"had accepted {k.taken} (max_in_flight {self.plan.max_in_flight})"
             for k in self.kills
         ]
         out.append(
@@ -269,12 +271,13 @@ class Campaign:
         result = Result(self.plan)
         rounds = self.plan.kills + 1
         share = -(-len(self.chunks) // rounds)
-        in_doubt_before = 0
+        in_doubt_before: set[str] = set()
         for round_index in range(rounds):
             daemon = await DaemonProcess.start(workspace, f"daemon-{round_index}")
             try:
                 if result.kills:
-                    result.kills[-1].in_doubt = self._in_doubt_count() - in_doubt_before
+                    result.kills[-1].phones = self._in_doubt() - in_doubt_before
+                    result.kills[-1].in_doubt = len(result.kills[-1].phones)
                 todo = [c for c in self.chunks[: share * (round_index + 1)] if not c.delivered]
                 feeding = asyncio.create_task(self.feed(daemon, todo))
                 if round_index == rounds - 1:
@@ -286,7 +289,7 @@ class Campaign:
                 new = sum(len(c.keys) for c in todo)
                 target = before + self.rng.randint(max(1, new // 10), max(2, new * 3 // 5))
                 await self._until_accepted(sandbox, target, daemon)
-                in_doubt_before = self._in_doubt_count()
+                in_doubt_before = self._in_doubt()
                 daemon.process.send_signal(signal.SIGKILL)
                 await daemon.process.wait()
                 feeding.cancel()
@@ -306,9 +309,10 @@ class Campaign:
         result.seconds = time.monotonic() - started
         return result
 
-    def _in_doubt_count(self) -> int:
-        rows = self.ledger("SELECT count(*) FROM notifications WHERE state = 'in_doubt'")
-        return int(rows[0][0]) if rows else 0
+    def _in_doubt(self) -> set[str]:
+        """The recipients of the in-doubt notifications (one recipient per notification)."""
+        rows = self.ledger("SELECT recipient FROM notifications WHERE state = 'in_doubt'")
+        return {str(r[0]).lstrip("+") for r in rows}
 
     async def _until_accepted(self, sandbox: Running, target: int, daemon: DaemonProcess) -> None:
         """Wait until the sandbox accepted ``target`` messages in all (or until the daemon ran
@@ -361,6 +365,8 @@ class Campaign:
     def _compare(self, sandbox: Running, result: Result) -> None:
         accepted = Counter(m.phone for m in sandbox.state.messages.values())
         result.accepted = sum(accepted.values())
+        for kill in result.kills:
+            kill.taken = sum(1 for p in kill.phones if accepted.get(p))
         result.twice = sorted(p for p, n in accepted.items() if n > 1)
         result.states = self.states()
         rows = self.ledger(
