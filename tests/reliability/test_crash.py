@@ -58,5 +58,8 @@ def test_every_in_doubt_notification_is_listed_by_status(campaign: Result) -> No
     "kill too, so in doubt per kill exceeds max_in_flight (being fixed on branch workers)",
 )
 def test_in_doubt_per_kill_is_at_most_the_in_flight_cap(campaign: Result) -> None:
+    # Beware when fixing 15.10: bench/crash.py --kills 20 saw up to 15 in-doubt notifications
+    # per kill that the sandbox had accepted, with max_in_flight 8. Requests answered but not
+    # yet recorded (the writer batches results) count too, not only those awaiting an answer.
     for kill in campaign.kills:
         assert kill.in_doubt <= PLAN.max_in_flight, campaign.lines()
