@@ -140,11 +140,6 @@ async def test_a_429_waits_for_its_retry_after(wire: Wire) -> None:
     assert (await row(wire.runner, nid)).state is S.SENT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect 15.6: an unbounded Retry-After (100000 s) pauses the channel for 27.8 h; "
-    "it should be capped (a few minutes by default), logged and shown in health",
-)
 async def test_a_huge_retry_after_is_capped(wire: Wire) -> None:
     phone = "34600004291"
     (nid,) = await enqueue(wire.runner, _to(phone))
@@ -181,12 +176,6 @@ async def test_a_refused_connection_is_retried_and_never_in_doubt(wire: Wire) ->
     assert wire.taken(phone) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect 15.9: with the provider refusing connections every notification spends its "
-    "attempts and ends failed; a channel failure should open the circuit instead, the "
-    "notifications waiting untouched until a probe succeeds",
-)
 async def test_an_outage_spends_no_attempts(wire: Wire) -> None:
     phones = [f"3460000{i:04d}" for i in range(811, 815)]
     ids = await enqueue(wire.runner, *(_to(p) for p in phones))
@@ -307,11 +296,6 @@ async def test_missing_acks_are_recovered_by_hookinfo_polling(w: World) -> None:
     assert w.ledger.state(nid) is S.READ
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect 15.5: hookInfo polling looks only at sent rows, so a lost read ack of a "
-    "notification expecting read is never recovered and its fallback fires",
-)
 async def test_a_missing_read_ack_is_recovered_before_the_fallback(w: World) -> None:
     nid = w.ledger.enqueue(person(205), "readers")
     await w.dispatch()
