@@ -169,10 +169,13 @@ def plan(source: TableSource, target: TableTarget, *, replace: bool) -> list[Tab
     tables = ordered(source.tables())
     known = target.columns()
     for table in tables:
-        missing = [c for c in table.columns if c not in known.get(table.name, ())]
-        if table.name not in known or missing:
-            what = "the table" if table.name not in known else f"columns {', '.join(missing)} of"
-            raise CopyRefused(f"the target {target.name} has no {what} {table.name}")
+        if table.name not in known:
+            raise CopyRefused(f"the target {target.name} has no table {table.name}")
+        missing = [c for c in table.columns if c not in known[table.name]]
+        if missing:
+            raise CopyRefused(
+                f"the target {target.name} has no column {', '.join(missing)} in {table.name}"
+            )
     busy = target.with_rows([t.name for t in tables])
     if busy and not replace:
         raise CopyRefused(

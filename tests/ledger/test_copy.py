@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import fcntl
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from nextstep.engine.commands.cli import main
-from nextstep.engine.ledger import open_store
+from nextstep.engine.ledger import open_copy_source, open_copy_target, open_store
 from nextstep.engine.ledger.base import AttemptResult, NewInbound, OptOut, Store
-from nextstep.engine.ledger.copying import lock_path
+from nextstep.engine.ledger.copying import (
+    CopyRefused,
+    Row,
+    Table,
+    TableSource,
+    TableTarget,
+    copy_ledger,
+    lock_path,
+    plan,
+)
 from nextstep.engine.model import InboundMessage, Progress, State
 from tests.support.ledgers import PostgresLedgers
 from tests.support.notifications import T0, new_notification
@@ -259,6 +268,25 @@ def test_usage_errors_exit_2(args: list[str], message: str) -> None:
     assert message in result.stderr
 
 
+def test_rows_written_after_the_plan_looked_refuse_the_copy(
+    sqlite_ledger: tuple[Path, Store, dict[str, int]], postgres_session: PostgresLedgers
+) -> None:
+    path, _, _ = sqlite_ledger
+    url = postgres_session.fresh()
+    source, target = open_copy_source(str(path)), open_copy_target(url)
+    pg = open_store(url)
+    try:
+        tables = plan(source, target, replace=False)  # empty when it looked
+        pg.enqueue([new_notification("34600000111", dedupe_key="worker")])  # a worker began
+        with pytest.raises(CopyRefused, match="received rows"):
+            target.load(tables, lambda t: source.batches(t, 100), replace=False)
+        assert [n.dedupe_key for n in pg.list()] == ["worker"]
+    finally:
+        pg.close()
+        source.close()
+        target.close()
+
+
 def test_a_missing_source_is_an_error_not_a_new_ledger(
     tmp_path: Path, postgres_session: PostgresLedgers
 ) -> None:
@@ -266,3 +294,101 @@ def test_a_missing_source_is_an_error_not_a_new_ledger(
     assert result.exit_code == 1
     assert f"no SQLite ledger at {tmp_path / 'none.db'}" in result.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+# -- what may be copied, on in-memory twins of the backends' export and import ---------------
+class _Source:
+    name = "memory"
+
+    def __init__(self, tables: list[Table], migrations: list[str]) -> None:
+        self._tables, self._migrations = tables, migrations
+
+    def migrations(self) -> list[str]:
+        return self._migrations
+
+    def tables(self) -> list[Table]:
+        return self._tables
+
+    def batches(self, table: Table, size: int) -> Iterator[list[Row]]:
+        rows = [(i,) for i in range(table.rows)]
+        for start in range(0, len(rows), size):
+            yield rows[start : start + size]
+
+    def close(self) -> None:
+        pass
+
+
+class _Target:
+    name = "target"
+
+    def __init__(self, columns: dict[str, tuple[str, ...]], migrations: list[str]) -> None:
+        self._columns, self._migrations = columns, migrations
+        self.rows: dict[str, list[Row]] = {}
+
+    def migrations(self) -> list[str]:
+        return self._migrations
+
+    def columns(self) -> dict[str, tuple[str, ...]]:
+        return self._columns
+
+    def with_rows(self, tables: Sequence[str]) -> list[str]:
+        return [t for t in tables if self.rows.get(t)]
+
+    def load(
+        self,
+        tables: Sequence[Table],
+        rows: Callable[[Table], Iterator[list[Row]]],
+        *,
+        replace: bool,
+    ) -> dict[str, int]:
+        for table in tables:
+            self.rows[table.name] = [row for batch in rows(table) for row in batch]
+        return {table.name: len(self.rows[table.name]) for table in tables}
+
+    def close(self) -> None:
+        pass
+
+
+def test_tables_go_in_dependency_order_then_by_name() -> None:
+    names = ["zeta_later", "history", "acks", "notifications", "alpha_later", "progress"]
+    source = _Source([Table(n, ("id",), 3, 3) for n in names], ["0001"])
+    target = _Target({n: ("id",) for n in names}, ["0001"])
+    seen: list[tuple[str, int]] = []
+    summary = copy_ledger(source, target, batch=2, on_rows=lambda t, n: seen.append((t, n)))
+    order = ["progress", "notifications", "history", "acks", "alpha_later", "zeta_later"]
+    assert list(summary.tables) == order
+    assert seen[:2] == [("progress", 2), ("progress", 1)]
+    assert summary.rows == 18 and target.rows["history"] == [(0,), (1,), (2,)]
+
+
+@pytest.mark.parametrize(
+    ("source_migrations", "columns", "message"),
+    [
+        pytest.param(
+            ["0001", "0002"],
+            {"notifications": ("id", "state")},
+            "only the source: 0002; only the target: none",
+            id="migrations",
+        ),
+        pytest.param(["0001"], {}, "has no table notifications", id="table"),
+        pytest.param(
+            ["0001"],
+            {"notifications": ("id",)},
+            "has no column state in notifications",
+            id="column",
+        ),
+    ],
+)
+def test_a_copy_that_would_not_be_faithful_is_refused(
+    source_migrations: list[str], columns: dict[str, tuple[str, ...]], message: str
+) -> None:
+    source = _Source([Table("notifications", ("id", "state"), 1, 1)], source_migrations)
+    target = _Target(columns, ["0001"])
+    with pytest.raises(CopyRefused, match=message):
+        copy_ledger(source, target)
+    assert target.rows == {}
+
+
+def test_the_in_memory_twins_are_what_the_backends_are() -> None:
+    assert isinstance(_Source([], []), TableSource)
+    assert isinstance(_Target({}, []), TableTarget)

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from nextstep.engine.errors import StoreError
-from nextstep.engine.ledger.copying import Row, Table
+from nextstep.engine.ledger.copying import CopyRefused, Row, Table
 from nextstep.engine.ledger.postgres import text
 from nextstep.engine.ledger.postgres.sql import Conn
 from nextstep.engine.ledger.postgres.store import CONNECT_TIMEOUT, shown
@@ -51,13 +51,12 @@ class PostgresLoad:
 
     def with_rows(self, tables: Sequence[str]) -> list[str]:
         """Those of ``tables`` that hold a row."""
-        return [
-            table
-            for table in tables
-            if self._run(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table)))[
-                0
-            ][0]
-        ]
+        found = []
+        for table in tables:
+            query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
+            if self._run(query)[0][0]:
+                found.append(table)
+        return found
 
     def load(
         self,
@@ -71,6 +70,13 @@ class PostgresLoad:
         try:
             with self._conn.transaction():
                 self._conn.execute("SET LOCAL synchronous_commit = on")
+                self._lock(tables)
+                busy = [] if replace else self.with_rows([t.name for t in tables])
+                if busy:  # written since the plan looked: a worker started on it meanwhile
+                    raise CopyRefused(
+                        f"the target {self.name} received rows (tables {', '.join(busy)}) "
+                        "while the copy started; stop every worker on it and copy again"
+                    )
                 if replace and tables:
                     self._conn.execute(
                         sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
@@ -84,6 +90,16 @@ class PostgresLoad:
         except psycopg.Error as exc:
             raise StoreError(f"copy into {self.name} failed, nothing was kept: {exc}") from exc
         return written
+
+    def _lock(self, tables: Sequence[Table]) -> None:
+        """Nobody else reads or writes the tables until the copy commits (a worker started
+        meanwhile waits, then sees the whole copy)."""
+        if tables:
+            self._conn.execute(
+                sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                    sql.SQL(", ").join(sql.Identifier(t.name) for t in tables)
+                )
+            )
 
     def _copy(self, table: Table, batches: Iterator[list[Row]]) -> int:
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
