@@ -26,6 +26,7 @@ class SqliteExport:
     def __init__(self, path: Path) -> None:
         self.name = str(path)
         self._closed = False
+        self._tables: list[Table] | None = None
         if not path.is_file():
             raise StoreError(f"no SQLite ledger at {path}")
         try:
@@ -42,7 +43,13 @@ class SqliteExport:
         return [name for (name,) in self._conn.execute("SELECT name FROM migrations")]
 
     def tables(self) -> list[Table]:
-        """Every ledger table, with its columns, row count and last id given out."""
+        """Every ledger table, with its columns, row count and last id given out (counted
+        once: the snapshot does not change)."""
+        if self._tables is None:
+            self._tables = self._read_tables()
+        return list(self._tables)
+
+    def _read_tables(self) -> list[Table]:
         names = [
             name
             for (name,) in self._conn.execute(
