@@ -77,14 +77,22 @@ class Secrets:
         return text if self.pattern is None else self.pattern.sub(REDACTED, text)
 
 
+# A cheap look for any word the patterns above need: most texts (a provider's "accepted"
+# answer) have none, and the patterns cost tens of microseconds each (the send path redacts
+# every outcome). Plain substring tests: a regular expression alternation costs more.
+_SECRET_WORDS = ("bearer", "basic", "token", "secret", "passw", "key", "auth", "sig")
+
+
 def redact(text: str, secrets: Iterable[str] | Secrets = ()) -> str:
     """``text`` with known secrets, bearer tokens, secret-looking query values and named
     values (``X-Api-Key: …``), and phone numbers hidden."""
     known = secrets if isinstance(secrets, Secrets) else Secrets(secrets)
     text = known.scrub(text)
-    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    text = _QUERY_TOKEN.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
-    text = _NAMED_SECRET.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    lowered = text.lower()
+    if any(word in lowered for word in _SECRET_WORDS):
+        text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+        text = _QUERY_TOKEN.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+        text = _NAMED_SECRET.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     return mask_phones_in(text)
 
 
@@ -137,6 +145,10 @@ _NOT_PHONES = re.compile(
     r"|:\d+(?::\d+)+\b"  # :5:13 (a file position)
 )
 _CANDIDATE = re.compile(r"(?:\+|\b00|\()?\d(?:[ \-.()]{0,2}\d)*")
+# Fast paths (the send path masks every provider answer): a WhatsApp chat id
+# (``34600111222@c.us``) is masked at once, and a text without 7 digits written together can
+# hold no phone number.
+_LONG_RUN = re.compile(r"\d(?:[ \-.()]{0,2}\d){6}")
 _PLAIN_LENGTHS = range(7, 16)
 
 
@@ -152,12 +164,36 @@ def mask_phones_in(text: str) -> str:
     """Mask every phone number inside free text (log messages, provider answers)."""
     if not any(c.isdigit() for c in text):
         return text
+    if "@" in text:
+        text = _mask_chat_ids(text)
+    if not _LONG_RUN.search(text):
+        return text
     parts, last = [], 0
     for kept in _NOT_PHONES.finditer(text):
         parts += [_mask(text, last, kept.start()), kept.group(0)]
         last = kept.end()
     parts.append(_mask(text, last, len(text)))
     return "".join(parts)
+
+
+def _mask_chat_ids(text: str) -> str:
+    """Every ``<7 to 15 digits>@`` (a WhatsApp chat id) masked; found from each ``@``
+    backwards, which costs less than a regular expression scanning every position."""
+    out: list[str] = []
+    last, at = 0, text.find("@")
+    while at != -1:
+        start = at
+        while start > last and text[start - 1].isdigit():
+            start -= 1
+        before = text[start - 1] if start else " "
+        if 7 <= at - start <= 15 and not (before.isalnum() or before in "_.*"):
+            out += [text[last:start], mask_phone(text[start:at])]
+            last = at
+        at = text.find("@", at + 1)
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
 
 
 def _mask(text: str, start: int, end: int) -> str:
@@ -187,6 +223,8 @@ def _is_phone(text: str, start: int, end: int) -> bool:
         return False  # a version, a decimal
     if run.startswith(("+", "00")) or re.search(r"\d[ \-.()]+\d", run):
         return True  # written like a phone number
+    if after == "@" and run.isdigit():
+        return True  # a WhatsApp chat id (34600111222@c.us): no need to ask phonenumbers
     return _plain_phone(digits)
 
 

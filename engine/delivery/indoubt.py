@@ -58,10 +58,15 @@ def _in_doubt(store: Store, limit: int) -> list[Notification]:
 
 
 def _decide(
-    store: Store, n: Notification, search: SentSearch, now: float, claimed: set[str]
+    store: Store,
+    n: Notification,
+    search: SentSearch,
+    now: float,
+    claimed: set[str],
+    first: bool,
 ) -> str:
     """Apply what the history said of ``n`` in one transaction: ``sent``, ``queued`` or
-    ``kept``."""
+    ``kept`` (the ``first`` time with a ``lookup`` history line saying why)."""
     with store.transaction() as tx:
         taken = tx.tracked_by_provider(list(search.matches)) if search.matches else {}
         free = [m for m in search.matches if m not in taken and m not in claimed]
@@ -74,6 +79,15 @@ def _decide(
         if search.complete:  # nothing of ours that is not already another notification's
             detail = {"by": "history", "reason": "not in the provider's message history"}
             return "queued" if tx.resolve_in_doubt(n.id, now, None, detail) else "gone"
+        if first:
+            why = "only other notifications' messages" if search.matches else "nothing"
+            note = {
+                "by": "history",
+                "found": why,
+                "decision": "left in doubt: the history may be incomplete (history storage "
+                "not declared on)",
+            }
+            tx.add_history([(n.id, now, "lookup", note)])
     return "kept"
 
 
@@ -97,6 +111,7 @@ async def resolve_once(
             continue
         if now < n.updated_at + channel.safe_delay or now < asked.get(n.id, 0) + settings.recheck:
             continue
+        first = n.id not in asked
         asked[n.id] = now
         try:
             search = await channel.find_sent(
@@ -105,7 +120,7 @@ async def resolve_once(
         except DeliveryError as exc:
             log.info("history lookup of #%d failed: %s", n.id, exc)
             continue
-        outcome = await runner.call(_decide, runner.store, n, search, clock.now(), claimed)
+        outcome = await runner.call(_decide, runner.store, n, search, clock.now(), claimed, first)
         if outcome == "gone":  # an operator decided meanwhile
             continue
         IN_DOUBT_RESOLVED.labels(n.channel, outcome).inc()

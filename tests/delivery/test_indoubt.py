@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -46,6 +46,7 @@ class World:
     channel: OneMsgChannel
     runner: LedgerRunner
     clock: FakeClock
+    asked: dict[int, float] = field(default_factory=dict)  # kept between rounds, as the daemon
 
     async def in_doubt_after_a_timeout(self, phone: str = SLOW) -> int:
         (nid,) = await enqueue(self.runner, new_notification(phone, fields=dict(FIELDS)))
@@ -56,7 +57,7 @@ class World:
 
     async def resolve(self) -> Any:
         channels: dict[str, SearchesSent] = {"whatsapp": self.channel}
-        return await resolve_once(self.runner, channels, self.clock)
+        return await resolve_once(self.runner, channels, self.clock, asked=self.asked)
 
 
 @pytest.fixture(params=[True, False], ids=["history-on", "history-off"])
@@ -120,6 +121,12 @@ async def test_an_accepted_message_found_in_the_history_becomes_sent(world: Worl
         assert report.kept == [nid]
         assert n.state is State.IN_DOUBT
         assert _resolved("kept") == before[1] + 1
+        lines = await world.runner.call(world.runner.store.history, nid)
+        assert (lines[-1].kind, lines[-1].detail["found"]) == ("lookup", "nothing")
+        world.clock.advance(301)  # asked again later: no second line
+        assert (await world.resolve()).kept == [nid]
+        again = await world.runner.call(world.runner.store.history, nid)
+        assert len(again) == len(lines)
     # Never sent twice: the sandbox got exactly one request.
     assert world.sandbox.state.attempts[("test-instance", SLOW)] == 1
 
