@@ -31,7 +31,6 @@ from nextstep.engine.ledger.base import HistoryEntry, Notification, Store
 from nextstep.engine.model import State
 from nextstep.engine.redact import mask_phone, redact_outside, redact_tree
 from nextstep.engine.rules.config import store_url as read_store_url
-from nextstep.engine.runtime.server import HEALTH_KEY, HEALTH_STALE_AFTER
 
 COLUMNS = (
     State.QUEUED,
@@ -82,6 +81,10 @@ def open_ledger(config_path: Path, store_url: str | None) -> Iterator[Store]:
 
 def read_daemon(store: Store, now: float) -> dict[str, Any] | None:
     """The running daemon's health snapshot, or None when none was written recently."""
+    # Here, not at the top: the server module brings the web stack, which every command
+    # would otherwise load at start-up (``nextstep ingest`` included).
+    from nextstep.engine.runtime.server import HEALTH_KEY, HEALTH_STALE_AFTER
+
     raw = store.get_progress(HEALTH_KEY)
     if not raw:
         return None

@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from starlette.routing import BaseRoute
+if TYPE_CHECKING:  # only in signatures: every command imports this module, few serve HTTP
+    from starlette.routing import BaseRoute
 
 from nextstep.engine.model import (
     Ack,

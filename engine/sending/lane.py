@@ -105,6 +105,7 @@ class Lane:
         self.tasks: set[asyncio.Task[Any]] = set()  # workers with an attempt under way
         self.concurrency = Concurrency(limits.rate, limits.max_in_flight)
         self._workers: set[asyncio.Task[None]] = set()
+        self._no_workers = asyncio.Event()  # set when the last worker has left
         self._running = False  # run() is under way: workers may be added
         self._turn = asyncio.Lock()
         self._has_work = asyncio.Event()
@@ -184,8 +185,9 @@ class Lane:
         self._running = True
         self._staff()
         try:
-            while self._workers:
-                await asyncio.wait(set(self._workers), return_when=asyncio.FIRST_COMPLETED)
+            # One event, not asyncio.wait over every worker: with thousands of workers coming
+            # and going, re-waiting on all of them at each change would cost O(workers) each.
+            await self._no_workers.wait()
         finally:
             self._running = False
             idle = {worker for worker in self._workers if worker not in self.tasks}
@@ -201,7 +203,20 @@ class Lane:
         while len(self._workers) < self.concurrency.target:
             worker = asyncio.create_task(self._work())
             self._workers.add(worker)
-            worker.add_done_callback(self._workers.discard)
+            self._no_workers.clear()
+            worker.add_done_callback(self._left)
+
+    def _left(self, worker: asyncio.Task[None]) -> None:
+        self._workers.discard(worker)
+        if not self._workers:
+            self._no_workers.set()
+
+    def _surplus(self) -> bool:
+        """More workers than the target, beyond a margin: the target moves by one or two with
+        each answer, and a worker must not be retired and started again for each of them."""
+        target = self.concurrency.target
+        margin = 0 if target >= self.limits.max_in_flight else max(1, target // 16)
+        return len(self._workers) > target + margin
 
     async def _work(self) -> None:
         me = asyncio.current_task()
@@ -222,8 +237,8 @@ class Lane:
             finally:
                 self.tasks.discard(me)
                 self._finished()
-            if len(self._workers) > self.concurrency.target:
-                self._workers.discard(me)  # the target fell: one slot fewer
+            if self._surplus():
+                self._left(me)  # the target fell: one slot fewer
                 return
 
     async def _take(self) -> _Attempt | None:
