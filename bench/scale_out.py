@@ -16,8 +16,9 @@ msg/s is ``sent / (last result - first result + latency)``, from the ledger's ow
 sent row's ``updated_at`` is when its result was recorded): waves of 50 results 200 ms apart
 give exactly 50 / 0.2 s, and neither the workers' idle poll (1 s) nor this script's polling is
 counted. Each run also counts the sends the sandbox accepted (its own counter): equal to the
-ledger's sent rows, nothing was sent twice. PostgreSQL runs get a fresh database each (``nextstep_bench_<random>_<run>``, created
-from ``--postgres`` and dropped at the end); the SQLite run a fresh file. Targets: 3 workers at
+ledger's sent rows, nothing was sent twice. PostgreSQL runs get a fresh database each
+(``nextstep_bench_<random>_<run>``, created from ``--postgres`` and dropped at the end); the
+SQLite run a fresh file. Targets: 3 workers at
 least 2.5 x one, and one PostgreSQL worker at least 0.8 x one SQLite worker.
 """
 
