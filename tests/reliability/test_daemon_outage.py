@@ -73,10 +73,13 @@ async def test_an_outage_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -
                 )
                 return int(rows[0][0]) if rows else 0
 
-            async def refused_and_retried() -> bool:
-                return retried() > 0
+            async def noticed() -> bool:
+                # Either way of meeting the outage: sends put back to be retried, or (once
+                # defect 15.9 is fixed) the channel's circuit opened with nothing spent.
+                circuit = (await daemon.health())["circuits"].get("whatsapp", {})
+                return retried() > 0 or circuit.get("state") not in (None, "closed")
 
-            await wait_for(refused_and_retried, "sends refused by the closed port, to be retried")
+            await wait_for(noticed, "the daemon to meet the closed port")
             await gate.open()
 
             async def all_settled() -> bool:
