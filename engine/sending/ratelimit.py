@@ -152,6 +152,11 @@ class RecipientSpacing:
         self._booked[key] = slot
         return slot
 
+    def sent(self, key: str, at: float) -> None:
+        """Record the real send time of a message :meth:`claim` let go a moment earlier."""
+        if self.spacing > 0 and key:
+            self._last[key] = max(at, self._last.get(key, at))
+
     def prune(self, now: float) -> None:
         """Forget recipients whose spacing and bookings are over (bounds memory)."""
         horizon = now - self.spacing

@@ -30,7 +30,8 @@ def ledger(tmp_path: Path) -> tuple[str, Store]:
             new_notification("34600111444", rule_id="cases", dedupe_key="c:1", created_at=now),
         ]
     )
-    store.lease_due(now, 1)  # the oldest is being sent…
+    leased = store.lease_due(now, 1)  # the oldest is being sent…
+    store.mark_sending([n.id for n in leased], now)
     store.recover_interrupted(now)  # …when the process dies: in doubt
     return f"sqlite:///{path}", store
 
