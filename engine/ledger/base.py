@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nextstep.engine.ledger.leases import Recovered, WorkerRecord
+from nextstep.engine.ledger.leases import Recovered, SourceLock, WorkerRecord
 from nextstep.engine.model import InboundMessage, Progress, State
 
 # A history line: (notification id, at, kind, detail).
@@ -580,6 +580,11 @@ class Store(Protocol):
 
     def stop_worker(self, worker_id: str, now: float) -> None:
         """Record that a worker stopped cleanly (it holds nothing)."""
+        ...
+
+    def source_lock(self, name: str) -> SourceLock:
+        """The lock of trigger source ``name``, for reading it on one worker at a time (not
+        taken yet: :meth:`SourceLock.acquire`)."""
         ...
 
     def next_due(

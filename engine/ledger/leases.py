@@ -10,12 +10,13 @@ in doubt; an unmarked one never left and is due again. docs/scaling.md tells the
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 LEASE = 30.0  # seconds a lease lasts without renewal; nothing waits longer for a dead worker
 RECOVERED_REASON = "interrupted while sending: the provider may have accepted it"
@@ -104,3 +105,43 @@ def gone(
         ):
             out.append(w.id)
     return out
+
+
+class SourceLock(Protocol):
+    """The lock of one trigger source (a folder of files, a polled table): held by one worker at a
+    time; on PostgreSQL a session-level advisory lock on a connection of its own, so it ends
+    when its worker dies, however it dies. Blocking calls: run them off the event loop."""
+
+    def acquire(self) -> bool:
+        """Take it if free (never waits); True when held (also when already held)."""
+        ...
+
+    def alive(self) -> bool:
+        """Whether it is still held (its connection still works)."""
+        ...
+
+    def close(self) -> None:
+        """Release it and its connection (idempotent)."""
+        ...
+
+
+class SoleSourceLock:
+    """The lock of a ledger only one daemon uses (SQLite: the ledger's file lock sees to
+    that): always held."""
+
+    def acquire(self) -> bool:
+        """Always True."""
+        return True
+
+    def alive(self) -> bool:
+        """Always True."""
+        return True
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def source_key(name: str) -> int:
+    """A signed 64-bit advisory-lock key for a source name, the same in every process."""
+    digest = hashlib.sha256(f"nextstep source {name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)

@@ -24,7 +24,7 @@ from nextstep.engine.ledger.base import (
     OptOut,
     OptOutResult,
 )
-from nextstep.engine.ledger.leases import Recovered, WorkerRecord
+from nextstep.engine.ledger.leases import Recovered, SoleSourceLock, SourceLock, WorkerRecord
 from nextstep.engine.model import Progress, State
 
 
@@ -38,6 +38,10 @@ class TransactionalStore:
     def transaction(self) -> AbstractContextManager[LedgerTransaction]:
         """One write transaction (see :meth:`Store.transaction`)."""
         raise NotImplementedError
+
+    def source_lock(self, name: str) -> SourceLock:
+        """The lock of a trigger source (see Store); one daemon per ledger by default."""
+        return SoleSourceLock()
 
     def reading(self) -> AbstractContextManager[LedgerTransaction]:
         """A consistent read; by default a transaction."""

@@ -5,7 +5,13 @@ policy timers, the config watcher and the health snapshot.
 Shutdown (SIGTERM/SIGINT) goes in the order that loses nothing: stop the triggers (no new
 events; an HTTP event path answers 503), let the dispatcher finish the sends in flight (bounded
 by its drain timeout) and write their results, then stop the server and the loops. A second
-signal stops at once; what is then left in ``sending`` becomes in doubt at the next start.
+signal stops at once; what is then left marked as being sent becomes in doubt at the next
+start (the rest of its lease is simply due again).
+
+Start-up order (issue 15 defect 1): the SQLite ledger's lock first (one daemon per SQLite
+ledger, :mod:`.ledgerlock`), then the HTTP port, and only then the ledger: this worker's row
+in ``workers`` and the recovery of work whose owner is gone or whose lease ran out
+(:mod:`.presence`), never another live worker's.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -31,6 +38,7 @@ from nextstep.engine.inbound.sink import InboundSink, webhook_recorder
 from nextstep.engine.intake.emit import make_emit
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.base import Notification
+from nextstep.engine.ledger.leases import Recovered, new_worker_id
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.optout.entries import Directory
 from nextstep.engine.optout.routes import optout_routes, optout_token
@@ -38,6 +46,7 @@ from nextstep.engine.plugins import (
     Channel,
     Emit,
     LooksUpStatus,
+    ReadsOneAtATime,
     ReceivesAcks,
     ReportsStatus,
     ServesRoutes,
@@ -53,7 +62,9 @@ from nextstep.engine.rules.config import Config, load_config, rule_from_definiti
 from nextstep.engine.rules.rule import Rule
 from nextstep.engine.runtime.console.app import OpenConsole, open_console
 from nextstep.engine.runtime.gctune import tuned_gc
+from nextstep.engine.runtime.ledgerlock import EXIT_BUSY, LedgerBusy, exclusive_ledger
 from nextstep.engine.runtime.logs import RedactingFilter, config_secrets
+from nextstep.engine.runtime.presence import Presence, lease_of
 from nextstep.engine.runtime.reload import LiveRules, Reloader, TriggerSpec, watch_paths
 from nextstep.engine.runtime.server import (
     HEALTH_EVERY,
@@ -65,6 +76,7 @@ from nextstep.engine.runtime.server import (
     register_acks,
     write_snapshot,
 )
+from nextstep.engine.runtime.sources import OneAtATime
 from nextstep.engine.runtime.supervisor import Backoff, Supervisor
 from nextstep.engine.sending.attempt import NO_RETRY, RetryRules
 from nextstep.engine.sending.dispatcher import Dispatcher
@@ -91,6 +103,8 @@ class Daemon:
     redacting: RedactingFilter | None = None
     options: DaemonOptions = DaemonOptions()
     listen: str = ""
+    worker_id: str = field(default_factory=new_worker_id)
+    sources: set[str] = field(default_factory=set)  # trigger sources this worker reads now
     stopping: bool = False
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once it serves
     channels: dict[str, Channel] = field(default_factory=dict)
@@ -100,20 +114,30 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then shut down in order (see the module docstring)."""
+        with exclusive_ledger(self.config.store):
+            sock = listening_socket(self.config.server.host, self.config.server.port)
+            try:
+                await self._run(stop, sock)
+            finally:
+                sock.close()
+
+    async def _run(self, stop: asyncio.Event, sock: socket.socket) -> None:
         self.runner = LedgerRunner(open_store(self.config.store))
         try:
-            store = self.runner.store
-            recovered = await self.runner.call(store.recover_interrupted, self.clock.now())
-            if recovered:
-                log.warning(
-                    "%d notifications were being sent when nextstep last stopped: "
-                    "now in doubt (nextstep status --in-doubt)",
-                    recovered,
-                )
+            self.presence = Presence(
+                self.runner,
+                self.clock,
+                self.worker_id,
+                lease_of(self.config.settings),
+                self._holds,
+                self._recovered,
+            )
+            await self.presence.beat()
+            await self.presence.recover()
             self.channels = self._open_channels()
             try:
                 async with asyncio.TaskGroup() as group:
-                    await self._serve(group, stop)
+                    await self._serve(group, stop, sock)
             finally:
                 for channel in self.channels.values():
                     await channel.aclose()
@@ -122,10 +146,47 @@ class Daemon:
                 self.console.close()
             self.runner.close()
 
-    async def _serve(self, group: asyncio.TaskGroup, stop: asyncio.Event) -> None:
+    async def _recovered(self, done: Recovered) -> None:
+        """Rows of a gone worker: log them, resend the in-doubt ones whose rule says so."""
+        if done.in_doubt:
+            shown = ", ".join(f"#{i}" for i in done.in_doubt[:20])
+            more = f" and {len(done.in_doubt) - 20} more" if len(done.in_doubt) > 20 else ""
+            log.warning(
+                "%s being sent when their worker stopped: now in doubt "
+                "(nextstep status --in-doubt): %s%s",
+                plural(len(done.in_doubt), "notification"),
+                shown,
+                more,
+            )
+            store = self.runner.store
+            for nid in done.in_doubt:
+                row = await self.runner.call(store.get, nid)
+                if row is not None and self._retry_rules(row).in_doubt == "resend":
+                    await self.runner.call(store.release, nid, self.clock.now())
+        if done.requeued:
+            log.info(
+                "%s leased by a stopped worker and never sent: due again",
+                plural(len(done.requeued), "notification"),
+            )
+        dispatcher = getattr(self, "dispatcher", None)
+        if dispatcher is not None:
+            dispatcher.wake()
+
+    def _holds(self) -> dict[str, Any]:
+        """What this worker holds, for its row in ``workers``."""
+        live = getattr(self, "live", None)
+        triggers = sorted(live.instances) if live is not None else []
+        return {
+            "triggers": triggers,
+            "sources": sorted(self.sources),
+            "channels": sorted(self.channels),
+        }
+
+    async def _serve(
+        self, group: asyncio.TaskGroup, stop: asyncio.Event, sock: socket.socket
+    ) -> None:
         self._assemble(group)
         await self.reloader.start(self.config)
-        sock = listening_socket(self.config.server.host, self.config.server.port)
         host, port = sock.getsockname()[:2]
         self.listen = f"{host}:{port}"
         server = make_server(create_app(self.health, self._routes()), host, port)
@@ -148,7 +209,7 @@ class Daemon:
         await _cancelled(dispatching)  # it drains: sends in flight finish, results are written
         server.should_exit = True
         await served
-        sock.close()
+        await self.presence.stop()
         if self.inbound is not None:
             await self.inbound.aclose()  # confirmations under way
         for task in loops:
@@ -177,12 +238,15 @@ class Daemon:
             self.clock,
             limits,
             after_write=after_attempts(self.context),  # fallbacks at once, not at the next tick
+            owner=self.worker_id,
+            lease=self.presence.lease,
         )
 
     def _loops(
         self, group: asyncio.TaskGroup
     ) -> tuple[asyncio.Task[None] | None, list[asyncio.Task[None]]]:
         loops = [group.create_task(run_timers(self.runner, self.clock, self.context))]
+        loops.append(group.create_task(self.presence.run()))
         pollable = {n: c for n, c in self.channels.items() if isinstance(c, LooksUpStatus)}
         if pollable:
             status = self.config.status
@@ -230,7 +294,13 @@ class Daemon:
             spec.rule_ids,
             extra={"max_body": self.config.server.max_body},
         )
-        return trigger_class(spec.kind)(spec.config, context)
+        plugin = trigger_class(spec.kind)
+        trigger = plugin(spec.config, context)
+        if isinstance(plugin, ReadsOneAtATime):  # one worker at a time reads its source
+            name = plugin.shared_source(spec.config)
+            lock = self.runner.store.source_lock(name)
+            return OneAtATime(trigger, lock, name, self.sources)
+        return trigger
 
     def _build_emit(self, config: Config, spec: TriggerSpec) -> Emit:
         # on_queued: send at once rather than at the dispatcher's next poll.
@@ -258,6 +328,13 @@ class Daemon:
         """The retry policy of the rule version that created ``notification``."""
         key = (notification.rule_id, notification.rule_version)
         rule = self._versions.get(key) or self.live.config.rules.get(notification.rule_id)
+        return rule.policy.retry if rule is not None else NO_RETRY
+
+    def _retry_rules(self, notification: Notification) -> RetryRules:
+        """:meth:`_policy`, also before the rules are live (recovery at start)."""
+        if getattr(self, "live", None) is not None and self.live.applied:
+            return self._policy(notification)
+        rule = self.config.rules.get(notification.rule_id)
         return rule.policy.retry if rule is not None else NO_RETRY
 
     def _routes(self) -> list[BaseRoute]:
@@ -322,7 +399,7 @@ class Daemon:
             }
             for name, lane in self.dispatcher.status().items()
         }
-        return health_document(
+        document = health_document(
             triggers=trigger_docs,
             circuits=circuits,
             reload=self.reloader.state.as_dict(),
@@ -331,6 +408,9 @@ class Daemon:
             listen=self.listen,
             stopping=self.stopping,
         )
+        document["worker"] = self.worker_id
+        document["workers"] = self.presence.as_list()
+        return document
 
     def _channel_detail(self, name: str) -> dict[str, Any]:
         """``{"detail": …}`` for a channel that reports its status, else nothing."""
@@ -368,6 +448,9 @@ async def run_daemon(
     try:
         with tuned_gc():  # start-up is over: keep the collector off the hot path (gctune.py)
             await Daemon(config, clock or SystemClock(), redacting, options).run(stop)
+    except LedgerBusy as exc:
+        log.error("%s", exc)
+        return EXIT_BUSY
     except asyncio.CancelledError:
         log.warning("stopped before the sends in flight finished: they are in doubt now")
         return 1

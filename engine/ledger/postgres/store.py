@@ -31,6 +31,7 @@ from nextstep.engine.ledger.migrations import MIGRATIONS
 from nextstep.engine.ledger.postgres import text
 from nextstep.engine.ledger.postgres.console import PostgresConsoleReads
 from nextstep.engine.ledger.postgres.optouts import EXCLUSIVE, INBOUND, SHARED
+from nextstep.engine.ledger.postgres.sourcelock import PostgresSourceLock
 from nextstep.engine.ledger.postgres.sql import Conn, unique
 from nextstep.engine.ledger.postgres.transaction import PostgresTransaction
 from nextstep.engine.ledger.transactional import TransactionalStore
@@ -120,6 +121,10 @@ class PostgresStore(PostgresConsoleReads, TransactionalStore):
     def close(self) -> None:
         """Close the pool's connections (idempotent)."""
         self._pool.close()
+
+    def source_lock(self, name: str) -> PostgresSourceLock:
+        """The advisory lock of the trigger source ``name`` (not yet taken)."""
+        return PostgresSourceLock(self.url, name)
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresTransaction]:
