@@ -52,7 +52,8 @@ class SqliteTransaction:
         self, items: Sequence[NewNotification], progress: Sequence[Progress] = ()
     ) -> list[Enqueued]:
         """Insert notifications (duplicates as skipped rows, and those an opt-out stops as
-        skipped: opted out) and save progress."""
+        skipped: opted out) and save progress (a claimed key first: see ``Progress.claim``)."""
+        write.claim_progress(self._conn, progress)
         results = write.enqueue(self._conn, items, progress)
         if results:
             optout_sql.set_scopes(self._conn, items, results)
