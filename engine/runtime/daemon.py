@@ -84,6 +84,9 @@ from nextstep.engine.sending.ratelimit import channel_limits
 
 log = logging.getLogger(__name__)
 
+REGISTRATION_LOCK = "ack webhook registration"  # one worker at a time registers
+JOIN_MARGIN = 0.5  # seconds beyond a heartbeat a joining worker waits before sending
+
 
 @dataclass(frozen=True, slots=True)
 class DaemonOptions:
@@ -124,6 +127,7 @@ class Daemon:
     async def _run(self, stop: asyncio.Event, sock: socket.socket) -> None:
         self.runner = LedgerRunner(open_store(self.config.store))
         try:
+            self.channels = self._open_channels()  # before the first heartbeat names them
             self.presence = Presence(
                 self.runner,
                 self.clock,
@@ -131,17 +135,15 @@ class Daemon:
                 lease_of(self.config.settings),
                 self._holds,
                 self._recovered,
+                self._share_rates,
             )
             await self.presence.beat()
             await self.presence.recover()
-            self.channels = self._open_channels()
-            try:
-                async with asyncio.TaskGroup() as group:
-                    await self._serve(group, stop, sock)
-            finally:
-                for channel in self.channels.values():
-                    await channel.aclose()
+            async with asyncio.TaskGroup() as group:
+                await self._serve(group, stop, sock)
         finally:
+            for channel in self.channels.values():
+                await channel.aclose()
             if self.console is not None:
                 self.console.close()
             self.runner.close()
@@ -171,6 +173,13 @@ class Daemon:
         dispatcher = getattr(self, "dispatcher", None)
         if dispatcher is not None:
             dispatcher.wake()
+
+    def _share_rates(self) -> None:
+        """Each channel's rate is shared by the live workers sending on it."""
+        dispatcher = getattr(self, "dispatcher", None)
+        if dispatcher is not None:
+            for name in self.channels:
+                dispatcher.share(name, self.presence.live_on(name))
 
     def _holds(self) -> dict[str, Any]:
         """What this worker holds, for its row in ``workers``."""
@@ -241,6 +250,12 @@ class Daemon:
             owner=self.worker_id,
             lease=self.presence.lease,
         )
+        # Joining workers already sending: wait one heartbeat (and a margin) so that they
+        # lower their share before this one sends (docs/scaling.md, "Rates across workers").
+        for name in self.channels:
+            live = self.presence.live_on(name)
+            hold = self.presence.period + JOIN_MARGIN if live > 1 else 0.0
+            self.dispatcher.share(name, live, hold=hold)
 
     def _loops(
         self, group: asyncio.TaskGroup
@@ -257,16 +272,27 @@ class Daemon:
         loops.append(group.create_task(health))
         retention = retention_of(self.config.settings)
         loops.append(group.create_task(prune_inbound(self.runner, self.clock, retention)))
-        server = self.config.server
-        registering = register_acks(
-            self.channels, server.public_url, self.listen, server.webhook_secret
-        )
-        loops.append(group.create_task(registering))
+        loops.append(group.create_task(self._register_acks()))
         watcher = None
         if self.options.watch:
             paths = partial(lambda live: watch_paths(live.config), self.live)
             watcher = group.create_task(self.reloader.watch(paths))
         return watcher, loops
+
+    async def _register_acks(self) -> None:
+        """Register the ack webhooks under the ledger's registration lock: workers starting
+        together take turns, so each reads the list the one before it wrote (never two
+        registrations racing on one list)."""
+        server = self.config.server
+        lock = self.runner.store.source_lock(REGISTRATION_LOCK)
+        try:
+            while not await asyncio.to_thread(lock.acquire):
+                await asyncio.sleep(0.2)
+            await register_acks(
+                self.channels, server.public_url, self.listen, server.webhook_secret
+            )
+        finally:
+            await asyncio.to_thread(lock.close)
 
     # -- what the rule set is built with ----------------------------------------------------
     def _open_channels(self) -> dict[str, Channel]:

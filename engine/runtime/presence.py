@@ -45,6 +45,7 @@ class Presence:
         lease: float,
         holds: Holds,
         on_recovered: OnRecovered,
+        on_beat: Callable[[], None] | None = None,
     ) -> None:
         self.runner = runner
         self.clock = clock
@@ -54,6 +55,7 @@ class Presence:
         self.started_at = clock.now()
         self._holds = holds
         self._on_recovered = on_recovered
+        self._on_beat = on_beat
         self.workers: list[WorkerRecord] = []  # as last read, for health
 
     async def beat(self) -> None:
@@ -70,6 +72,26 @@ class Presence:
         )
         await self.runner.call(store.heartbeat, record)
         self.workers = await self.runner.call(store.workers)
+        if self._on_beat is not None:
+            self._on_beat()
+
+    def live_on(self, channel: str) -> int:
+        """How many live workers send on ``channel`` (this one counted, at least 1)."""
+        now = self.clock.now()
+        others = sum(
+            1
+            for w in self.workers
+            if w.id != self.id
+            and w.stopped_at is None
+            and now - w.last_seen <= w.lease
+            and channel in w.holds.get("channels", ())
+        )
+        return others + 1
+
+    @property
+    def period(self) -> float:
+        """Seconds between two heartbeats."""
+        return self.lease / 3
 
     async def recover(self) -> Recovered:
         """Recover the rows of gone workers and of expired leases; report what moved."""
@@ -83,7 +105,7 @@ class Presence:
     async def run(self) -> None:
         """Heartbeat and recovery every third of a lease, until cancelled."""
         while True:
-            await self.clock.sleep(self.lease / 3)
+            await self.clock.sleep(self.period)
             try:
                 await self.beat()
                 await self.recover()

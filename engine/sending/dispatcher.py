@@ -98,6 +98,17 @@ class Dispatcher:
         """New work was queued: look for it now rather than at the next poll."""
         self._wake.set()
 
+    def share(self, channel: str, workers: int, *, hold: float = 0.0) -> None:
+        """``workers`` workers send on ``channel`` now: this one takes its share of the
+        channel's rate (ratelimit.RateLimiter.share); ``hold`` > 0 sends nothing for that
+        long first (a worker joining waits until the others have lowered theirs)."""
+        lane = self._lanes.get(channel)
+        if lane is None:
+            return
+        lane.limiter.share(lane.limits.rate, workers)
+        if hold > 0:
+            lane.limiter.pause_until(self._clock.now() + hold)
+
     def status(self) -> dict[str, LaneStatus]:
         """Per channel: circuit state and reason, requests in flight, leased backlog."""
         return {name: lane.status() for name, lane in self._lanes.items()}

@@ -79,6 +79,20 @@ class RateLimiter:
         self._reserved = 0
         self._lock = asyncio.Lock()
 
+    def share(self, rate: float, workers: int) -> None:
+        """Send at most this worker's share of ``rate`` when ``workers`` share the channel
+        (docs/scaling.md, "Rates across workers"): ``floor(rate / workers)`` tokens per whole
+        second, so that the workers together never exceed ``rate`` in any 1-second window;
+        a share under one send per second is one send per ``workers / rate`` seconds."""
+        each = rate / max(1, workers)
+        if workers <= 1:
+            self.capacity = max(1, math.floor(rate))
+            self.window = self.capacity / rate
+        elif each >= 1:
+            self.capacity, self.window = math.floor(each), 1.0
+        else:
+            self.capacity, self.window = 1, 1.0 / each
+
     def delay(self, now: float) -> float:
         """Seconds from ``now`` until a token is free (0 when one is free now)."""
         spent = self._spent
