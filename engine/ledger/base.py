@@ -561,6 +561,13 @@ class Store(Protocol):
         row becomes in doubt when its worker dies."""
         ...
 
+    def claim_recipients(
+        self, claims: Sequence[tuple[str, str, float]], now: float
+    ) -> dict[tuple[str, str], float]:
+        """Claim each ``(channel, recipient, spacing)`` slot at ``now`` for every worker
+        together (the pair rate); the refused ones with the time to try again."""
+        ...
+
     def renew_leases(self, owner: str, until: float) -> int:
         """Extend every lease ``owner`` holds to ``until``; returns how many rows it holds."""
         ...

@@ -107,6 +107,14 @@ class TransactionalStore:
         with self.transaction() as tx:
             return tx.mark_sending(ids, now, owner)
 
+    def claim_recipients(
+        self, claims: Sequence[tuple[str, str, float]], now: float
+    ) -> dict[tuple[str, str], float]:
+        """Claim each ``(channel, recipient, spacing)`` send slot at ``now`` across workers;
+        returns the refused ones with the time from which to try again. One daemon per
+        ledger (SQLite) spaces its own sends: every claim is granted."""
+        return {}
+
     def renew_leases(self, owner: str, until: float) -> int:
         """Extend ``owner``'s leases to ``until``; how many rows it holds."""
         with self.transaction() as tx:

@@ -219,10 +219,17 @@ class Lane:
             return
         # Marked just before its request is written (issue 15 defect 10): after a crash only
         # marked rows are in doubt. A refused mark means another worker recovered the lease.
-        if not await self._writer.mark(n.id):
+        spacing = self.limits.recipient_spacing
+        verdict = await self._writer.mark(
+            n.id, (n.channel, n.recipient, spacing) if spacing > 0 and n.recipient else None
+        )
+        if verdict is False:
             self.limiter.unreserve()
             attempt.phase = "done"
             log.warning("#%d: the lease ran out before it was sent; another worker has it", n.id)
+            return
+        if verdict is not True:  # another worker sent to this recipient within the spacing
+            self._give_back(attempt, float(verdict))
             return
         now = self._clock.now()
         if self.circuit.is_open or self.stopping:

@@ -19,6 +19,9 @@ from nextstep.engine.plugins import channel_class
 # A spent token comes back this much after a full window, so float rounding of clock values
 # can never let a window hold one send too many.
 _EPSILON = 1e-6
+# The part of a channel's rate that workers sharing it use together (the rest absorbs the
+# differences between their paths to the provider: docs/scaling.md).
+SHARED_HEADROOM = 0.9
 DEFAULT_RATE = 80.0  # Meta's default throughput per business number
 DEFAULT_MAX_IN_FLIGHT = 100
 # The spacing of limits made by hand (tests); a configured channel's default is its type's
@@ -81,17 +84,18 @@ class RateLimiter:
 
     def share(self, rate: float, workers: int) -> None:
         """Send at most this worker's share of ``rate`` when ``workers`` share the channel
-        (docs/scaling.md, "Rates across workers"): ``floor(rate / workers)`` tokens per whole
-        second, so that the workers together never exceed ``rate`` in any 1-second window;
-        a share under one send per second is one send per ``workers / rate`` seconds."""
-        each = rate / max(1, workers)
+        (docs/scaling.md, "Rates across workers"): ``SHARED_HEADROOM × rate / workers`` per
+        second, paced in tenths of a second rather than in one burst per second. Bursts of
+        several workers, each delayed differently on its way, would meet in one second at the
+        provider; paced sends with the headroom keep every 1-second window there within
+        ``rate``. A share under one send per second is one send per ``1 / share`` seconds."""
         if workers <= 1:
             self.capacity = max(1, math.floor(rate))
             self.window = self.capacity / rate
-        elif each >= 1:
-            self.capacity, self.window = math.floor(each), 1.0
-        else:
-            self.capacity, self.window = 1, 1.0 / each
+            return
+        each = rate * SHARED_HEADROOM / workers
+        self.capacity = max(1, math.floor(each / 10))
+        self.window = self.capacity / each
 
     def delay(self, now: float) -> float:
         """Seconds from ``now`` until a token is free (0 when one is free now)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from nextstep.engine.clock import Clock
 from nextstep.engine.ledger.base import AttemptResult, Store
@@ -23,6 +23,8 @@ from nextstep.engine.ledger.runner import LedgerRunner
 # Runs on the ledger thread right after a batch is recorded (the status tracker's
 # ``delivery.timers.after_attempts``: pending acks, fallbacks, send windows); it must not raise.
 AfterWrite = Callable[[Store, list[AttemptResult], float], None]
+# A send slot to claim with a mark across workers: (channel, recipient, spacing).
+Slot = tuple[str, str, float]
 
 
 def _write(
@@ -31,15 +33,24 @@ def _write(
     requeues: list[tuple[int, float]],
     now: float,
     after: AfterWrite | None = None,
-    marks: list[int] | None = None,
+    marks: Mapping[int, Slot | None] | None = None,
     owner: str | None = None,
-) -> set[int]:
-    marked = set(store.mark_sending(marks, now, owner)) if marks else set()
+) -> dict[int, bool | float]:
+    verdicts: dict[int, bool | float] = {}
+    if marks:
+        slots = [slot for slot in marks.values() if slot is not None]
+        refused = store.claim_recipients(slots, now) if slots else {}
+        for nid, slot in marks.items():
+            if slot is not None and (slot[0], slot[1]) in refused:
+                verdicts[nid] = refused[(slot[0], slot[1])]
+        wanted = [nid for nid in marks if nid not in verdicts]
+        marked = set(store.mark_sending(wanted, now, owner)) if wanted else set()
+        verdicts.update((nid, nid in marked) for nid in wanted)
     store.record_attempts(results, owner)
     store.requeue(requeues, now, owner)
     if after is not None and results:
         after(store, results, now)
-    return marked
+    return verdicts
 
 
 class BatchWriter:
@@ -58,7 +69,7 @@ class BatchWriter:
     ) -> None:
         self._runner = runner
         self.owner = owner  # whose leases the writes apply to (None: any)
-        self._marks: dict[int, asyncio.Future[bool]] = {}
+        self._marks: dict[int, tuple[Slot | None, asyncio.Future[bool | float]]] = {}
         self._after_write = after_write
         self._clock = clock
         self.max_batch = max_batch
@@ -76,13 +87,16 @@ class BatchWriter:
         """Results, requeues and marks not yet written."""
         return len(self._results) + len(self._requeues) + len(self._marks)
 
-    async def mark(self, notification_id: int) -> bool:
+    async def mark(self, notification_id: int, slot: Slot | None = None) -> bool | float:
         """Mark a leased notification as being sent and wait until the mark is committed.
-        False: the lease is no longer ours (another worker recovered it): do not send."""
-        future = self._marks.get(notification_id)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._marks[notification_id] = future
+        True: send it. False: the lease is no longer ours (another worker recovered it): do
+        not send. A time: another worker sent to this recipient within the spacing (``slot``
+        is claimed across workers): try again from then."""
+        entry = self._marks.get(notification_id)
+        if entry is None:
+            entry = (slot, asyncio.get_running_loop().create_future())
+            self._marks[notification_id] = entry
+        future = entry[1]
         self._has_items.set()
         self._full.set()  # marks never wait for the batching delay
         return await asyncio.shield(future)
@@ -120,7 +134,7 @@ class BatchWriter:
                     requeues,
                     self._clock.now(),
                     self._after_write,
-                    list(marks),
+                    {nid: slot for nid, (slot, _) in marks.items()},
                     self.owner,
                 )
             )
@@ -143,11 +157,11 @@ class BatchWriter:
 
     async def _settle(
         self,
-        call: asyncio.Future[set[int]],
+        call: asyncio.Future[dict[int, bool | float]],
         results: list[AttemptResult],
         requeues: list[tuple[int, float]],
-        marks: dict[int, asyncio.Future[bool]],
-    ) -> set[int]:
+        marks: Marks,
+    ) -> dict[int, bool | float]:
         try:
             marked = await call
         except BaseException as exc:
@@ -172,15 +186,18 @@ class BatchWriter:
             await self.flush()
 
 
-def _resolve(marks: dict[int, asyncio.Future[bool]], marked: set[int]) -> None:
-    for nid, future in marks.items():
+Marks = dict[int, tuple[Slot | None, asyncio.Future[bool | float]]]
+
+
+def _resolve(marks: Marks, verdicts: dict[int, bool | float]) -> None:
+    for nid, (_, future) in marks.items():
         if not future.done():
-            future.set_result(nid in marked)
+            future.set_result(verdicts.get(nid, False))
 
 
-def _fail(marks: dict[int, asyncio.Future[bool]], exc: BaseException) -> None:
+def _fail(marks: Marks, exc: BaseException) -> None:
     """A failed mark is no mark: the attempt gives its notification back unsent."""
-    for future in marks.values():
+    for _, future in marks.values():
         if not future.done():
             if isinstance(exc, Exception):
                 future.set_exception(exc)

@@ -83,3 +83,17 @@ def test_who_is_gone() -> None:
     ]
     found = gone(workers, T0, host="h", me="me", alive=lambda pid: pid != 3)
     assert found == ["dead-pid", "silent", "stopped"]
+
+
+def test_recipient_slots_hold_the_pair_rate_across_workers(store: Store, backend: str) -> None:
+    first = store.claim_recipients([("wa", "34600111142", 6.0), ("wa", "34600222242", 6.0)], T0)
+    assert first == {}
+    again = store.claim_recipients(
+        [("wa", "34600111142", 6.0), ("sms", "34600111142", 6.0)], T0 + 3
+    )
+    if backend == "sqlite":  # one daemon per SQLite ledger: its own spacing is enough
+        assert again == {}
+        return
+    (slot,) = again.values()
+    assert list(again) == [("wa", "34600111142")] and T0 + 6 < slot < T0 + 7
+    assert store.claim_recipients([("wa", "34600111142", 6.0)], slot) == {}

@@ -213,3 +213,59 @@ async def test_three_workers_share_the_work_and_survive_a_kill(
         assert "now in doubt" in logs
     rules = dict(ledger(workspace, "SELECT rule_id, count(*) FROM notifications GROUP BY 1"))
     assert rules == {"from-csv": PER_KIND, "from-http": PER_KIND, "from-db": PER_KIND}
+
+
+def max_in_one_second(times: list[float]) -> int:
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while times[start] <= t - 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+async def test_three_workers_keep_the_channel_rate_and_the_pair_rate(
+    workspace: Workspace, sandbox: Running
+) -> None:
+    write_config(workspace, rate="100/s")
+    workspace.write_rule("http.yaml", rule_yaml("from-http", HTTP_TRIGGER, "http"))
+    workers = [await DaemonProcess.start(workspace, f"r{i}") for i in range(3)]
+    # 30 people get 3 messages each (the pair rate), 810 others one: 900 sends.
+    events = [{"phone": f"+{phone(4, i % 30)}", "key": f"p{i}", "name": "N"} for i in range(90)] + [
+        {"phone": f"+{phone(5, i)}", "key": f"o{i}", "name": "N"} for i in range(810)
+    ]
+    try:
+        for start in range(0, len(events), 100):
+            answer = await workers[start // 100 % 3].post_event(
+                "/events/w", events[start : start + 100]
+            )
+            assert answer.status_code == 202, answer.text
+
+        async def all_sent() -> bool:
+            return sum(sends_by_phone(sandbox).values()) >= len(events)
+
+        await wait_for(all_sent, "900 sends", timeout=60)
+        for w in workers:
+            assert await w.stop() == 0
+    finally:
+        for w in workers:
+            await w.kill()
+    sends = [
+        (str(r.body["phone"]), r.at)  # type: ignore[index]
+        for r in list(sandbox.state.requests)
+        if r.path.endswith("sendTemplate") and r.status == 200
+    ]
+    assert len(sends) == len(events)
+    times = sorted(at for _, at in sends)
+    per_second = Counter(int(t - times[0]) for t in times)
+    assert max_in_one_second(times) <= 100, sorted(per_second.items())
+    by_phone: dict[str, list[float]] = {}
+    for who, at in sends:
+        by_phone.setdefault(who, []).append(at)
+    gaps = [
+        b - a
+        for times in by_phone.values()
+        for a, b in zip(sorted(times), sorted(times)[1:], strict=False)
+    ]
+    assert len(gaps) == 60 and min(gaps) >= 6.0

@@ -28,7 +28,7 @@ from nextstep.engine.ledger.base import (
 )
 from nextstep.engine.ledger.leases import Recovered
 from nextstep.engine.ledger.migrations import MIGRATIONS
-from nextstep.engine.ledger.postgres import text
+from nextstep.engine.ledger.postgres import slots, text
 from nextstep.engine.ledger.postgres.console import PostgresConsoleReads
 from nextstep.engine.ledger.postgres.optouts import EXCLUSIVE, INBOUND, SHARED
 from nextstep.engine.ledger.postgres.sourcelock import PostgresSourceLock
@@ -199,6 +199,15 @@ class PostgresStore(PostgresConsoleReads, TransactionalStore):
             return []
         with self.reading() as tx:
             return tx.mark_sending(ids, now, owner)
+
+    def claim_recipients(
+        self, claims: Sequence[tuple[str, str, float]], now: float
+    ) -> dict[tuple[str, str], float]:
+        """Claim send slots per recipient across workers (one statement per spacing)."""
+        if not claims:
+            return {}
+        with self.reading() as tx:
+            return slots.claim(tx.connection, claims, now)
 
     def renew_leases(self, owner: str, until: float) -> int:
         """Extend ``owner``'s leases (one statement)."""
