@@ -433,9 +433,9 @@ class Daemon:
             started_at=self.started_at,
             listen=self.listen,
             stopping=self.stopping,
+            worker=self.worker_id,
+            workers=self.presence.as_list(),
         )
-        document["worker"] = self.worker_id
-        document["workers"] = self.presence.as_list()
         return document
 
     def _channel_detail(self, name: str) -> dict[str, Any]:
