@@ -97,3 +97,20 @@ def test_recipient_slots_hold_the_pair_rate_across_workers(store: Store, backend
     (slot,) = again.values()
     assert list(again) == [("wa", "34600111142")] and T0 + 6 < slot < T0 + 7
     assert store.claim_recipients([("wa", "34600111142", 6.0)], slot) == {}
+
+
+def test_a_slow_owners_answer_settles_the_doubt_its_takeover_raised(store: Store) -> None:
+    (a,) = _ids(store, 1)
+    store.lease_due(T0, 10, owner="w1", lease_until=T0 + 3)
+    assert store.mark_sending([a], T0, owner="w1") == [a]
+    assert store.recover(T0 + 4, gone=[]).in_doubt == [a]  # w1 looked dead: in doubt…
+    store.record_attempts(  # …but it was only slow, and the provider accepted the message
+        [AttemptResult(a, T0 + 5, State.SENT, {"kind": "accepted"}, provider_id="p", attempt=1)],
+        owner="w1",
+    )
+    row = store.get(a)
+    assert row is not None and (row.state, row.provider_id) == (State.SENT, "p")
+    store.record_attempts(  # nobody else's answer applies
+        [AttemptResult(a, T0 + 6, State.FAILED, {"kind": "recipient"}, attempt=1)], owner="w2"
+    )
+    assert store.get(a).state is State.SENT  # type: ignore[union-attr]

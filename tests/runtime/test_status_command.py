@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from nextstep.engine.commands.cli import main
 from nextstep.engine.ledger.base import Store
+from nextstep.engine.ledger.leases import WorkerRecord
 from nextstep.engine.ledger.sqlite import SqliteStore
 from nextstep.engine.model import Progress, State
 from nextstep.engine.runtime.server import HEALTH_KEY
@@ -111,3 +112,22 @@ def test_daemon_health_snapshot_is_shown(ledger: tuple[str, Store]) -> None:
     assert "OSError: gone" in out
     assert "401 wrong token" in out
     assert "rules/a.yaml:3:5: rule x: bad" in out
+
+
+def test_status_lists_the_workers_what_they_hold_and_when_seen(
+    ledger: tuple[str, Store],
+) -> None:
+    url, store = ledger
+    now = time.time()
+    holds = {"triggers": ["inbox/*.csv"], "sources": ["files:inbox/*.csv"], "channels": ["wa"]}
+    store.heartbeat(WorkerRecord("app-1:11:aa", "app-1", 11, now - 60, now - 1, 30.0, holds))
+    store.heartbeat(WorkerRecord("app-2:12:bb", "app-2", 12, now - 60, now - 45, 30.0, {}))
+    code, out = _invoke("status", "--store", url, "--json")
+    assert code == 0, out
+    workers = {w["id"]: w for w in json.loads(out)["workers"]}
+    assert workers["app-1:11:aa"]["alive"] and workers["app-1:11:aa"]["holds"] == holds
+    assert not workers["app-2:12:bb"]["alive"]  # silent longer than its lease
+    code, out = _invoke("status", "--store", url)
+    assert code == 0, out
+    assert "Workers" in out and "app-1:11:aa" in out and "files:inbox/*.csv" in out
+    assert "gone" in out

@@ -6,6 +6,7 @@ in-doubt notifications listed (at most its in-flight cap), its CSV folder taken 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import sqlite3
@@ -51,7 +52,7 @@ def db_poll_trigger(crm: Path) -> str:
     )
 
 
-def write_config(space: Workspace, *, rate: str, lease: str = "3s") -> None:
+def write_config(space: Workspace, *, rate: str, lease: str = "6s") -> None:
     (space.root / "rules").mkdir(exist_ok=True)
     space.config.write_text(
         textwrap.dedent(
@@ -97,6 +98,21 @@ def sends_by_phone(sandbox: Running) -> Counter[str]:
             body: Any = request.body
             count[str(body["phone"])] += 1
     return count
+
+
+async def start_all(workspace: Workspace, prefix: str) -> list[DaemonProcess]:
+    """Three workers started at once (a failed start kills the others)."""
+    started = await asyncio.gather(
+        *(DaemonProcess.start(workspace, f"{prefix}{i}") for i in range(3)),
+        return_exceptions=True,
+    )
+    workers = [w for w in started if isinstance(w, DaemonProcess)]
+    failed = [e for e in started if isinstance(e, BaseException)]
+    if failed:
+        for w in workers:
+            await w.kill()
+        raise failed[0]
+    return workers
 
 
 @pytest.fixture
@@ -149,7 +165,7 @@ async def test_three_workers_share_the_work_and_survive_a_kill(
     workspace.write_rule("db.yaml", rule_yaml("from-db", db_poll_trigger(crm), "db"))
     write_csv(workspace.root / "inbox" / "first.csv", 1, range(PER_KIND // 2))
 
-    workers = [await DaemonProcess.start(workspace, f"w{i}") for i in range(3)]
+    workers = await start_all(workspace, "w")
     try:
         for start in range(0, PER_KIND, 250):
             events = [
@@ -230,7 +246,7 @@ async def test_three_workers_keep_the_channel_rate_and_the_pair_rate(
 ) -> None:
     write_config(workspace, rate="100/s")
     workspace.write_rule("http.yaml", rule_yaml("from-http", HTTP_TRIGGER, "http"))
-    workers = [await DaemonProcess.start(workspace, f"r{i}") for i in range(3)]
+    workers = await start_all(workspace, "r")
     # 30 people get 3 messages each (the pair rate), 810 others one: 900 sends.
     events = [{"phone": f"+{phone(4, i % 30)}", "key": f"p{i}", "name": "N"} for i in range(90)] + [
         {"phone": f"+{phone(5, i)}", "key": f"o{i}", "name": "N"} for i in range(810)

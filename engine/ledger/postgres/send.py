@@ -63,8 +63,9 @@ _ATTEMPTS = (
     "failure_class = r.failure_class, deadline_at = CASE WHEN r.state = 'sent' "
     "AND t.within IS NOT NULL THEN r.at + t.within ELSE t.deadline_at END, "
     "lease_owner = NULL, lease_until = NULL, marked_at = NULL "
-    "FROM r WHERE t.id = r.id AND t.state = 'sending' "
-    "AND (%s::text IS NULL OR t.lease_owner = %s::text)) "
+    "FROM r WHERE t.id = r.id AND ((t.state = 'sending' "
+    "AND (%s::text IS NULL OR t.lease_owner = %s::text)) OR (t.state = 'in_doubt' "
+    "AND t.marked_at IS NOT NULL AND t.lease_owner = %s::text))) "
     "INSERT INTO history (notification_id, at, kind, detail) "
     "SELECT id, at, 'attempt', detail FROM r ORDER BY n"
 )
@@ -73,8 +74,9 @@ _ATTEMPT = (
     "next_attempt_at = %s, provider_id = COALESCE(%s, provider_id), reason = %s, "
     "failure_class = %s, deadline_at = CASE WHEN %s = 'sent' AND within IS NOT NULL "
     "THEN %s + within ELSE deadline_at END, lease_owner = NULL, lease_until = NULL, "
-    "marked_at = NULL WHERE id = %s AND state = 'sending' "
-    "AND (%s::text IS NULL OR lease_owner = %s::text)"
+    "marked_at = NULL WHERE id = %s AND ((state = 'sending' "
+    "AND (%s::text IS NULL OR lease_owner = %s::text)) OR (state = 'in_doubt' "
+    "AND marked_at IS NOT NULL AND lease_owner = %s::text))"
 )
 _REQUEUE = (
     "UPDATE notifications t SET state = 'queued', next_attempt_at = r.due, updated_at = %s, "
@@ -147,7 +149,7 @@ def record_attempts(conn: Conn, results: Sequence[AttemptResult], owner: str | N
             )
             for r in results
         ]
-        conn.execute(_ATTEMPTS, (*columns(rows, 9), owner, owner))
+        conn.execute(_ATTEMPTS, (*columns(rows, 9), owner, owner, owner))
         return
     # One row twice in a batch: one by one, each seeing the one before (as SQLite does).
     with conn.cursor() as cursor:
@@ -165,6 +167,7 @@ def record_attempts(conn: Conn, results: Sequence[AttemptResult], owner: str | N
                     r.state.value,
                     r.at,
                     r.notification_id,
+                    owner,
                     owner,
                     owner,
                 )
@@ -221,8 +224,8 @@ _RECOVER = (
     "WITH doomed AS (SELECT id, marked_at IS NOT NULL AS marked FROM notifications "
     "WHERE state = 'sending'{scope} FOR UPDATE SKIP LOCKED), "
     "doubt AS (UPDATE notifications t SET state = 'in_doubt', reason = %(reason)s, "
-    "updated_at = %(now)s, next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL, "
-    "marked_at = NULL FROM doomed d WHERE t.id = d.id AND d.marked RETURNING t.id), "
+    "updated_at = %(now)s, next_attempt_at = NULL, lease_until = NULL "
+    "FROM doomed d WHERE t.id = d.id AND d.marked RETURNING t.id), "
     "again AS (UPDATE notifications t SET state = 'queued', updated_at = %(now)s, "
     "next_attempt_at = COALESCE(t.next_attempt_at, %(now)s), lease_owner = NULL, "
     "lease_until = NULL, marked_at = NULL FROM doomed d WHERE t.id = d.id AND NOT d.marked "

@@ -94,6 +94,9 @@ def _attempt_detail(result: AttemptResult) -> dict[str, Any]:
 # whoever holds it), and ends the lease.
 _HELD = "state = 'sending' AND (? IS NULL OR lease_owner = ?)"
 _UNLEASED = "lease_owner = NULL, lease_until = NULL, marked_at = NULL"
+# A result also applies to a row its owner marked that another worker took back as in doubt
+# (the owner was slow, not dead): the provider's answer settles the doubt.
+_ANSWERED = f"(({_HELD}) OR (state = 'in_doubt' AND marked_at IS NOT NULL AND lease_owner = ?))"
 
 
 def record_attempts(
@@ -104,7 +107,7 @@ def record_attempts(
         "UPDATE notifications SET state = ?, attempts = attempts + ?, updated_at = ?, "
         "next_attempt_at = ?, provider_id = COALESCE(?, provider_id), reason = ?, "
         "failure_class = ?, deadline_at = CASE WHEN ? = 'sent' AND within IS NOT NULL "
-        f"THEN ? + within ELSE deadline_at END, {_UNLEASED} WHERE id = ? AND {_HELD}",
+        f"THEN ? + within ELSE deadline_at END, {_UNLEASED} WHERE id = ? AND {_ANSWERED}",
         (
             (
                 r.state.value,
@@ -117,6 +120,7 @@ def record_attempts(
                 r.state.value,
                 r.at,
                 r.notification_id,
+                owner,
                 owner,
                 owner,
             )
@@ -180,7 +184,7 @@ def recover(conn: sqlite3.Connection, now: float, gone: Sequence[str] | None) ->
         params = [now, *gone]
     doubt = conn.execute(
         "UPDATE notifications SET state = 'in_doubt', reason = ?, updated_at = ?, "
-        f"next_attempt_at = NULL, {_UNLEASED} WHERE state = 'sending' "
+        "next_attempt_at = NULL, lease_until = NULL WHERE state = 'sending' "
         f"AND marked_at IS NOT NULL{scope} RETURNING id",
         (INTERRUPTED_REASON, now, *params),
     ).fetchall()
