@@ -9,6 +9,7 @@ a lease after the lease ran out at the latest, a live worker notices and recover
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,6 +22,8 @@ from nextstep.engine.ledger.leases import LEASE, Recovered, WorkerRecord, gone, 
 from nextstep.engine.ledger.runner import LedgerRunner
 
 log = logging.getLogger(__name__)
+
+SHARE_SILENCE = 2.0  # leases of silence after which a worker no longer counts for rate shares
 
 Holds = Callable[[], Mapping[str, Any]]
 OnRecovered = Callable[[Recovered], Awaitable[None]]
@@ -70,20 +73,24 @@ class Presence:
             self.lease,
             dict(self._holds()),
         )
-        await self.runner.call(store.heartbeat, record)
-        self.workers = await self.runner.call(store.workers)
+        # Off the ledger thread: a heartbeat must not queue behind the send path's writes (a
+        # late heartbeat makes this worker look gone to the others).
+        await asyncio.to_thread(store.heartbeat, record)
+        self.workers = await asyncio.to_thread(store.workers)
         if self._on_beat is not None:
             self._on_beat()
 
     def live_on(self, channel: str) -> int:
-        """How many live workers send on ``channel`` (this one counted, at least 1)."""
+        """How many workers send on ``channel`` (this one counted, at least 1). A worker is
+        counted until it stopped or was silent for two leases: counting one too many only
+        lowers the shares for a while, one too few would exceed the rate."""
         now = self.clock.now()
         others = sum(
             1
             for w in self.workers
             if w.id != self.id
             and w.stopped_at is None
-            and now - w.last_seen <= w.lease
+            and now - w.last_seen <= SHARE_SILENCE * w.lease
             and channel in w.holds.get("channels", ())
         )
         return others + 1
@@ -97,7 +104,7 @@ class Presence:
         """Recover the rows of gone workers and of expired leases; report what moved."""
         now = self.clock.now()
         away = gone(self.workers, now, host=self.host, me=self.id)
-        done = await self.runner.call(self.runner.store.recover, now, away)
+        done = await asyncio.to_thread(self.runner.store.recover, now, away)
         if done.in_doubt or done.requeued:
             await self._on_recovered(done)
         return done

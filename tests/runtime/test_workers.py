@@ -6,7 +6,6 @@ in-doubt notifications listed (at most its in-flight cap), its CSV folder taken 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import sqlite3
@@ -101,17 +100,16 @@ def sends_by_phone(sandbox: Running) -> Counter[str]:
 
 
 async def start_all(workspace: Workspace, prefix: str) -> list[DaemonProcess]:
-    """Three workers started at once (a failed start kills the others)."""
-    started = await asyncio.gather(
-        *(DaemonProcess.start(workspace, f"{prefix}{i}") for i in range(3)),
-        return_exceptions=True,
-    )
-    workers = [w for w in started if isinstance(w, DaemonProcess)]
-    failed = [e for e in started if isinstance(e, BaseException)]
-    if failed:
+    """Three workers, one after the other: the harness knows a worker serves by its health
+    snapshot, a key all workers write (one at a time, it is seen)."""
+    workers: list[DaemonProcess] = []
+    try:
+        for i in range(3):
+            workers.append(await DaemonProcess.start(workspace, f"{prefix}{i}"))
+    except BaseException:
         for w in workers:
             await w.kill()
-        raise failed[0]
+        raise
     return workers
 
 
