@@ -78,5 +78,14 @@ class StoreError(NextstepError):
     """The ledger could not be opened, migrated, read or written."""
 
 
+class ProgressClaimed(StoreError):
+    """A progress key written with ``claim`` was already there (another request, maybe on
+    another worker, claimed it first): nothing of that write was kept."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"progress key {key!r} is already claimed")
+        self.key = key
+
+
 class UsageError(NextstepError):
     """The command line was used wrongly (exit code 2)."""

@@ -27,6 +27,9 @@ class Progress:
 
     key: str
     value: str
+    # True: the key must not exist yet (an idempotency key claimed once across workers); when
+    # it does, the whole write fails with ``ProgressClaimed`` and nothing is created.
+    claim: bool = False
 
 
 @dataclass(frozen=True, slots=True)

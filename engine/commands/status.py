@@ -100,6 +100,15 @@ def read_daemon(store: Store, now: float) -> dict[str, Any] | None:
     return redacted
 
 
+WORKERS_SHOWN_FOR = 3600.0  # a worker that stopped or went silent is listed this long
+
+
+def read_workers(store: Store, now: float) -> list[dict[str, Any]]:
+    """Every worker of the ledger seen in the last hour: who, where, what it holds, when it
+    was last seen, and whether it is alive (its lease not run out, not stopped)."""
+    return [w.as_dict(now) for w in store.workers() if now - w.last_seen < WORKERS_SHOWN_FOR]
+
+
 def counts_report(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
     """``{rule: {state: n}}`` with every column present (zeros included) and a total."""
     rules = sorted({rule for rule, _ in counts})
@@ -203,6 +212,7 @@ def status(
             "counts": counts_report(store.counts(since=now - window, rule_id=rule_id)),
             "queue_depth": store.queue_depth(now),
             "daemon": read_daemon(store, now),
+            "workers": read_workers(store, now),
         }
         _emit(report, as_json, _print_summary)
 
@@ -236,6 +246,7 @@ def _print_summary(console: Console, report: dict[str, Any]) -> None:
     else:
         console.print(f"no notifications created in the last {report['window']}")
     console.print(f"queue depth (queued and due now): {report['queue_depth']}")
+    _print_workers(console, report["workers"])
     daemon = report["daemon"]
     if daemon is None:
         console.print("daemon: not running (no recent health snapshot in the ledger)")
@@ -261,6 +272,26 @@ def _in_flight(circuit: dict[str, Any]) -> str:
     target = circuit.get("in_flight_target")
     shown = str(circuit.get("in_flight", ""))
     return shown if target is None else f"{shown} of {target}"
+
+
+def _print_workers(console: Console, workers: list[dict[str, Any]]) -> None:
+    if not workers:
+        return
+    table = Table(title="Workers", box=box.SIMPLE_HEAD)
+    for column in ("worker", "host", "pid", "state", "last seen", "holds"):
+        table.add_column(column, overflow="fold")
+    for w in workers:
+        state = "stopped" if w["stopped_at"] is not None else "alive" if w["alive"] else "gone"
+        holds = w["holds"]
+        held = "; ".join(
+            f"{what}: {', '.join(map(str, holds[what]))}"
+            for what in ("triggers", "sources", "channels")
+            if holds.get(what)
+        )
+        table.add_row(
+            w["id"], w["host"], str(w["pid"]), state, f"{w['seen_ago']:.0f}s ago", held or "-"
+        )
+    console.print(table)
 
 
 def _print_health(console: Console, daemon: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from nextstep.engine.ledger.leases import Recovered, SourceLock, WorkerRecord
 from nextstep.engine.model import InboundMessage, Progress, State
 
 # A history line: (notification id, at, kind, detail).
@@ -258,12 +259,40 @@ class LedgerTransaction(Protocol):
         limit: int,
         channels: Sequence[str] | None = None,
         ids: Sequence[int] | None = None,
+        owner: str | None = None,
+        lease_until: float | None = None,
     ) -> list[Notification]:
         """:meth:`Store.lease_due`."""
         ...
 
-    def requeue(self, items: Sequence[tuple[int, float]], now: float) -> None:
+    def requeue(
+        self, items: Sequence[tuple[int, float]], now: float, owner: str | None = None
+    ) -> None:
         """:meth:`Store.requeue`."""
+        ...
+
+    def mark_sending(self, ids: Sequence[int], now: float, owner: str | None = None) -> list[int]:
+        """:meth:`Store.mark_sending`."""
+        ...
+
+    def renew_leases(self, owner: str, until: float) -> int:
+        """:meth:`Store.renew_leases`."""
+        ...
+
+    def recover(self, now: float, gone: Sequence[str] | None) -> Recovered:
+        """:meth:`Store.recover`."""
+        ...
+
+    def heartbeat(self, worker: WorkerRecord) -> None:
+        """:meth:`Store.heartbeat`."""
+        ...
+
+    def workers(self) -> list[WorkerRecord]:
+        """:meth:`Store.workers`."""
+        ...
+
+    def stop_worker(self, worker_id: str, now: float) -> None:
+        """:meth:`Store.stop_worker`."""
         ...
 
     def next_due(
@@ -272,7 +301,7 @@ class LedgerTransaction(Protocol):
         """:meth:`Store.next_due`."""
         ...
 
-    def record_attempts(self, results: Sequence[AttemptResult]) -> None:
+    def record_attempts(self, results: Sequence[AttemptResult], owner: str | None = None) -> None:
         """:meth:`Store.record_attempts`."""
         ...
 
@@ -520,15 +549,60 @@ class Store(Protocol):
         limit: int,
         channels: Sequence[str] | None = None,
         ids: Sequence[int] | None = None,
+        owner: str | None = None,
+        lease_until: float | None = None,
     ) -> list[Notification]:
         """Move up to ``limit`` due queued notifications to ``sending`` and return them, oldest
-        due first, only of ``channels`` / ``ids`` when given. Queued rows whose
+        due first, only of ``channels`` / ``ids`` when given, leased by ``owner`` until
+        ``lease_until`` (renewed with :meth:`renew_leases`). Queued rows whose
         ``valid_until`` has passed become ``expired`` instead."""
         ...
 
-    def requeue(self, items: Sequence[tuple[int, float]], now: float) -> None:
+    def requeue(
+        self, items: Sequence[tuple[int, float]], now: float, owner: str | None = None
+    ) -> None:
         """Give leased (``sending``) notifications back: ``queued`` again, due at the paired
-        time, without counting an attempt (nothing was sent)."""
+        time, without counting an attempt (nothing was sent); with ``owner``, only rows it
+        still holds."""
+        ...
+
+    def mark_sending(self, ids: Sequence[int], now: float, owner: str | None = None) -> list[int]:
+        """Mark leased rows whose request is about to be written (``owner``'s only, when
+        given) and return the ids marked: only a marked row may be sent, and only a marked
+        row becomes in doubt when its worker dies."""
+        ...
+
+    def claim_recipients(
+        self, claims: Sequence[tuple[str, str, float]], now: float
+    ) -> dict[tuple[str, str], float]:
+        """Claim each ``(channel, recipient, spacing)`` slot at ``now`` for every worker
+        together (the pair rate); the refused ones with the time to try again."""
+        ...
+
+    def renew_leases(self, owner: str, until: float) -> int:
+        """Extend every lease ``owner`` holds to ``until``; returns how many rows it holds."""
+        ...
+
+    def recover(self, now: float, gone: Sequence[str] | None = None) -> Recovered:
+        """Rows left ``sending`` whose lease ran out by ``now`` or whose owner is in ``gone``
+        (None: every one): marked rows become ``in_doubt``, the others are due again."""
+        ...
+
+    def heartbeat(self, worker: WorkerRecord) -> None:
+        """Insert or refresh a worker's row (``last_seen``, what it holds)."""
+        ...
+
+    def workers(self) -> list[WorkerRecord]:
+        """Every worker row, the most recently seen first."""
+        ...
+
+    def stop_worker(self, worker_id: str, now: float) -> None:
+        """Record that a worker stopped cleanly (it holds nothing)."""
+        ...
+
+    def source_lock(self, name: str) -> SourceLock:
+        """The lock of trigger source ``name``, for reading it on one worker at a time (not
+        taken yet: :meth:`SourceLock.acquire`)."""
         ...
 
     def next_due(
@@ -537,13 +611,15 @@ class Store(Protocol):
         """The earliest ``next_attempt_at`` among queued notifications, None when none."""
         ...
 
-    def record_attempts(self, results: Sequence[AttemptResult]) -> None:
-        """Apply a batch of attempt results (one transaction), each with its history line."""
+    def record_attempts(self, results: Sequence[AttemptResult], owner: str | None = None) -> None:
+        """Apply a batch of attempt results (one transaction), each with its history line;
+        with ``owner``, only to rows it still holds."""
         ...
 
     def recover_interrupted(self, now: float) -> int:
-        """After a crash: rows left in ``sending`` may have reached the provider, so they become
-        ``in_doubt`` (never resent automatically). Returns how many."""
+        """Every row left in ``sending``: marked ones may have reached the provider, so they
+        become ``in_doubt`` (never resent automatically); the others are due again. Returns
+        how many are in doubt. (A worker recovers with :meth:`recover`.)"""
         ...
 
     # -- reading -------------------------------------------------------------------------

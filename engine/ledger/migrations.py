@@ -371,3 +371,46 @@ MIGRATIONS.append(
         """,
     )
 )
+
+# Several workers on one ledger (docs/scaling.md, "Leases and takeover"). A leased row carries
+# its owner and the time its lease runs out (renewed while held); ``marked_at`` is set just
+# before its request is written, so that after a crash only marked rows are in doubt and the
+# others are simply due again. ``workers`` is each running worker's heartbeat and what it holds;
+# ``recipient_slots`` keeps the 6-second pair rate across workers (PostgreSQL; claimed with
+# the marks).
+# Rows left ``sending`` by a version without leases are taken as marked, with an expired lease:
+# the next start recovers them as before.
+_WORKERS_TABLE = """
+        CREATE TABLE workers (
+            id         TEXT PRIMARY KEY,
+            host       TEXT NOT NULL,
+            pid        INTEGER NOT NULL,
+            started_at {real} NOT NULL,
+            last_seen  {real} NOT NULL,
+            lease      {real} NOT NULL,
+            holds      TEXT NOT NULL DEFAULT '{{}}',
+            stopped_at {real}
+        );
+        -- The last send to each recipient by any worker, for the pair rate across workers.
+        CREATE TABLE recipient_slots (
+            channel    TEXT NOT NULL,
+            recipient  TEXT NOT NULL,
+            last_at    {real} NOT NULL,
+            PRIMARY KEY (channel, recipient)
+        );
+"""
+_LEASE_COLUMNS = """
+        ALTER TABLE notifications ADD COLUMN lease_owner TEXT;
+        ALTER TABLE notifications ADD COLUMN lease_until {real};
+        ALTER TABLE notifications ADD COLUMN marked_at {real};
+        UPDATE notifications SET marked_at = updated_at, lease_until = 0 WHERE state = 'sending';
+        CREATE INDEX notifications_leases ON notifications(lease_until) WHERE state = 'sending';
+"""
+MIGRATIONS.append(
+    Migration(
+        "0009_workers",
+        sqlite=_LEASE_COLUMNS.format(real="REAL") + _WORKERS_TABLE.format(real="REAL"),
+        postgres=_LEASE_COLUMNS.format(real="double precision")
+        + _WORKERS_TABLE.format(real="double precision"),
+    )
+)

@@ -24,6 +24,7 @@ from nextstep.engine.ledger.base import (
     OptOut,
     OptOutResult,
 )
+from nextstep.engine.ledger.leases import Recovered, SoleSourceLock, SourceLock, WorkerRecord
 from nextstep.engine.model import Progress, State
 
 
@@ -37,6 +38,10 @@ class TransactionalStore:
     def transaction(self) -> AbstractContextManager[LedgerTransaction]:
         """One write transaction (see :meth:`Store.transaction`)."""
         raise NotImplementedError
+
+    def source_lock(self, name: str) -> SourceLock:
+        """The lock of a trigger source (see Store); one daemon per ledger by default."""
+        return SoleSourceLock()
 
     def reading(self) -> AbstractContextManager[LedgerTransaction]:
         """A consistent read; by default a transaction."""
@@ -72,24 +77,68 @@ class TransactionalStore:
         limit: int,
         channels: Sequence[str] | None = None,
         ids: Sequence[int] | None = None,
+        owner: str | None = None,
+        lease_until: float | None = None,
     ) -> list[Notification]:
         """Lease due notifications (see Store)."""
         with self.transaction() as tx:
-            return tx.lease_due(now, limit, channels, ids)
+            return tx.lease_due(now, limit, channels, ids, owner, lease_until)
 
-    def record_attempts(self, results: Sequence[AttemptResult]) -> None:
+    def record_attempts(self, results: Sequence[AttemptResult], owner: str | None = None) -> None:
         """Apply a batch of attempt results in one transaction."""
         if not results:
             return
         with self.transaction() as tx:
-            tx.record_attempts(results)
+            tx.record_attempts(results, owner)
 
-    def requeue(self, items: Sequence[tuple[int, float]], now: float) -> None:
+    def requeue(
+        self, items: Sequence[tuple[int, float]], now: float, owner: str | None = None
+    ) -> None:
         """Return leased notifications to the queue without counting an attempt."""
         if not items:
             return
         with self.transaction() as tx:
-            tx.requeue(items, now)
+            tx.requeue(items, now, owner)
+
+    def mark_sending(self, ids: Sequence[int], now: float, owner: str | None = None) -> list[int]:
+        """Mark leased rows whose request is about to be written (see Store)."""
+        if not ids:
+            return []
+        with self.transaction() as tx:
+            return tx.mark_sending(ids, now, owner)
+
+    def claim_recipients(
+        self, claims: Sequence[tuple[str, str, float]], now: float
+    ) -> dict[tuple[str, str], float]:
+        """Claim each ``(channel, recipient, spacing)`` send slot at ``now`` across workers;
+        returns the refused ones with the time from which to try again. One daemon per
+        ledger (SQLite) spaces its own sends: every claim is granted."""
+        return {}
+
+    def renew_leases(self, owner: str, until: float) -> int:
+        """Extend ``owner``'s leases to ``until``; how many rows it holds."""
+        with self.transaction() as tx:
+            return tx.renew_leases(owner, until)
+
+    def recover(self, now: float, gone: Sequence[str] | None = None) -> Recovered:
+        """Recover expired leases and those of ``gone`` owners (see Store)."""
+        with self.transaction() as tx:
+            return tx.recover(now, gone)
+
+    def heartbeat(self, worker: WorkerRecord) -> None:
+        """Write this worker's row."""
+        with self.transaction() as tx:
+            tx.heartbeat(worker)
+
+    def workers(self) -> list[WorkerRecord]:
+        """Every worker row, the most recently seen first."""
+        with self.reading() as tx:
+            return tx.workers()
+
+    def stop_worker(self, worker_id: str, now: float) -> None:
+        """Record that a worker stopped cleanly."""
+        with self.transaction() as tx:
+            tx.stop_worker(worker_id, now)
 
     def next_due(
         self, channels: Sequence[str] | None = None, ids: Sequence[int] | None = None

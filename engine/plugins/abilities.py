@@ -375,3 +375,17 @@ class ReadsRows(Protocol):
     def read_rows(config: Mapping[str, Any], path: Path) -> Iterator[FileRow]:
         """The rows of ``path`` read with the trigger block ``config``, in order."""
         ...
+
+
+@runtime_checkable
+class ReadsOneAtATime(Protocol):
+    """A trigger class whose sources must be read by one worker at a time when several
+    workers share a ledger (a folder of files, a table polled with a cursor): the engine runs
+    such a trigger only while its worker holds the source's lock, and another worker takes
+    the source over, from the committed progress, once the holder stops or dies."""
+
+    @staticmethod
+    def shared_source(config: Mapping[str, Any]) -> str:
+        """The source's identity, the same on every worker for the same source (the lock's
+        name): a folder's glob, a table's cursor name."""
+        ...

@@ -5,7 +5,13 @@ policy timers, the config watcher and the health snapshot.
 Shutdown (SIGTERM/SIGINT) goes in the order that loses nothing: stop the triggers (no new
 events; an HTTP event path answers 503), let the dispatcher finish the sends in flight (bounded
 by its drain timeout) and write their results, then stop the server and the loops. A second
-signal stops at once; what is then left in ``sending`` becomes in doubt at the next start.
+signal stops at once; what is then left marked as being sent becomes in doubt at the next
+start (the rest of its lease is simply due again).
+
+Start-up order (issue 15 defect 1): the SQLite ledger's lock first (one daemon per SQLite
+ledger, :mod:`.ledgerlock`), then the HTTP port, and only then the ledger: this worker's row
+in ``workers`` and the recovery of work whose owner is gone or whose lease ran out
+(:mod:`.presence`), never another live worker's.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -32,6 +39,7 @@ from nextstep.engine.inbound.sink import InboundSink, webhook_recorder
 from nextstep.engine.intake.emit import make_emit
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.base import Notification
+from nextstep.engine.ledger.leases import Recovered, new_worker_id
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.optout.entries import Directory
 from nextstep.engine.optout.routes import optout_routes, optout_token
@@ -39,6 +47,7 @@ from nextstep.engine.plugins import (
     Channel,
     Emit,
     LooksUpStatus,
+    ReadsOneAtATime,
     ReceivesAcks,
     ReportsStatus,
     SearchesSent,
@@ -57,7 +66,9 @@ from nextstep.engine.rules.config import Config, load_config, rule_from_definiti
 from nextstep.engine.rules.rule import Rule
 from nextstep.engine.runtime.console.app import OpenConsole, open_console
 from nextstep.engine.runtime.gctune import tuned_gc
+from nextstep.engine.runtime.ledgerlock import EXIT_BUSY, LedgerBusy, exclusive_ledger
 from nextstep.engine.runtime.logs import RedactingFilter, config_secrets
+from nextstep.engine.runtime.presence import Presence, lease_of
 from nextstep.engine.runtime.reload import LiveRules, Reloader, TriggerSpec, watch_paths
 from nextstep.engine.runtime.server import (
     HEALTH_EVERY,
@@ -69,6 +80,7 @@ from nextstep.engine.runtime.server import (
     register_acks,
     write_snapshot,
 )
+from nextstep.engine.runtime.sources import OneAtATime
 from nextstep.engine.runtime.supervisor import Backoff, Supervisor
 from nextstep.engine.sending.attempt import NO_RETRY, RetryRules
 from nextstep.engine.sending.dispatcher import Dispatcher
@@ -77,6 +89,8 @@ from nextstep.engine.sending.ratelimit import channel_limits
 log = logging.getLogger(__name__)
 
 BUTTONS_WITHIN = 3.0  # seconds a trace page waits for a channel's template buttons
+REGISTRATION_LOCK = "ack webhook registration"  # one worker at a time registers
+JOIN_MARGIN = 0.5  # seconds beyond a heartbeat a joining worker waits before sending
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +111,8 @@ class Daemon:
     redacting: RedactingFilter | None = None
     options: DaemonOptions = DaemonOptions()
     listen: str = ""
+    worker_id: str = field(default_factory=new_worker_id)
+    sources: set[str] = field(default_factory=set)  # trigger sources this worker reads now
     stopping: bool = False
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once it serves
     channels: dict[str, Channel] = field(default_factory=dict)
@@ -106,32 +122,85 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then shut down in order (see the module docstring)."""
+        with exclusive_ledger(self.config.store):
+            sock = listening_socket(self.config.server.host, self.config.server.port)
+            try:
+                await self._run(stop, sock)
+            finally:
+                sock.close()
+
+    async def _run(self, stop: asyncio.Event, sock: socket.socket) -> None:
         self.runner = LedgerRunner(open_store(self.config.store))
         try:
-            store = self.runner.store
-            recovered = await self.runner.call(store.recover_interrupted, self.clock.now())
-            if recovered:
-                log.warning(
-                    "%d notifications were being sent when nextstep last stopped: "
-                    "now in doubt (nextstep status --in-doubt)",
-                    recovered,
-                )
-            self.channels = self._open_channels()
-            try:
-                async with asyncio.TaskGroup() as group:
-                    await self._serve(group, stop)
-            finally:
-                for channel in self.channels.values():
-                    await channel.aclose()
+            self.channels = self._open_channels()  # before the first heartbeat names them
+            self.presence = Presence(
+                self.runner,
+                self.clock,
+                self.worker_id,
+                lease_of(self.config.settings),
+                self._holds,
+                self._recovered,
+                self._share_rates,
+            )
+            await self.presence.beat()
+            await self.presence.recover()
+            async with asyncio.TaskGroup() as group:
+                await self._serve(group, stop, sock)
         finally:
+            for channel in self.channels.values():
+                await channel.aclose()
             if self.console is not None:
                 self.console.close()
             self.runner.close()
 
-    async def _serve(self, group: asyncio.TaskGroup, stop: asyncio.Event) -> None:
+    async def _recovered(self, done: Recovered) -> None:
+        """Rows of a gone worker: log them, resend the in-doubt ones whose rule says so."""
+        if done.in_doubt:
+            shown = ", ".join(f"#{i}" for i in done.in_doubt[:20])
+            more = f" and {len(done.in_doubt) - 20} more" if len(done.in_doubt) > 20 else ""
+            log.warning(
+                "%s being sent when their worker stopped: now in doubt "
+                "(nextstep status --in-doubt): %s%s",
+                plural(len(done.in_doubt), "notification"),
+                shown,
+                more,
+            )
+            store = self.runner.store
+            for nid in done.in_doubt:
+                row = await self.runner.call(store.get, nid)
+                if row is not None and self._retry_rules(row).in_doubt == "resend":
+                    await self.runner.call(store.release, nid, self.clock.now())
+        if done.requeued:
+            log.info(
+                "%s leased by a stopped worker and never sent: due again",
+                plural(len(done.requeued), "notification"),
+            )
+        dispatcher = getattr(self, "dispatcher", None)
+        if dispatcher is not None:
+            dispatcher.wake()
+
+    def _share_rates(self) -> None:
+        """Each channel's rate is shared by the live workers sending on it."""
+        dispatcher = getattr(self, "dispatcher", None)
+        if dispatcher is not None:
+            for name in self.channels:
+                dispatcher.share(name, self.presence.live_on(name))
+
+    def _holds(self) -> dict[str, Any]:
+        """What this worker holds, for its row in ``workers``."""
+        live = getattr(self, "live", None)
+        triggers = sorted(live.instances) if live is not None else []
+        return {
+            "triggers": triggers,
+            "sources": sorted(self.sources),
+            "channels": sorted(self.channels),
+        }
+
+    async def _serve(
+        self, group: asyncio.TaskGroup, stop: asyncio.Event, sock: socket.socket
+    ) -> None:
         self._assemble(group)
         await self.reloader.start(self.config)
-        sock = listening_socket(self.config.server.host, self.config.server.port)
         host, port = sock.getsockname()[:2]
         self.listen = f"{host}:{port}"
         server = make_server(create_app(self.health, self._routes()), host, port)
@@ -154,7 +223,7 @@ class Daemon:
         await _cancelled(dispatching)  # it drains: sends in flight finish, results are written
         server.should_exit = True
         await served
-        sock.close()
+        await self.presence.stop()
         if self.inbound is not None:
             await self.inbound.aclose()  # confirmations under way
         for task in loops:
@@ -183,12 +252,21 @@ class Daemon:
             self.clock,
             limits,
             after_write=after_attempts(self.context),  # fallbacks at once, not at the next tick
+            owner=self.worker_id,
+            lease=self.presence.lease,
         )
+        # Joining workers already sending: wait one heartbeat (and a margin) so that they
+        # lower their share before this one sends (docs/scaling.md, "Rates across workers").
+        for name in self.channels:
+            live = self.presence.live_on(name)
+            hold = self.presence.period + JOIN_MARGIN if live > 1 else 0.0
+            self.dispatcher.share(name, live, hold=hold)
 
     def _loops(
         self, group: asyncio.TaskGroup
     ) -> tuple[asyncio.Task[None] | None, list[asyncio.Task[None]]]:
         loops = [group.create_task(run_timers(self.runner, self.clock, self.context))]
+        loops.append(group.create_task(self.presence.run()))
         pollable = {n: c for n, c in self.channels.items() if isinstance(c, LooksUpStatus)}
         if pollable:
             status = self.config.status
@@ -202,16 +280,27 @@ class Daemon:
         loops.append(group.create_task(health))
         retention = retention_of(self.config.settings)
         loops.append(group.create_task(prune_inbound(self.runner, self.clock, retention)))
-        server = self.config.server
-        registering = register_acks(
-            self.channels, server.public_url, self.listen, server.webhook_secret
-        )
-        loops.append(group.create_task(registering))
+        loops.append(group.create_task(self._register_acks()))
         watcher = None
         if self.options.watch:
             paths = partial(lambda live: watch_paths(live.config), self.live)
             watcher = group.create_task(self.reloader.watch(paths))
         return watcher, loops
+
+    async def _register_acks(self) -> None:
+        """Register the ack webhooks under the ledger's registration lock: workers starting
+        together take turns, so each reads the list the one before it wrote (never two
+        registrations racing on one list)."""
+        server = self.config.server
+        lock = self.runner.store.source_lock(REGISTRATION_LOCK)
+        try:
+            while not await asyncio.to_thread(lock.acquire):
+                await asyncio.sleep(0.2)
+            await register_acks(
+                self.channels, server.public_url, self.listen, server.webhook_secret
+            )
+        finally:
+            await asyncio.to_thread(lock.close)
 
     # -- what the rule set is built with ----------------------------------------------------
     def _open_channels(self) -> dict[str, Channel]:
@@ -239,7 +328,13 @@ class Daemon:
             spec.rule_ids,
             extra={"max_body": self.config.server.max_body},
         )
-        return trigger_class(spec.kind)(spec.config, context)
+        plugin = trigger_class(spec.kind)
+        trigger = plugin(spec.config, context)
+        if isinstance(plugin, ReadsOneAtATime):  # one worker at a time reads its source
+            name = plugin.shared_source(spec.config)
+            lock = self.runner.store.source_lock(name)
+            return OneAtATime(trigger, lock, name, self.sources)
+        return trigger
 
     def _build_emit(self, config: Config, spec: TriggerSpec) -> Emit:
         # on_queued: send at once rather than at the dispatcher's next poll.
@@ -267,6 +362,13 @@ class Daemon:
         """The retry policy of the rule version that created ``notification``."""
         key = (notification.rule_id, notification.rule_version)
         rule = self._versions.get(key) or self.live.config.rules.get(notification.rule_id)
+        return rule.policy.retry if rule is not None else NO_RETRY
+
+    def _retry_rules(self, notification: Notification) -> RetryRules:
+        """:meth:`_policy`, also before the rules are live (recovery at start)."""
+        if getattr(self, "live", None) is not None and self.live.applied:
+            return self._policy(notification)
+        rule = self.config.rules.get(notification.rule_id)
         return rule.policy.retry if rule is not None else NO_RETRY
 
     def _routes(self) -> list[BaseRoute]:
@@ -334,7 +436,7 @@ class Daemon:
             }
             for name, lane in self.dispatcher.status().items()
         }
-        return health_document(
+        document = health_document(
             triggers=trigger_docs,
             circuits=circuits,
             reload=self.reloader.state.as_dict(),
@@ -342,7 +444,10 @@ class Daemon:
             started_at=self.started_at,
             listen=self.listen,
             stopping=self.stopping,
+            worker=self.worker_id,
+            workers=self.presence.as_list(),
         )
+        return document
 
     async def _buttons(self, name: str, fields: Mapping[str, Any]) -> Sequence[TemplateButton]:
         """The buttons channel ``name`` shows under a message (the console's trace); none when
@@ -393,6 +498,9 @@ async def run_daemon(
     try:
         with tuned_gc():  # start-up is over: keep the collector off the hot path (gctune.py)
             await Daemon(config, clock or SystemClock(), redacting, options).run(stop)
+    except LedgerBusy as exc:
+        log.error("%s", exc)
+        return EXIT_BUSY
     except asyncio.CancelledError:
         log.warning("stopped before the sends in flight finished: they are in doubt now")
         return 1

@@ -50,6 +50,8 @@ def health_document(
     started_at: float,
     listen: str = "",
     stopping: bool = False,
+    worker: str = "",
+    workers: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The health JSON: degraded when a trigger is waiting to restart or reports an error, or
     a channel's circuit is open."""
@@ -70,6 +72,8 @@ def health_document(
         "listen": listen,
         "started_at": started_at,
         "updated_at": now,
+        "worker": worker,  # this worker's id
+        "workers": [dict(w) for w in workers],  # every worker of the ledger seen lately
         "triggers": redact_tree(trigger_list),
         "circuits": redact_tree(dict(circuits)),
         "reload": redact_tree(dict(reload)),

@@ -7,9 +7,11 @@ notification each once a rate token is free; the attempt checks the circuit and 
 recipient's spacing at the moment it sends, calls ``channel.send``, lets :func:`decide` say
 what follows, and hands the result to the :class:`BatchWriter`.
 
-A notification leased is ``sending`` in the ledger until its result is written; what a crash
-leaves there is in doubt (see ``Store.recover_interrupted``), so leases stay small: about a
-quarter of a second of sending per channel.
+A notification leased is ``sending`` in the ledger, under this dispatcher's owner id and a
+lease it renews every third of the lease, until its result is written. Just before its request
+is written it is marked (through the writer, group-committed); what a crash leaves marked is in
+doubt, what it leaves only leased is due again (``Store.recover``, docs/scaling.md). Leases
+stay small: about a quarter of a second of sending per channel.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from nextstep.engine.backoff import Random
 from nextstep.engine.clock import Clock
 from nextstep.engine.ledger.base import Notification
+from nextstep.engine.ledger.leases import LEASE, new_worker_id
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.plugins import Channel
 from nextstep.engine.sending.attempt import RetryRules
@@ -54,9 +57,13 @@ class Dispatcher:
         flush_delay: float = 0.005,
         drain_timeout: float = DRAIN_TIMEOUT,
         after_write: AfterWrite | None = None,
+        owner: str | None = None,
+        lease: float = LEASE,
     ) -> None:
         self._runner = runner
         self._clock = clock
+        self.owner = owner or new_worker_id()
+        self.lease = lease
         self.lease_size = lease_size
         self.drain_timeout = drain_timeout
         self._ids = None if ids is None else sorted(ids)
@@ -69,6 +76,7 @@ class Dispatcher:
             max_delay=flush_delay,
             on_flushed=self._flushed,
             after_write=after_write,
+            owner=self.owner,
         )
         limits = limits or {}
         self._lanes = {
@@ -90,6 +98,17 @@ class Dispatcher:
     def wake(self) -> None:
         """New work was queued: look for it now rather than at the next poll."""
         self._wake.set()
+
+    def share(self, channel: str, workers: int, *, hold: float = 0.0) -> None:
+        """``workers`` workers send on ``channel`` now: this one takes its share of the
+        channel's rate (ratelimit.RateLimiter.share); ``hold`` > 0 sends nothing for that
+        long first (a worker joining waits until the others have lowered theirs)."""
+        lane = self._lanes.get(channel)
+        if lane is None:
+            return
+        lane.limiter.share(lane.limits.rate, workers)
+        if hold > 0:
+            lane.limiter.pause_until(self._clock.now() + hold)
 
     def status(self) -> dict[str, LaneStatus]:
         """Per channel: circuit state and reason, requests in flight, leased backlog."""
@@ -113,6 +132,7 @@ class Dispatcher:
         feeding = asyncio.create_task(feeder)
         workers = [asyncio.create_task(lane.run()) for lane in self._lanes.values()]
         workers.append(asyncio.create_task(self._writer.run()))
+        workers.append(asyncio.create_task(self._renew_leases()))
         try:
             # Shielded so that a cancellation reaches this frame at once and the lanes stop
             # starting sends before anything else runs.
@@ -130,8 +150,28 @@ class Dispatcher:
         """Give back leased work not started, let requests already sent finish, write all."""
         for lane in self._lanes.values():
             lane.give_back_backlog()
-        await self._finish_attempts(self.drain_timeout)
+        writing = asyncio.create_task(self._writer.run())  # attempts may wait for their mark
+        try:
+            await self._finish_attempts(self.drain_timeout)
+        finally:
+            writing.cancel()
+            await asyncio.gather(writing, return_exceptions=True)
         await self._writer.flush()
+
+    async def _renew_leases(self) -> None:
+        """Keep this dispatcher's leases alive while it runs (a third of the lease apart, so
+        two renewals can fail before another worker may take them). The period is real time,
+        like the writer's delay: it only keeps the lease fresh and never decides a send (a
+        test's fake clock then moves only for what it drives)."""
+        store = self._runner.store
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                await self._runner.call(
+                    store.renew_leases, self.owner, self._clock.now() + self.lease
+                )
+            except Exception:
+                log.exception("renewing the leases of %s failed; retrying", self.owner)
 
     async def _finish_attempts(self, timeout: float) -> None:
         tasks = {t for lane in self._lanes.values() for t in lane.tasks}
@@ -153,8 +193,17 @@ class Dispatcher:
             return "full", []
         limit = min(self.lease_size, sum(wants[name] for name in names))
         store = self._runner.store
+        now = self._clock.now()
         call = asyncio.ensure_future(
-            self._runner.call(store.lease_due, self._clock.now(), limit, names, self._ids)
+            self._runner.call(
+                store.lease_due,
+                now,
+                limit,
+                names,
+                self._ids,
+                self.owner,
+                now + self.lease,
+            )
         )
         try:
             leased = await asyncio.shield(call)

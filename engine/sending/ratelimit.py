@@ -19,6 +19,9 @@ from nextstep.engine.plugins import channel_class
 # A spent token comes back this much after a full window, so float rounding of clock values
 # can never let a window hold one send too many.
 _EPSILON = 1e-6
+# The part of a channel's rate that workers sharing it use together (the rest absorbs the
+# differences between their paths to the provider: docs/scaling.md).
+SHARED_HEADROOM = 0.9
 DEFAULT_RATE = 80.0  # Meta's default throughput per business number
 DEFAULT_MAX_IN_FLIGHT = 4000  # a ceiling: the target follows rate x latency (concurrency.py)
 DEFAULT_MAX_PAUSE = 300.0  # seconds: the cap on a provider's Retry-After
@@ -90,6 +93,21 @@ class RateLimiter:
         self._paused_until = -math.inf
         self._reserved = 0
         self._lock = asyncio.Lock()
+
+    def share(self, rate: float, workers: int) -> None:
+        """Send at most this worker's share of ``rate`` when ``workers`` share the channel
+        (docs/scaling.md, "Rates across workers"): ``SHARED_HEADROOM × rate / workers`` per
+        second, paced in tenths of a second rather than in one burst per second. Bursts of
+        several workers, each delayed differently on its way, would meet in one second at the
+        provider; paced sends with the headroom keep every 1-second window there within
+        ``rate``. A share under one send per second is one send per ``1 / share`` seconds."""
+        if workers <= 1:
+            self.capacity = max(1, math.floor(rate))
+            self.window = self.capacity / rate
+            return
+        each = rate * SHARED_HEADROOM / workers
+        self.capacity = max(1, math.floor(each / 10))
+        self.window = self.capacity / each
 
     def delay(self, now: float) -> float:
         """Seconds from ``now`` until a token is free (0 when one is free now)."""
@@ -163,6 +181,11 @@ class RecipientSpacing:
             slot = booked + self.spacing
         self._booked[key] = slot
         return slot
+
+    def sent(self, key: str, at: float) -> None:
+        """Record the real send time of a message :meth:`claim` let go a moment earlier."""
+        if self.spacing > 0 and key:
+            self._last[key] = max(at, self._last.get(key, at))
 
     def prune(self, now: float) -> None:
         """Forget recipients whose spacing and bookings are over (bounds memory)."""

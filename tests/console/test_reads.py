@@ -127,6 +127,7 @@ def test_trace_follows_the_fallback_chain_both_ways(ledger: Ledger) -> None:
 def test_decisions_are_recorded_with_who_and_why(ledger: Ledger) -> None:
     ident = ledger.enqueue([new_notification()])[0].id
     ledger.lease_due(T0, 10)
+    ledger.mark_sending([ident], T0)
     ledger.recover_interrupted(T0 + 1)
     assert [n.id for n in ledger.in_doubt(10)] == [ident]
     assert ledger.decide(ident, Decision("release", "olga", "not on the phone", T0 + 2))

@@ -132,11 +132,12 @@ async def test_an_accepted_message_found_in_the_history_becomes_sent(world: Worl
 
 
 async def test_a_message_missing_from_a_complete_history_is_due_again(world: World) -> None:
-    # In doubt after a crash before the request was written: the provider never had it.
+    # In doubt after a crash between the mark and the request: the provider never had it.
     phone = "34600000101"
     (nid,) = await enqueue(world.runner, new_notification(phone, fields=dict(FIELDS)))
     store = world.runner.store
     await world.runner.call(store.lease_due, world.clock.now(), 10)
+    await world.runner.call(store.mark_sending, [nid], world.clock.now())
     await world.runner.call(store.recover_interrupted, world.clock.now())
     assert (await row(world.runner, nid)).state is State.IN_DOUBT
 
@@ -160,11 +161,13 @@ async def test_a_history_message_already_tracked_is_not_claimed_twice(
     first = await world.in_doubt_after_a_timeout()
     world.clock.advance(61)
     assert (await world.resolve()).sent == [first]
-    # A second notification of the same template to the same chat, in doubt without a request:
+    # A second notification of the same template to the same chat, in doubt without a request
+    # (marked, then a crash before it was written):
     # the one message in the history is the first one's, so this one is due again.
     (second,) = await enqueue(world.runner, new_notification(SLOW, fields=dict(FIELDS)))
     store = world.runner.store
     await world.runner.call(store.lease_due, world.clock.now(), 10)
+    await world.runner.call(store.mark_sending, [second], world.clock.now())
     await world.runner.call(store.recover_interrupted, world.clock.now())
     world.clock.advance(61)
     report = await world.resolve()

@@ -160,6 +160,7 @@ def test_requeue_gives_back_without_an_attempt(store: Store) -> None:
 def test_recover_release_and_cancel(store: Store) -> None:
     a, b = (r.id for r in store.enqueue([new_notification("1"), new_notification("2")]))
     store.lease_due(T0, 1)
+    assert store.mark_sending([a], T0) == [a]  # its request was about to be written
     assert store.recover_interrupted(T0 + 1) == 1
     doubt = store.get(a)
     assert doubt is not None and doubt.state is State.IN_DOUBT
@@ -184,6 +185,7 @@ def test_in_doubt_settled_by_the_provider_history(store: Store) -> None:
         )
     )
     store.lease_due(T0, 10)
+    assert store.mark_sending([a, b, c], T0) == [a, b, c]  # their requests were written
     assert store.recover_interrupted(T0 + 1) == 3
     found = {"by": "history", "provider_id": "wamid.1"}
     with store.transaction() as tx:

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from nextstep.engine.commands.cli import main
 from nextstep.engine.ledger.base import Store
+from nextstep.engine.ledger.leases import WorkerRecord
 from nextstep.engine.ledger.sqlite import SqliteStore
 from nextstep.engine.model import Progress, State
 from nextstep.engine.runtime.server import HEALTH_KEY
@@ -30,7 +31,8 @@ def ledger(tmp_path: Path) -> tuple[str, Store]:
             new_notification("34600111444", rule_id="cases", dedupe_key="c:1", created_at=now),
         ]
     )
-    store.lease_due(now, 1)  # the oldest is being sent…
+    leased = store.lease_due(now, 1)  # the oldest is being sent…
+    store.mark_sending([n.id for n in leased], now)
     store.recover_interrupted(now)  # …when the process dies: in doubt
     return f"sqlite:///{path}", store
 
@@ -139,3 +141,22 @@ def test_a_rate_limit_pause_is_shown_with_its_time_left(ledger: tuple[str, Store
     code, out = _invoke("status", "--store", url)
     assert code == 0, out
     assert "(300s left)" in out
+
+
+def test_status_lists_the_workers_what_they_hold_and_when_seen(
+    ledger: tuple[str, Store],
+) -> None:
+    url, store = ledger
+    now = time.time()
+    holds = {"triggers": ["inbox/*.csv"], "sources": ["files:inbox/*.csv"], "channels": ["wa"]}
+    store.heartbeat(WorkerRecord("app-1:11:aa", "app-1", 11, now - 60, now - 1, 30.0, holds))
+    store.heartbeat(WorkerRecord("app-2:12:bb", "app-2", 12, now - 60, now - 45, 30.0, {}))
+    code, out = _invoke("status", "--store", url, "--json")
+    assert code == 0, out
+    workers = {w["id"]: w for w in json.loads(out)["workers"]}
+    assert workers["app-1:11:aa"]["alive"] and workers["app-1:11:aa"]["holds"] == holds
+    assert not workers["app-2:12:bb"]["alive"]  # silent longer than its lease
+    code, out = _invoke("status", "--store", url)
+    assert code == 0, out
+    assert "Workers" in out and "app-1:11:aa" in out and "files:inbox/*.csv" in out
+    assert "gone" in out

@@ -14,7 +14,10 @@ import psycopg
 from tests.support.services import POSTGRES_URL
 
 SQLITE, POSTGRES = "sqlite", "postgres"  # the backends the contract suite runs on
-TABLES = "notifications, history, acks, progress, rule_versions, optouts, inbound_messages"
+TABLES = (
+    "notifications, history, acks, progress, rule_versions, optouts, inbound_messages, workers, "
+    "recipient_slots"
+)
 
 
 def plain_url(url: str, database: str | None = None) -> str:

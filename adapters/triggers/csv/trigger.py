@@ -104,6 +104,11 @@ class CsvTrigger:
         return str(config.get("path", ""))
 
     @staticmethod
+    def shared_source(config: Mapping[str, Any]) -> str:
+        """The folder's identity for the one worker that reads it (``ReadsOneAtATime``)."""
+        return f"files:{config.get('path', '')}"
+
+    @staticmethod
     def check(config: Mapping[str, Any], base_dir: Path) -> list[ConfigProblem]:
         """What the constructor would refuse (an unknown encoding, a bad header map…)."""
         return read_settings(config)[1]

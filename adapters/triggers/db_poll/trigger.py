@@ -52,6 +52,12 @@ class DbPollTrigger:
     config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
 
     @staticmethod
+    def shared_source(config: Mapping[str, Any]) -> str:
+        """The polled source's identity for the one worker that reads it
+        (``ReadsOneAtATime``): its progress key."""
+        return f"db_poll:{DbPollTrigger.source_key(config)}"
+
+    @staticmethod
     def source_key(config: Mapping[str, Any]) -> str:
         """``name`` if given, else the URL (password hidden), cursor columns and query."""
         if config.get("name"):

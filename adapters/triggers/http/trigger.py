@@ -32,7 +32,7 @@ from nextstep.adapters.triggers.http.settings import (
     schema_fields,
 )
 from nextstep.adapters.triggers.refusals import refuse, refuse_render_errors, render_errors
-from nextstep.engine.errors import StoreError
+from nextstep.engine.errors import ProgressClaimed, StoreError
 from nextstep.engine.model import Event, Progress
 from nextstep.engine.plugins import ConfigProblem, Emit, EventFields, Trigger, TriggerContext
 from nextstep.engine.rules.config import DEFAULT_MAX_BODY
@@ -174,8 +174,20 @@ class HttpTrigger:
                 "notifications": None,
                 "note": "the first answer was not recorded",
             }
-            first = [Progress(progress_key, json.dumps({"body_sha256": digest, "answer": claim}))]
-            done = await self._accept(emit, items, explain, first)
+            first = [
+                Progress(
+                    progress_key, json.dumps({"body_sha256": digest, "answer": claim}), claim=True
+                )
+            ]
+            try:
+                done = await self._accept(emit, items, explain, first)
+            except ProgressClaimed:
+                # Another worker took the same key first (the claim is one row in the ledger):
+                # its answer is the answer, as if this request came after it.
+                stored = await read_progress(self.context, progress_key)
+                if stored is None:
+                    raise
+                return self._replay(json.loads(stored), digest, key)
             kept = json.dumps({"body_sha256": digest, "answer": done})
             await emit([], [Progress(progress_key, kept)])
         return JSONResponse(done, status_code=202)

@@ -26,10 +26,12 @@ from nextstep.engine.ledger.base import (
     OptOut,
     OptOutResult,
 )
+from nextstep.engine.ledger.leases import Recovered
 from nextstep.engine.ledger.migrations import MIGRATIONS
-from nextstep.engine.ledger.postgres import text
+from nextstep.engine.ledger.postgres import slots, text
 from nextstep.engine.ledger.postgres.console import PostgresConsoleReads
 from nextstep.engine.ledger.postgres.optouts import EXCLUSIVE, INBOUND, SHARED
+from nextstep.engine.ledger.postgres.sourcelock import PostgresSourceLock
 from nextstep.engine.ledger.postgres.sql import Conn, unique
 from nextstep.engine.ledger.postgres.transaction import PostgresTransaction
 from nextstep.engine.ledger.transactional import TransactionalStore
@@ -120,6 +122,10 @@ class PostgresStore(PostgresConsoleReads, TransactionalStore):
         """Close the pool's connections (idempotent)."""
         self._pool.close()
 
+    def source_lock(self, name: str) -> PostgresSourceLock:
+        """The advisory lock of the trigger source ``name`` (not yet taken)."""
+        return PostgresSourceLock(self.url, name)
+
     @contextmanager
     def transaction(self) -> Iterator[PostgresTransaction]:
         """One write transaction; commits on success, rolls back on any error; psycopg errors
@@ -162,29 +168,59 @@ class PostgresStore(PostgresConsoleReads, TransactionalStore):
         limit: int,
         channels: Sequence[str] | None = None,
         ids: Sequence[int] | None = None,
+        owner: str | None = None,
+        lease_until: float | None = None,
     ) -> list[Notification]:
         """Lease due notifications (one statement: expire, then lease)."""
         with self.reading() as tx:
-            return tx.lease_due(now, limit, channels, ids)
+            return tx.lease_due(now, limit, channels, ids, owner, lease_until)
 
-    def record_attempts(self, results: Sequence[AttemptResult]) -> None:
+    def record_attempts(self, results: Sequence[AttemptResult], owner: str | None = None) -> None:
         """Apply attempt results (one statement unless a row repeats)."""
         if not results:
             return
         one = unique([r.notification_id for r in results])
         with self.reading() if one else self.transaction() as tx:
-            tx.record_attempts(results)
+            tx.record_attempts(results, owner)
 
-    def requeue(self, items: Sequence[tuple[int, float]], now: float) -> None:
+    def requeue(
+        self, items: Sequence[tuple[int, float]], now: float, owner: str | None = None
+    ) -> None:
         """Give leased notifications back (one statement unless a row repeats)."""
         if not items:
             return
         one = unique([nid for nid, _ in items])
         with self.reading() if one else self.transaction() as tx:
-            tx.requeue(items, now)
+            tx.requeue(items, now, owner)
+
+    def mark_sending(self, ids: Sequence[int], now: float, owner: str | None = None) -> list[int]:
+        """Mark rows about to be sent (one statement)."""
+        if not ids:
+            return []
+        with self.reading() as tx:
+            return tx.mark_sending(ids, now, owner)
+
+    def claim_recipients(
+        self, claims: Sequence[tuple[str, str, float]], now: float
+    ) -> dict[tuple[str, str], float]:
+        """Claim send slots per recipient across workers (one statement per spacing)."""
+        if not claims:
+            return {}
+        with self.reading() as tx:
+            return slots.claim(tx.connection, claims, now)
+
+    def renew_leases(self, owner: str, until: float) -> int:
+        """Extend ``owner``'s leases (one statement)."""
+        with self.reading() as tx:
+            return tx.renew_leases(owner, until)
+
+    def recover(self, now: float, gone: Sequence[str] | None = None) -> Recovered:
+        """Recover expired leases and those of gone owners (one statement)."""
+        with self.reading() as tx:
+            return tx.recover(now, gone)
 
     def recover_interrupted(self, now: float) -> int:
-        """``sending`` rows become ``in_doubt`` (one statement)."""
+        """Every ``sending`` row: marked ones in doubt, the others due again (one statement)."""
         with self.reading() as tx:
             return tx.recover_interrupted(now)
 

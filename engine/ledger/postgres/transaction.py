@@ -26,7 +26,8 @@ from nextstep.engine.ledger.base import (
     PollCandidate,
     Tracked,
 )
-from nextstep.engine.ledger.postgres import inbound, read, send, status, write
+from nextstep.engine.ledger.leases import Recovered, WorkerRecord
+from nextstep.engine.ledger.postgres import inbound, read, send, status, workers, write
 from nextstep.engine.ledger.postgres import optouts as optout_sql
 from nextstep.engine.ledger.postgres.sql import Conn, add_history
 from nextstep.engine.model import Progress, State
@@ -51,7 +52,8 @@ class PostgresTransaction:
         self, items: Sequence[NewNotification], progress: Sequence[Progress] = ()
     ) -> list[Enqueued]:
         """Insert notifications (duplicates as skipped rows, and those an opt-out stops as
-        skipped: opted out) and save progress."""
+        skipped: opted out) and save progress (a claimed key first: see ``Progress.claim``)."""
+        write.claim_progress(self._conn, progress)
         asked = optout_sql.lookup(self._conn, items)
         results = write.enqueue(self._conn, items, progress)
         if results:
@@ -78,13 +80,41 @@ class PostgresTransaction:
         limit: int,
         channels: Sequence[str] | None = None,
         ids: Sequence[int] | None = None,
+        owner: str | None = None,
+        lease_until: float | None = None,
     ) -> list[Notification]:
-        """Lease due notifications, oldest due first."""
-        return send.lease_due(self._conn, now, limit, channels, ids)
+        """Lease due notifications under ``owner``'s lease, oldest due first."""
+        return send.lease_due(self._conn, now, limit, channels, ids, owner, lease_until)
 
-    def requeue(self, items: Sequence[tuple[int, float]], now: float) -> None:
+    def requeue(
+        self, items: Sequence[tuple[int, float]], now: float, owner: str | None = None
+    ) -> None:
         """Give leased notifications back, no attempt counted."""
-        send.requeue(self._conn, items, now)
+        send.requeue(self._conn, items, now, owner)
+
+    def mark_sending(self, ids: Sequence[int], now: float, owner: str | None = None) -> list[int]:
+        """Mark leased rows about to be sent; the ids still held and now marked."""
+        return send.mark_sending(self._conn, ids, now, owner)
+
+    def renew_leases(self, owner: str, until: float) -> int:
+        """Extend ``owner``'s leases."""
+        return send.renew_leases(self._conn, owner, until)
+
+    def recover(self, now: float, gone: Sequence[str] | None) -> Recovered:
+        """Recover expired leases and those of gone owners (see :mod:`ledger.leases`)."""
+        return send.recover(self._conn, now, gone)
+
+    def heartbeat(self, worker: WorkerRecord) -> None:
+        """Write this worker's row (insert or update)."""
+        workers.heartbeat(self._conn, worker)
+
+    def workers(self) -> list[WorkerRecord]:
+        """Every worker row, the newest first."""
+        return workers.read_workers(self._conn)
+
+    def stop_worker(self, worker_id: str, now: float) -> None:
+        """Record that a worker stopped cleanly."""
+        workers.stop_worker(self._conn, worker_id, now)
 
     def next_due(
         self, channels: Sequence[str] | None = None, ids: Sequence[int] | None = None
@@ -92,13 +122,13 @@ class PostgresTransaction:
         """Earliest due time among queued notifications in scope."""
         return read.next_due(self._conn, channels, ids)
 
-    def record_attempts(self, results: Sequence[AttemptResult]) -> None:
+    def record_attempts(self, results: Sequence[AttemptResult], owner: str | None = None) -> None:
         """Apply attempt results with their history lines."""
-        send.record_attempts(self._conn, results)
+        send.record_attempts(self._conn, results, owner)
 
     def recover_interrupted(self, now: float) -> int:
-        """``sending`` rows become ``in_doubt``."""
-        return send.recover_interrupted(self._conn, now)
+        """Every ``sending`` row: marked ones become ``in_doubt``, the others due again."""
+        return len(send.recover(self._conn, now, None).in_doubt)
 
     # -- reading -------------------------------------------------------------------------
     def get(self, notification_id: int) -> Notification | None:

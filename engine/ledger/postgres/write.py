@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nextstep.engine.errors import StoreError
+from nextstep.engine.errors import ProgressClaimed, StoreError
 from nextstep.engine.ledger.base import Enqueued, NewNotification
 from nextstep.engine.ledger.codec import dumps, loads
 from nextstep.engine.ledger.postgres.sql import Conn, add_history, columns, real
@@ -174,3 +174,19 @@ def get_rule_version(conn: Conn, rule_id: str, version: str) -> Mapping[str, Any
         return None
     value: Mapping[str, Any] = loads(row[0])
     return value
+
+
+def claim_progress(conn: Conn, progress: Sequence[Progress]) -> None:
+    """Insert each claimed key; raise :class:`ProgressClaimed` if one exists (the caller's
+    transaction then rolls back). A concurrent claim of the same key waits for the first to
+    commit or roll back, so exactly one wins."""
+    for p in progress:
+        if not p.claim:
+            continue
+        row = conn.execute(
+            "INSERT INTO progress (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING "
+            "RETURNING key",
+            (p.key, p.value),
+        ).fetchone()
+        if row is None:
+            raise ProgressClaimed(p.key)

@@ -12,6 +12,7 @@ from itertools import compress
 from operator import is_not
 from typing import Any
 
+from nextstep.engine.errors import ProgressClaimed
 from nextstep.engine.ledger.base import Enqueued, NewNotification
 from nextstep.engine.ledger.codec import dumps, loads
 from nextstep.engine.ledger.sqlite.rows import placeholders
@@ -257,3 +258,19 @@ def get_rule_version(
         return None
     value: Mapping[str, Any] = loads(row[0])
     return value
+
+
+def claim_progress(conn: sqlite3.Connection, progress: Sequence[Progress]) -> None:
+    """Insert each claimed key; raise :class:`ProgressClaimed` if one exists (the caller's
+    transaction then rolls back). A concurrent claim of the same key waits for the first to
+    commit or roll back, so exactly one wins."""
+    for p in progress:
+        if not p.claim:
+            continue
+        row = conn.execute(
+            "INSERT INTO progress (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING "
+            "RETURNING key",
+            (p.key, p.value),
+        ).fetchone()
+        if row is None:
+            raise ProgressClaimed(p.key)

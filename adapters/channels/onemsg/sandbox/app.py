@@ -95,6 +95,7 @@ class SandboxApi:
 
         async def endpoint(request: Request) -> Response:
             instance_id = request.path_params["instance"]
+            arrived = time.time()  # before the latency: when the request reached the API
             try:
                 if self.state.config.latency:
                     await asyncio.sleep(self.state.config.latency)
@@ -110,7 +111,9 @@ class SandboxApi:
                 reply = Reply(499, {"message": "client closed the request"})
             recorded = getattr(request.state, "body", None)
             self.state.requests.append(
-                Received(instance_id, request.method, request.url.path, recorded, reply.status)
+                Received(
+                    instance_id, request.method, request.url.path, recorded, reply.status, arrived
+                )
             )
             return _respond(reply)
 

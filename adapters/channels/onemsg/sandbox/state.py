@@ -59,6 +59,7 @@ class Received:
     path: str
     body: Any
     status: int
+    at: float = 0.0  # when it arrived (wall clock), for rates measured at the provider
 
 
 @dataclass(frozen=True, slots=True)

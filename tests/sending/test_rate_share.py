@@ -1,0 +1,59 @@
+"""Rates across workers: each of N workers takes 90 % of ``rate / N``, paced in tenths of a
+second, so that together they never exceed the channel's rate in any 1-second window
+(docs/scaling.md, "Rates across workers")."""
+
+from __future__ import annotations
+
+import pytest
+
+from nextstep.engine.clock import FakeClock
+from nextstep.engine.sending.ratelimit import RateLimiter
+
+
+def _greedy_sends(limiter: RateLimiter, clock: FakeClock, until: float) -> list[float]:
+    """Every send a worker with endless work makes, stepping the clock by 1 ms."""
+    sent = []
+    while clock.now() < until:
+        if limiter.delay(clock.now()) <= 0:
+            limiter.reserve()
+            limiter.take(clock.now())
+            sent.append(clock.now())
+        else:
+            clock.advance(0.001)
+    return sent
+
+
+def _max_in_window(times: list[float], window: float = 1.0) -> int:
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while times[start] <= t - window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+@pytest.mark.parametrize(("rate", "workers"), [(100.0, 3), (80.0, 2), (2.0, 3), (250.0, 1)])
+def test_workers_together_stay_within_the_rate(rate: float, workers: int) -> None:
+    times: list[float] = []
+    for w in range(workers):
+        clock = FakeClock()
+        clock.advance(w * 0.37)  # workers are not in step
+        limiter = RateLimiter(rate, clock)
+        limiter.share(rate, workers)
+        times.extend(_greedy_sends(limiter, clock, clock.now() + 5))
+    assert _max_in_window(times) <= max(rate, workers if rate < workers else 0)
+    if rate >= workers:
+        assert _max_in_window(times) <= rate
+        assert len(times) >= rate * 0.85 * 4  # and they do use their share
+
+
+def test_the_share_follows_the_workers() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(100, clock)
+    limiter.share(100, 3)
+    assert (limiter.capacity, limiter.window) == (3, pytest.approx(0.1))  # 30/s, paced
+    limiter.share(100, 1)
+    assert (limiter.capacity, limiter.window) == (100, 1.0)
+    limiter.share(1, 4)
+    assert (limiter.capacity, limiter.window) == (1, pytest.approx(4 / 0.9))
