@@ -9,6 +9,13 @@ rate limit lifted, acks off) serves both runs, so the two cores are shared the s
 * for reference, the 1MSG channel adapter alone (``channel.send`` from as many workers).
 
     .venv/bin/python bench/send_throughput.py [--count 20000] [--concurrency 256]
+    .venv/bin/python bench/send_throughput.py --ingest [--count 10000] [--concurrency 300]
+
+``--ingest`` instead times the end-to-end ``nextstep ingest`` command (a fresh process: start-up,
+the CSV read through the rules into a fresh ledger, then every notification sent with
+``max_in_flight`` and ``max_connections`` at ``--concurrency``) on a ``--count``-row CSV, beside
+the bare loop at the same concurrency, in the same run (target: >= 0.9 x the bare loop). The
+command runs as installed: with its bytecode cached (a warm-up run writes it).
 
 Each of ``--rounds`` rounds runs the three in turn (the machine's other load varies; the best
 of each is compared). Bounded: a fixed number of messages, every phase under ``--timeout``
@@ -174,6 +181,105 @@ async def run_channel(base_url: str, count: int, concurrency: int) -> float:
         await channel.aclose()
 
 
+# -- nextstep ingest, end to end ----------------------------------------------------------
+INGEST_RULE = """\
+rules:
+  - id: bench
+    trigger:
+      csv: {path: "inbox/*.csv"}
+    to: "{{ event.phone }}"
+    send:
+      channel: whatsapp
+      template: next_step
+      namespace: 3f1c7a2e_91b4_4c1e_a5a2_0c9d51e0c0de
+      language: en
+      text: 'Hello, <<1>>! For your process "<<2>>", the next step is: <<3>>'
+      params:
+        1: "{{ event.name | title }}"
+        2: "loan application #{{ event.application }}"
+        3: "upload documents by June 20"
+"""
+INGEST_TARGET = 0.9
+
+
+def ingest_folder(folder: Path, base_url: str, count: int, concurrency: int, run: int) -> Path:
+    """A configuration, a rule and a ``count``-row CSV for ``nextstep ingest``; the CSV."""
+    work = folder / f"ingest{run}"
+    (work / "rules").mkdir(parents=True)
+    (work / "nextstep.yaml").write_text(
+        "store: sqlite:///ledger.db\nrules: rules/\nchannels:\n"
+        f"  whatsapp: {{type: 1msg, base_url: '{base_url}', instance_id: {INSTANCE}, "
+        f"token: {TOKEN}, rate: 1000000/s, max_in_flight: {concurrency}, "
+        f"max_connections: {concurrency}}}\n"
+    )
+    (work / "rules" / "bench.yaml").write_text(INGEST_RULE)
+    path = work / "export.csv"
+    with path.open("w", encoding="utf-8") as f:
+        f.write("name;application;phone\n")
+        f.writelines(f"maria;{100000 + i};+{phone(i)}\n" for i in range(count))
+    return path
+
+
+def installed_env(folder: Path) -> dict[str, str]:
+    """The environment of an installed nextstep: bytecode cached (pip compiles it at install;
+    a checkout run with PYTHONDONTWRITEBYTECODE would compile every module at each start)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
+    return env
+
+
+def run_ingest_command(csv_path: Path, limit: float, env: dict[str, str]) -> tuple[float, str]:
+    """Wall seconds of ``nextstep ingest`` (process start to exit) and its output."""
+    folder = csv_path.parent
+    command = [sys.executable, "-m", "nextstep", "ingest", str(csv_path), "--rule", "bench"]
+    command += ["-c", str(folder / "nextstep.yaml")]
+    started = time.perf_counter()
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=limit, cwd=folder, env=env
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"nextstep ingest failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return seconds, done.stdout
+
+
+async def measure_ingest(base_url: str, args: argparse.Namespace, folder: str) -> None:
+    """Bare loop, then ``nextstep ingest`` end to end, each round; the best of each."""
+    count, concurrency = args.count, args.concurrency
+    await asyncio.wait_for(run_bare(base_url, min(2000, count), concurrency), args.timeout)
+    print(
+        f"send_throughput --ingest: {count:,}-row CSV, {concurrency} in flight both sides, "
+        f"sandbox latency {args.latency * 1000:.0f} ms, {os.cpu_count()} cores, best of "
+        f"{args.rounds} rounds"
+    )
+    env = installed_env(Path(folder))
+    # Warm-up: a 10-row file, so that the bytecode cache is written before the timed runs.
+    warm = ingest_folder(Path(folder), base_url, 10, concurrency, -1)
+    await asyncio.to_thread(run_ingest_command, warm, args.timeout, env)
+    bares, ours = [], []
+    for i in range(args.rounds):
+        seconds, accepted = await asyncio.wait_for(
+            run_bare(base_url, count, concurrency), args.timeout
+        )
+        bares.append(count / seconds)
+        csv_path = ingest_folder(Path(folder), base_url, count, concurrency, i)
+        wall, output = await asyncio.to_thread(run_ingest_command, csv_path, args.timeout, env)
+        ours.append(count / wall)
+        sent = f"sent {count:,}" in output
+        print(
+            f"  round {i + 1}: bare {bares[-1]:,.0f} msg/s ({accepted:,} accepted)  "
+            f"nextstep ingest {ours[-1]:,.0f} msg/s ({wall:.2f} s wall incl. start-up; "
+            f"all sent: {sent})  ratio {ours[-1] / bares[-1]:.2f}",
+            flush=True,
+        )
+    ratio = max(ours) / max(bares)
+    print(f"  best: bare {max(bares):,.0f} msg/s, nextstep ingest {max(ours):,.0f} msg/s")
+    print(
+        f"  ratio {ratio:.2f}; target >= {INGEST_TARGET} x bare: "
+        + ("ok" if ratio >= INGEST_TARGET else "MISSED")
+    )
+
+
 # -- the run --------------------------------------------------------------------------------
 def cpu_seconds() -> float:
     """CPU time of this process so far, every thread (the ledger's included)."""
@@ -286,13 +392,18 @@ def prepare_process() -> None:
 def main() -> None:
     """Start the sandbox process, measure, stop it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--count", type=int, help="messages (20,000; --ingest: 10,000 rows)")
+    parser.add_argument("--concurrency", type=int, help="in flight (256; --ingest: 300)")
     parser.add_argument("--latency", type=float, default=0.1, help="sandbox latency, seconds")
     parser.add_argument("--timeout", type=float, default=300.0, help="per phase, seconds")
     parser.add_argument("--rounds", type=int, default=2, help="rounds; the best of each counts")
+    parser.add_argument("--ingest", action="store_true", help="time `nextstep ingest` instead")
     parser.add_argument("--serve-sandbox", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.count is None:
+        args.count = 10_000 if args.ingest else 20_000
+    if args.concurrency is None:
+        args.concurrency = 300 if args.ingest else 256
     if args.serve_sandbox:
         serve_sandbox(args.latency)
         return
@@ -313,7 +424,8 @@ def main() -> None:
         try:
             # All three runs alike (the bare loop included), as the daemon after start-up.
             with tuned_gc():
-                asyncio.run(measure(line.split()[1], args, folder))
+                work = measure_ingest if args.ingest else measure
+                asyncio.run(work(line.split()[1], args, folder))
         finally:
             sandbox.stdin.close()
             sandbox.wait(timeout=30)

@@ -42,6 +42,18 @@ EVENT_TO_SEND = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60),
     registry=REGISTRY,
 )
+IN_FLIGHT_TARGET = Gauge(
+    "nextstep_send_in_flight_target",
+    "Requests a channel allows awaiting an answer now (rate x smoothed latency, capped)",
+    ["channel"],
+    registry=REGISTRY,
+)
+SMOOTHED_LATENCY = Gauge(
+    "nextstep_send_latency_smoothed_seconds",
+    "Moving average of a channel's request latency, from which its in-flight target follows",
+    ["channel"],
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge("nextstep_queue_depth", "Notifications queued and due", registry=REGISTRY)
 IN_DOUBT_RESOLVED = Counter(
     "nextstep_in_doubt_resolved_total",

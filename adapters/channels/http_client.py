@@ -23,6 +23,7 @@ there is one, decides.
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -35,7 +36,9 @@ from nextstep.engine.durations import parse_duration
 from nextstep.engine.model import Outcome, OutcomeKind
 
 DEFAULT_TIMEOUT = 10.0
-DEFAULT_CONNECTIONS = 512
+# As many as the dispatcher's default ``max_in_flight`` ceiling: a smaller pool would queue
+# requests inside the client, which the lane would measure as provider latency.
+DEFAULT_CONNECTIONS = 4000
 # Idle connections close after this many seconds: under common servers' keep-alive timeouts
 # (uvicorn's is 5 s), so a send rarely meets a connection the server is just closing.
 KEEPALIVE = 4.0
@@ -126,12 +129,9 @@ class SessionTransport(httpx.AsyncBaseTransport):
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
-        import certifi  # httpx's certificate bundle, so HTTPS trusts the same roots either way
-
-        context = ssl.create_default_context(cafile=certifi.where())
-        connector = aiohttp.TCPConnector(
-            limit=self.max_connections, ssl=context, keepalive_timeout=KEEPALIVE
-        )
+        # No TLS context here: each https request names it (:func:`https_context`), so a
+        # channel on plain http (a sandbox, a local gateway) never loads a certificate bundle.
+        connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=KEEPALIVE)
         self._session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -160,6 +160,7 @@ class SessionTransport(httpx.AsyncBaseTransport):
     ) -> Answer:
         """One request, the answer read whole; raises httpx's exceptions (aiohttp's as cause)."""
         session = self._session or self._open()
+        secure = url.startswith("https:") if isinstance(url, str) else url.scheme == "https"
         try:
             async with session.request(
                 method,
@@ -169,6 +170,7 @@ class SessionTransport(httpx.AsyncBaseTransport):
                 timeout=timeout,
                 allow_redirects=False,
                 auto_decompress=decompress,
+                ssl=https_context() if secure else True,
             ) as response:
                 return Answer(response.status, response.headers, await response.read())
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -199,6 +201,15 @@ class SessionTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+@functools.cache
+def https_context() -> ssl.SSLContext:
+    """The TLS context of every https request, made once: certifi's roots (httpx's bundle), so
+    HTTPS trusts the same roots whichever transport sends."""
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def make_transport(max_connections: int = DEFAULT_CONNECTIONS) -> SessionTransport:

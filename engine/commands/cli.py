@@ -15,6 +15,7 @@ from nextstep.engine.commands import NextstepGroup
 from nextstep.engine.commands.console import console
 from nextstep.engine.commands.in_doubt import cancel, release
 from nextstep.engine.commands.ingest import ingest
+from nextstep.engine.commands.ledger import ledger
 from nextstep.engine.commands.optout import optout
 from nextstep.engine.commands.render import render
 from nextstep.engine.commands.run import run
@@ -51,5 +52,6 @@ main.add_command(ingest)
 main.add_command(templates)
 main.add_command(optout)
 main.add_command(console)
+main.add_command(ledger)
 for _name, _command in sorted(command_plugins().items()):
     main.add_command(_command, _name)

@@ -42,7 +42,7 @@ from nextstep.engine.plugins import (
     installed,
     trigger_class,
 )
-from nextstep.engine.plugins.registry import TRIGGERS
+from nextstep.engine.plugins.registry import TRIGGERS, PluginUnavailable
 from nextstep.engine.rules.config import Config
 from nextstep.engine.rules.rule import Rule
 from nextstep.engine.runtime.gctune import tuned_gc
@@ -127,6 +127,14 @@ async def run_ingest(
 def file_reader(rule: Rule, file: Path) -> tuple[str, Mapping[str, Any]]:
     """The trigger that reads ``file`` for ``rule``: its kind and its settings."""
     suffix = file.suffix.lower()
+    # The rule's own trigger first: loading every installed trigger (a database driver, a
+    # spreadsheet reader…) costs more start-up than a 10,000-row file takes to read.
+    try:
+        own_class: Any = trigger_class(rule.trigger_kind)
+    except PluginUnavailable:
+        own_class = None
+    if isinstance(own_class, ReadsFiles) and suffix in own_class.file_suffixes:
+        return rule.trigger_kind, rule.trigger_config
     plugins, _ = installed(TRIGGERS)
     readers = {k: p for k, p in sorted(plugins.items()) if isinstance(p, ReadsFiles)}
     own = readers.get(rule.trigger_kind)

@@ -31,7 +31,6 @@ from nextstep.engine.ledger.base import HistoryEntry, Notification, Store
 from nextstep.engine.model import State
 from nextstep.engine.redact import mask_phone, redact_outside, redact_tree
 from nextstep.engine.rules.config import store_url as read_store_url
-from nextstep.engine.runtime.server import HEALTH_KEY, HEALTH_STALE_AFTER
 
 COLUMNS = (
     State.QUEUED,
@@ -82,6 +81,10 @@ def open_ledger(config_path: Path, store_url: str | None) -> Iterator[Store]:
 
 def read_daemon(store: Store, now: float) -> dict[str, Any] | None:
     """The running daemon's health snapshot, or None when none was written recently."""
+    # Here, not at the top: the server module brings the web stack, which every command
+    # would otherwise load at start-up (``nextstep ingest`` included).
+    from nextstep.engine.runtime.server import HEALTH_KEY, HEALTH_STALE_AFTER
+
     raw = store.get_progress(HEALTH_KEY)
     if not raw:
         return None
@@ -253,6 +256,13 @@ def _paused(until: Any, at: Any) -> str:
     return f"{when} ({until - at:.0f}s left)"
 
 
+def _in_flight(circuit: dict[str, Any]) -> str:
+    """Requests in flight, and the target the rate and latency call for (``3 of 36``)."""
+    target = circuit.get("in_flight_target")
+    shown = str(circuit.get("in_flight", ""))
+    return shown if target is None else f"{shown} of {target}"
+
+
 def _print_health(console: Console, daemon: dict[str, Any]) -> None:
     triggers = Table(title="Triggers", box=box.SIMPLE_HEAD)
     for column in ("trigger", "kind", "state", "restarts", "last error"):
@@ -264,13 +274,15 @@ def _print_health(console: Console, daemon: dict[str, Any]) -> None:
         triggers.add_row(t["name"], t["kind"], state, str(t["restarts"]), str(error))
     console.print(triggers)
     circuits = Table(title="Channel circuits", box=box.SIMPLE_HEAD)
-    for column in ("channel", "circuit", "in flight", "paused until", "cause"):
+    for column in ("channel", "circuit", "in flight", "latency", "paused until", "cause"):
         circuits.add_column(column)
     for name, circuit in daemon.get("circuits", {}).items():
+        latency = circuit.get("latency")
         circuits.add_row(
             name,
             str(circuit.get("state", "?")),
-            str(circuit.get("in_flight", "")),
+            _in_flight(circuit),
+            "-" if latency is None else f"{latency * 1000:.0f} ms",
             _paused(circuit.get("paused_until"), daemon.get("updated_at")),
             str(circuit.get("cause") or ""),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from nextstep import __distribution__
 from nextstep.engine.errors import StoreError
 from nextstep.engine.ledger.base import Store
+from nextstep.engine.ledger.copying import TableSource, TableTarget, sqlite_file
 
 SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 POSTGRES_EXTRA = f"pip install '{__distribution__}[postgres]'"
@@ -39,3 +40,33 @@ def open_store(url: str) -> Store:
         f"store {url!r}: unsupported scheme {scheme!r}; supported: sqlite:///PATH, "
         "postgresql://USER@HOST/DB (for example sqlite:///nextstep.db)"
     )
+
+
+def open_copy_source(url: str) -> TableSource:
+    """The ledger at ``url`` (``sqlite:///PATH`` or a path), migrated, read for a copy in one
+    snapshot (``nextstep ledger copy``). Only SQLite ledgers are copied from."""
+    if url.startswith(("postgresql://", "postgres://")):
+        raise StoreError(
+            "copying from a PostgreSQL ledger is not supported: --from takes a "
+            "SQLite ledger (sqlite:///PATH or a path)"
+        )
+    path = sqlite_file(url)
+    if not path.is_file():
+        raise StoreError(f"no SQLite ledger at {path}")
+    from nextstep.engine.ledger.sqlite.export import SqliteExport
+
+    open_store(f"sqlite:///{path}").close()  # migrated, as a daemon of this version would
+    return SqliteExport(path)
+
+
+def open_copy_target(url: str) -> TableTarget:
+    """The PostgreSQL ledger at ``url``, migrated, to copy into (``nextstep ledger copy``)."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise StoreError(
+            f"copying into {url!r} is not supported: --to takes a PostgreSQL ledger "
+            "(postgresql://USER@HOST/DB)"
+        )
+    open_store(url).close()  # migrated (and the extra's absence named)
+    from nextstep.engine.ledger.postgres.load import PostgresLoad
+
+    return PostgresLoad(url)

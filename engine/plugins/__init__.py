@@ -28,6 +28,8 @@ from nextstep.engine.plugins.abilities import (
     SendsText,
     SentSearch,
     ServesRoutes,
+    ShowsButtons,
+    TemplateButton,
     TemplateCheck,
 )
 from nextstep.engine.plugins.contract import (
@@ -89,6 +91,8 @@ __all__ = [
     "SendCompiler",
     "SendsText",
     "ServesRoutes",
+    "ShowsButtons",
+    "TemplateButton",
     "TemplateCheck",
     "TemplatedSend",
     "Trigger",

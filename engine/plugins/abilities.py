@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from starlette.routing import BaseRoute
+if TYPE_CHECKING:  # only in signatures: every command imports this module, few serve HTTP
+    from starlette.routing import BaseRoute
 
 from nextstep.engine.model import (
     Ack,
@@ -129,6 +130,31 @@ class ListsTemplates(Protocol):
     ) -> TemplateCheck | None:
         """The comparison of one compiled send with the templates; None when the send does
         not use a template."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateButton:
+    """A button of an approved template, as the client sees it under the message: ``kind`` is
+    the provider's (``URL``, ``QUICK_REPLY``…), ``url`` empty unless it opens a page."""
+
+    kind: str
+    text: str
+    url: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        """JSON-ready form."""
+        return {"kind": self.kind, "text": self.text, "url": self.url}
+
+
+@runtime_checkable
+class ShowsButtons(Protocol):
+    """A channel (instance) whose messages carry buttons fixed in the provider's template: the
+    console's trace shows them under the message text."""
+
+    async def buttons(self, fields: Mapping[str, Any]) -> Sequence[TemplateButton]:
+        """The buttons the message with these ``Message.fields`` shows; empty when it has none
+        or its template is unknown."""
         ...
 
 

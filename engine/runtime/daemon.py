@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -43,6 +43,8 @@ from nextstep.engine.plugins import (
     ReportsStatus,
     SearchesSent,
     ServesRoutes,
+    ShowsButtons,
+    TemplateButton,
     Trigger,
     TriggerContext,
     channel_class,
@@ -73,6 +75,8 @@ from nextstep.engine.sending.dispatcher import Dispatcher
 from nextstep.engine.sending.ratelimit import channel_limits
 
 log = logging.getLogger(__name__)
+
+BUTTONS_WITHIN = 3.0  # seconds a trace page waits for a channel's template buttons
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +289,7 @@ class Daemon:
                 lambda: self.live.config,
                 self.health,
                 lambda: self.reloader.state.as_dict(),
+                self._buttons,
             )
             routes.extend(self.console.routes if self.console is not None else [])
         return routes
@@ -321,6 +326,8 @@ class Daemon:
             name: {
                 **lane.circuit.public(),
                 "in_flight": lane.in_flight,
+                "in_flight_target": lane.in_flight_target,
+                "latency": lane.latency,
                 "backlog": lane.backlog,
                 "paused_until": lane.paused_until,
                 **self._channel_detail(name),
@@ -336,6 +343,19 @@ class Daemon:
             listen=self.listen,
             stopping=self.stopping,
         )
+
+    async def _buttons(self, name: str, fields: Mapping[str, Any]) -> Sequence[TemplateButton]:
+        """The buttons channel ``name`` shows under a message (the console's trace); none when
+        the channel has none or cannot tell within a few seconds: a page never waits longer."""
+        channel = self.channels.get(name)
+        if not isinstance(channel, ShowsButtons):
+            return ()
+        try:
+            async with asyncio.timeout(BUTTONS_WITHIN):
+                return await channel.buttons(fields)
+        except Exception as exc:  # the trace shows the message without them
+            log.warning("console: the buttons of channel %s are unknown (%s)", name, exc)
+            return ()
 
     def _channel_detail(self, name: str) -> dict[str, Any]:
         """``{"detail": …}`` for a channel that reports its status, else nothing."""

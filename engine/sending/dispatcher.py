@@ -1,8 +1,9 @@
 """The dispatcher: lease due notifications, send them within each channel's limits, record.
 
 One feeder leases due notifications from the ledger in batches into a backlog per channel
-(:class:`sending.lane.Lane`). Each lane's workers, one per request slot (``max_in_flight``),
-take a notification each once a rate token is free; the attempt checks the circuit and the
+(:class:`sending.lane.Lane`). Each lane's workers, one per request slot (as many as the rate
+needs at the measured latency, :mod:`sending.concurrency`, at most ``max_in_flight``), take a
+notification each once a rate token is free; the attempt checks the circuit and the
 recipient's spacing at the moment it sends, calls ``channel.send``, lets :func:`decide` say
 what follows, and hands the result to the :class:`BatchWriter`.
 

@@ -1,9 +1,11 @@
 """One channel's side of the dispatcher: its backlog, limits, circuit and attempts.
 
-A lane runs ``max_in_flight`` workers (one per request slot, long-lived: no task per send).
-A worker takes the next leased notification once a rate token is free; the attempt spends the
-token, checks the circuit and the recipient's spacing at the instant it calls
-``channel.send``, so the limits hold for the real send times.
+A lane runs one worker per request slot (long-lived: no task per send); how many follows the
+in-flight target of :class:`sending.concurrency.Concurrency` (rate × smoothed latency, at most
+``max_in_flight``): workers are added when the target rises and retire after their attempt
+when it falls. A worker takes the next leased notification once a rate token is free; the
+attempt spends the token, checks the circuit and the recipient's spacing at the instant it
+calls ``channel.send``, so the limits hold for the real send times.
 """
 
 from __future__ import annotations
@@ -19,12 +21,20 @@ from typing import Any
 from nextstep.engine.backoff import Random
 from nextstep.engine.clock import Clock
 from nextstep.engine.ledger.base import Notification
-from nextstep.engine.metrics import CIRCUIT_OPEN, EVENT_TO_SEND, NOTIFICATIONS, RETRIES
+from nextstep.engine.metrics import (
+    CIRCUIT_OPEN,
+    EVENT_TO_SEND,
+    IN_FLIGHT_TARGET,
+    NOTIFICATIONS,
+    RETRIES,
+    SMOOTHED_LATENCY,
+)
 from nextstep.engine.model import Message, Outcome, OutcomeKind, State
 from nextstep.engine.plugins import Channel
 from nextstep.engine.redact import mask_phones_in, redact_outcome
 from nextstep.engine.sending.attempt import NO_RETRY, RetryRules, decide, interrupted
 from nextstep.engine.sending.circuit import Cause, Circuit, CircuitStatus
+from nextstep.engine.sending.concurrency import Concurrency, overloaded
 from nextstep.engine.sending.pause import capped, pause_channel
 from nextstep.engine.sending.ratelimit import ChannelLimits, RateLimiter, RecipientSpacing
 from nextstep.engine.sending.writer import BatchWriter
@@ -43,6 +53,8 @@ class LaneStatus:
     in_flight: int
     backlog: int
     paused_until: float | None
+    in_flight_target: int = 0  # requests the lane allows in flight now
+    latency: float | None = None  # smoothed request latency, seconds (None: none measured)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready copy."""
@@ -51,6 +63,8 @@ class LaneStatus:
             "in_flight": self.in_flight,
             "backlog": self.backlog,
             "paused_until": self.paused_until,
+            "in_flight_target": self.in_flight_target,
+            "latency": self.latency,
         }
 
 
@@ -89,6 +103,10 @@ class Lane:
         self.spacing = RecipientSpacing(limits.recipient_spacing)
         self.backlog: deque[Notification] = deque()
         self.tasks: set[asyncio.Task[Any]] = set()  # workers with an attempt under way
+        self.concurrency = Concurrency(limits.rate, limits.max_in_flight)
+        self._workers: set[asyncio.Task[None]] = set()
+        self._no_workers = asyncio.Event()  # set when the last worker has left
+        self._running = False  # run() is under way: workers may be added
         self._turn = asyncio.Lock()
         self._has_work = asyncio.Event()
         self._clock = clock
@@ -103,6 +121,9 @@ class Lane:
         self.stopping = False  # set when the dispatcher stops: start nothing new
         self.probing: asyncio.Task[bool] | None = None  # a circuit probe under way
         self._refill_mark = self.target() // 2  # backlog length at which the lane asks for more
+        # Read at scrape time: nothing to update on the send path.
+        IN_FLIGHT_TARGET.labels(name).set_function(lambda: self.concurrency.target)
+        SMOOTHED_LATENCY.labels(name).set_function(lambda: self.concurrency.latency or 0.0)
 
     # -- leasing ------------------------------------------------------------------------------
     def target(self) -> int:
@@ -117,7 +138,12 @@ class Lane:
         return target - len(self.backlog) if len(self.backlog) <= target // 2 else 0
 
     def push(self, notification: Notification) -> None:
-        """Add a leased notification to the backlog."""
+        """Add a leased notification to the backlog (or give it back while the circuit is
+        open: a lease under way when it opened must not hold rows ``sending`` meanwhile)."""
+        if self.circuit.is_open:
+            due = notification.next_attempt_at
+            self._writer.requeue(notification.id, self._clock.now() if due is None else due)
+            return
         self.backlog.append(notification)
         self._has_work.set()
 
@@ -138,25 +164,59 @@ class Lane:
         paused = self.limiter.paused_until
         if paused is not None and paused <= self._clock.now():
             paused = None
-        return LaneStatus(self.circuit.status, len(self.tasks), len(self.backlog), paused)
+        return LaneStatus(
+            self.circuit.status,
+            len(self.tasks),
+            len(self.backlog),
+            paused,
+            self.concurrency.target,
+            self.concurrency.latency,
+        )
 
     # -- sending ------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Send with ``max_in_flight`` workers until the dispatcher stops the lane.
+        """Send with as many workers as the in-flight target until the dispatcher stops the
+        lane.
 
         A worker takes the next notification once a rate token is free and sends it, then takes
         the next: no task per attempt. When this coroutine is cancelled, the idle workers stop
         at once and the busy ones finish their attempt (the dispatcher waits for them).
         """
-        workers = {asyncio.create_task(self._work()) for _ in range(self.limits.max_in_flight)}
+        self._running = True
+        self._staff()
         try:
-            await asyncio.wait(workers)
+            # One event, not asyncio.wait over every worker: with thousands of workers coming
+            # and going, re-waiting on all of them at each change would cost O(workers) each.
+            await self._no_workers.wait()
         finally:
-            idle = {worker for worker in workers if worker not in self.tasks}
+            self._running = False
+            idle = {worker for worker in self._workers if worker not in self.tasks}
             for worker in idle:
                 worker.cancel()
             if idle:
                 await asyncio.wait(idle)
+
+    def _staff(self) -> None:
+        """Add workers up to the in-flight target (they retire themselves when it falls)."""
+        if not self._running or self.stopping:
+            return
+        while len(self._workers) < self.concurrency.target:
+            worker = asyncio.create_task(self._work())
+            self._workers.add(worker)
+            self._no_workers.clear()
+            worker.add_done_callback(self._left)
+
+    def _left(self, worker: asyncio.Task[None]) -> None:
+        self._workers.discard(worker)
+        if not self._workers:
+            self._no_workers.set()
+
+    def _surplus(self) -> bool:
+        """More workers than the target, beyond a margin: the target moves by one or two with
+        each answer, and a worker must not be retired and started again for each of them."""
+        target = self.concurrency.target
+        margin = 0 if target >= self.limits.max_in_flight else max(1, target // 16)
+        return len(self._workers) > target + margin
 
     async def _work(self) -> None:
         me = asyncio.current_task()
@@ -177,6 +237,9 @@ class Lane:
             finally:
                 self.tasks.discard(me)
                 self._finished()
+            if self._surplus():
+                self._left(me)  # the target fell: one slot fewer
+                return
 
     async def _take(self) -> _Attempt | None:
         """The next notification to send once a rate token is free (None: stop). Workers
@@ -225,6 +288,12 @@ class Lane:
         # Provider answers and request latency are counted by the channel, at the boundary.
         outcome = await self._send(n)
         self._settle(attempt, outcome)
+        answered = self._clock.now()
+        if overloaded(outcome):
+            self.concurrency.overload(answered)
+        else:
+            self.concurrency.answered(answered - now, answered)
+            self._staff()
 
     def _give_back(self, attempt: _Attempt, due: float) -> None:
         self.limiter.unreserve()
@@ -314,4 +383,7 @@ class Lane:
         log.warning("channel %s works again: sending resumes", self.name)
         self.circuit.close()
         self._circuit_gauge.set(0)
+        # The worker whose turn it is waits for work while the circuit is open; whatever the
+        # backlog holds now, it must look again (nothing else would wake it).
+        self._has_work.set()
         return True

@@ -20,7 +20,7 @@ from nextstep.engine.plugins import channel_class
 # can never let a window hold one send too many.
 _EPSILON = 1e-6
 DEFAULT_RATE = 80.0  # Meta's default throughput per business number
-DEFAULT_MAX_IN_FLIGHT = 100
+DEFAULT_MAX_IN_FLIGHT = 4000  # a ceiling: the target follows rate x latency (concurrency.py)
 DEFAULT_MAX_PAUSE = 300.0  # seconds: the cap on a provider's Retry-After
 # The spacing of limits made by hand (tests); a configured channel's default is its type's
 # ``traits.recipient_spacing`` (see :func:`channel_limits`).
@@ -32,7 +32,7 @@ class ChannelLimits:
     """How fast one channel may send."""
 
     rate: float = DEFAULT_RATE  # sends per second
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  # requests awaiting an answer
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  # ceiling of requests awaiting an answer
     recipient_spacing: float = PAIR_SPACING  # seconds between two sends to one recipient
     max_pause: float = (
         DEFAULT_MAX_PAUSE  # the longest a provider's Retry-After may pause the channel

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gzip
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -193,3 +194,11 @@ def test_aiohttp_errors_map_to_httpx_ones() -> None:
     unusable = as_httpx_error(aiohttp.InvalidURL("x"))
     unusable.__cause__ = aiohttp.InvalidURL("x")
     assert transport_outcome(unusable).kind is OutcomeKind.TRANSIENT
+
+
+def test_https_requests_verify_against_one_context_made_on_first_use() -> None:
+    from nextstep.adapters.channels.http_client import https_context
+
+    context = https_context()
+    assert context is https_context()  # one per process, not one per channel or request
+    assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname

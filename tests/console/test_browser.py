@@ -104,6 +104,9 @@ async def test_trace_shows_attempts_statuses_and_the_fallback_link(
     timeline = await page.locator("#timeline").inner_text()
     assert "failed" in timeline and "code 131026" in timeline
     assert "Hello, Failed! For your process" in await page.locator("#message").inner_text()
+    button = page.locator("#buttons a")  # the approved template's URL button, from the sandbox
+    await expect(button).to_have_text("Open my account")
+    assert await button.get_attribute("href") == "https://example.com/account"
     assert '"phone": "34600110001"' in await page.locator("#payload").inner_text()
     await page.screenshot(path=shot_dir(tmp_path) / "trace.png", full_page=True)
     child = page.locator("#timeline a").first
@@ -196,3 +199,50 @@ async def test_a_viewer_never_sees_a_whole_number(
     await page.screenshot(path=shot_dir(tmp_path) / "trace-viewer-phone.png", full_page=True)
     await page.goto(f"{world.base_url}/ui/notifications")
     await page.screenshot(path=shot_dir(tmp_path) / "notifications-phone.png", full_page=True)
+
+
+# WCAG 2.1 contrast of every element's own text against the first opaque background behind it.
+CONTRASTS = """() => {
+  const channel = (v) => {
+    v /= 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  };
+  const rgba = (text) => text.match(/[\\d.]+/g).map(Number);
+  const luminance = ([r, g, b]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  const background = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = rgba(getComputedStyle(el).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  const found = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    const box = el.getBoundingClientRect();
+    if (!own || box.width === 0 || box.left < 0) continue;
+    const [a, b] = [luminance(rgba(getComputedStyle(el).color)), luminance(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    found.push([el.tagName + "." + el.className, el.textContent.trim().slice(0, 30), ratio]);
+  }
+  return found;
+}"""
+
+
+async def test_keyboard_alone_logs_in_and_every_text_has_contrast(
+    world: World, browser: Browser
+) -> None:
+    page = await (await browser.new_context()).new_page()
+    await page.goto(f"{world.base_url}/ui/")
+    await page.keyboard.type(OPERATOR)  # the name field has the focus
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press("Enter")
+    await expect(page).to_have_url(re.compile(r"/ui/overview"))
+    failed = world.store.browse(Filters(state="failed"), None, 1)[0].id
+    for path in ["overview", "notifications", "in-doubt", "rules", f"notifications/{failed}"]:
+        await page.goto(f"{world.base_url}/ui/{path}")
+        texts = await page.evaluate(CONTRASTS)
+        assert len(texts) > 10, path
+        low = [(tag, text, round(ratio, 2)) for tag, text, ratio in texts if ratio < 4.5]
+        assert not low, (path, low)

@@ -5,6 +5,7 @@ a fake one (the safe delay is waited for by moving it); requests and answers are
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +62,19 @@ class World:
 
 @pytest.fixture(params=[True, False], ids=["history-on", "history-off"])
 async def world(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[World]:
-    history: bool = request.param
+    async with running_world(request.param, clock) as running:
+        yield running
+
+
+@pytest.fixture
+async def world_with_history(clock: FakeClock) -> AsyncIterator[World]:
+    async with running_world(True, clock) as running:
+        yield running
+
+
+@asynccontextmanager
+async def running_world(history: bool, clock: FakeClock) -> AsyncIterator[World]:
+    """The sandbox (history storage on or off), the 1MSG channel and an in-memory ledger."""
     scenario = Scenario(builtin_scripts(slow=5.0))
     config = SandboxConfig(scenario=scenario, acks=False, history=history)
     async with running_sandbox(config) as sandbox:
@@ -140,9 +153,10 @@ async def test_a_message_missing_from_a_complete_history_is_due_again(world: Wor
         assert world.sandbox.sends() == []
 
 
-async def test_a_history_message_already_tracked_is_not_claimed_twice(world: World) -> None:
-    if not world.sandbox.config.history:
-        pytest.skip("needs history storage")
+async def test_a_history_message_already_tracked_is_not_claimed_twice(
+    world_with_history: World,
+) -> None:
+    world = world_with_history
     first = await world.in_doubt_after_a_timeout()
     world.clock.advance(61)
     assert (await world.resolve()).sent == [first]

@@ -170,11 +170,19 @@ def _smtp() -> tuple[Controller, Mailbox]:
 
 
 @contextlib.asynccontextmanager
-async def world(folder: Path, clock: FakeClock, store: str | None = None) -> AsyncIterator[World]:
+async def world(
+    folder: Path,
+    clock: FakeClock,
+    store: str | None = None,
+    *,
+    scenario: Mapping[str, Any] = SCENARIO,
+    rules: str = RULES,
+) -> AsyncIterator[World]:
     """Start every server, load the rules against them, register the ack webhook; the ledger
-    is ``store`` (an empty one's URL) or a new SQLite file in ``folder``."""
+    is ``store`` (an empty one's URL) or a new SQLite file in ``folder``; ``scenario`` scripts
+    the sandbox (tests/reliability drives its faults through it), ``rules`` replaces RULES."""
     controller, mailbox = _smtp()
-    config = SandboxConfig(scenario=scenario_from(SCENARIO))
+    config = SandboxConfig(scenario=scenario_from(scenario))
     try:
         async with running_sandbox(config) as sandbox, running_receiver(path="/crm") as crm:
             ledger = Ledger.open(
@@ -184,7 +192,7 @@ async def world(folder: Path, clock: FakeClock, store: str | None = None) -> Asy
                 onemsg_url=sandbox.base_url,
                 crm_url=crm.url,
                 smtp_port=controller.port,
-                rules=RULES,
+                rules=rules,
             )
             async with _engine(ledger, sandbox, crm, mailbox) as running:
                 yield running

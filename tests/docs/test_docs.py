@@ -109,7 +109,7 @@ def _check_healthz(doc: dict[str, Any]) -> None:
     trigger_keys = set(TaskHealth("t", "csv").as_dict())
     assert all(set(t) == trigger_keys for t in doc["triggers"])
     circuit_keys = set(CircuitStatus("closed").public())
-    circuit_keys |= {"in_flight", "backlog", "paused_until"}
+    circuit_keys |= {"in_flight", "in_flight_target", "latency", "backlog", "paused_until"}
     assert all(set(c) == circuit_keys for c in doc["circuits"].values())
     assert set(doc["reload"]) == set(ReloadState().as_dict())
 

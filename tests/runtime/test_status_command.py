@@ -100,7 +100,15 @@ def test_daemon_health_snapshot_is_shown(ledger: tuple[str, Store]) -> None:
                 "last_error": "OSError: gone",
             }
         ],
-        "circuits": {"whatsapp": {"state": "open", "cause": "account", "in_flight": 0}},
+        "circuits": {
+            "whatsapp": {
+                "state": "open",
+                "cause": "account",
+                "in_flight": 0,
+                "in_flight_target": 450,
+                "latency": 0.3,
+            }
+        },
         "reload": {"ok": False, "problems": ["rules/a.yaml:3:5: rule x: bad"]},
     }
     store.enqueue([], [Progress(HEALTH_KEY, json.dumps(snapshot))])
@@ -109,6 +117,7 @@ def test_daemon_health_snapshot_is_shown(ledger: tuple[str, Store]) -> None:
     assert "daemon: degraded" in out
     assert "OSError: gone" in out
     assert "open" in out and "account" in out  # the circuit's state and class
+    assert "450" in out and "300 ms" in out  # the in-flight target and the smoothed latency
     assert "rules/a.yaml:3:5: rule x: bad" in out
 
 

@@ -81,7 +81,7 @@ def test_no_spacing_when_it_is_zero() -> None:
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
-        pytest.param({}, ChannelLimits(80.0, 100, 6.0), id="defaults"),
+        pytest.param({}, ChannelLimits(80.0, 4000, 6.0), id="defaults"),
         pytest.param(
             {"rate": "600/m", "max_in_flight": 8, "recipient_spacing": "0s"},
             ChannelLimits(10.0, 8, 0.0),
@@ -94,8 +94,8 @@ def test_limits_from_channel_settings(settings: dict[str, object], expected: Cha
 
 
 def test_recipient_spacing_defaults_to_the_channel_type_s() -> None:
-    assert channel_limits("1msg", {}) == ChannelLimits(80.0, 100, 6.0)
-    assert channel_limits("webhook", {}) == ChannelLimits(80.0, 100, 0.0)
+    assert channel_limits("1msg", {}) == ChannelLimits(80.0, 4000, 6.0)
+    assert channel_limits("webhook", {}) == ChannelLimits(80.0, 4000, 0.0)
     assert channel_limits("webhook", {"recipient_spacing": "2s"}).recipient_spacing == 2.0
 
 

@@ -22,7 +22,8 @@ Fetch = Callable[[], Awaitable[Sequence[TemplateInfo]]]
 
 
 class TemplateCategories:
-    """``(name, language)`` → category (``UTILITY``…), fetched lazily and kept a while."""
+    """``(name, language)`` → the template (its category, ``UTILITY``…, and its buttons),
+    fetched lazily and kept a while."""
 
     def __init__(
         self, fetch: Fetch, clock: Clock, *, max_age: float = 600.0, retry_after: float = 60.0
@@ -31,13 +32,20 @@ class TemplateCategories:
         self._clock = clock
         self._max_age = max_age
         self._retry_after = retry_after
-        self._known: dict[tuple[str, str], str] = {}
+        self._known: dict[tuple[str, str], TemplateInfo] = {}
         self._fetched_at: float | None = None
         self._tried_at: float | None = None
         self._lock = asyncio.Lock()
 
     async def category(self, name: str, language: str) -> str | None:
         """The category of template ``name`` in ``language``, or None when unknown."""
+        template = await self.template(name, language)
+        if template is None or not template.category:
+            return None
+        return template.category
+
+    async def template(self, name: str, language: str) -> TemplateInfo | None:
+        """Template ``name`` in ``language``, or None when unknown."""
         key = (name, language)
         if not self._due(key in self._known):
             return self._known.get(key)
@@ -59,5 +67,5 @@ class TemplateCategories:
         except NextstepError as exc:
             log.warning("1msg: template categories not refreshed (%s); kept what was known", exc)
             return
-        self._known = {t.key: t.category for t in templates if t.category}
+        self._known = {t.key: t for t in templates}
         self._fetched_at = self._clock.now()

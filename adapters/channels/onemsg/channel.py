@@ -16,7 +16,7 @@ for a provider answer: it classifies it once (:mod:`onemsg.classify`), and a net
 failure once (:func:`nextstep.adapters.channels.http_client.transport_outcome`).
 
 Config: ``base_url``, ``instance_id``, ``token`` (required); ``timeout`` (10 s, or
-``{connect, read, write, pool}``); ``max_connections`` (512). ``rate`` is the dispatcher's.
+``{connect, read, write, pool}``); ``max_connections`` (4000). ``rate`` is the dispatcher's.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 import orjson
@@ -39,7 +39,6 @@ from nextstep.adapters.channels.http_client import (
     timeout_from,
     transport_outcome,
 )
-from nextstep.adapters.channels.onemsg.ackroute import ack_routes
 from nextstep.adapters.channels.onemsg.acks import acks_from_hook_info
 from nextstep.adapters.channels.onemsg.categories import TemplateCategories
 from nextstep.adapters.channels.onemsg.checks import check_send
@@ -67,8 +66,13 @@ from nextstep.engine.durations import parse_duration
 from nextstep.engine.errors import ConfigError, DeliveryError, Problem
 from nextstep.engine.metrics import PROVIDER_ANSWERS, SEND_LATENCY
 from nextstep.engine.model import Ack, Message, Outcome, OutcomeKind
-from nextstep.engine.plugins import AckRegistration, ChannelTraits, SentSearch
+from nextstep.engine.plugins import AckRegistration, ChannelTraits, SentSearch, TemplateButton
 from nextstep.engine.redact import mask_phone
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from nextstep.engine.plugins import AckRecorder
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +114,14 @@ class OneMsgChannel:
     compile_send = staticmethod(compile_template_send)
     preview = staticmethod(template_preview)
     check_send = staticmethod(check_send)
-    ack_routes = staticmethod(ack_routes)
+
+    @staticmethod
+    def ack_routes(recorder: AckRecorder, secret: str, max_body: int) -> list[BaseRoute]:
+        """The webhook route the daemon mounts (:func:`onemsg.ackroute.ack_routes`)."""
+        # Imported here: the web stack is the daemon's, not every command's (``ingest``).
+        from nextstep.adapters.channels.onemsg.ackroute import ack_routes
+
+        return ack_routes(recorder, secret, max_body)
 
     def __init__(
         self,
@@ -210,6 +221,12 @@ class OneMsgChannel:
                 *key,
             )
         return sent
+
+    async def buttons(self, fields: Mapping[str, Any]) -> Sequence[TemplateButton]:
+        """The buttons of the message's approved template (the console's trace shows them)."""
+        key = (str(fields.get("template", "")), str(fields.get("language", "")))
+        template = await self._categories.template(*key)
+        return template.buttons if template is not None else ()
 
     async def _post_template(self, body: dict[str, Any]) -> Outcome:
         return await self._post_json(self._send_url, body)

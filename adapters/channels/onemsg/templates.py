@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from nextstep.engine.plugins import TemplateButton
+
 _META_VARIABLE = re.compile(r"\{\{\s*(\d+)\s*\}\}")
 
 
@@ -29,6 +31,7 @@ class TemplateInfo:
     category: str
     body: str  # the BODY component's text, variables written {{n}}
     variables: int  # distinct body variables
+    buttons: tuple[TemplateButton, ...] = ()  # fixed in the approved template
 
     @property
     def approved(self) -> bool:
@@ -50,6 +53,7 @@ class TemplateInfo:
             "category": self.category,
             "body": self.body,
             "variables": self.variables,
+            "buttons": [b.as_dict() for b in self.buttons],
         }
 
 
@@ -100,7 +104,24 @@ def parse_template(raw: Any) -> TemplateInfo | None:
         category=str(raw.get("category") or "").upper(),
         body=body,
         variables=body_variables(body),
+        buttons=buttons_of(components_of(raw)),
     )
+
+
+def buttons_of(components: Iterable[Mapping[str, Any]]) -> tuple[TemplateButton, ...]:
+    """The buttons of a ``BUTTONS`` component (Meta's shape: ``{"type": "BUTTONS", "buttons":
+    [{"type": "URL", "text", "url"}, {"type": "QUICK_REPLY", "text"}…]}``); others are skipped."""
+    found: list[TemplateButton] = []
+    for component in components:
+        if str(component.get("type", "")).upper() != "BUTTONS":
+            continue
+        buttons = component.get("buttons")
+        for button in buttons if isinstance(buttons, list) else []:
+            if isinstance(button, Mapping) and button.get("text"):
+                kind = str(button.get("type") or "").upper()
+                url = button.get("url") if kind == "URL" else None
+                found.append(TemplateButton(kind, str(button["text"]), str(url or "")))
+    return tuple(found)
 
 
 def parse_templates(records: Iterable[Any]) -> list[TemplateInfo]:

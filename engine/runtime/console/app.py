@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from nextstep.engine.clock import Clock
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.reads import ConsoleReads
 from nextstep.engine.ledger.runner import LedgerRunner
+from nextstep.engine.plugins import TemplateButton
 from nextstep.engine.rules.config import Config
 from nextstep.engine.rules.console_config import ConsoleConfig
 from nextstep.engine.runtime.console import auth
@@ -73,6 +74,7 @@ def open_console(
     config: Callable[[], Config],
     health: Callable[[], Mapping[str, Any]],
     reload: Callable[[], Mapping[str, Any]],
+    buttons: Callable[[str, Mapping[str, Any]], Awaitable[Sequence[TemplateButton]]],
 ) -> OpenConsole | None:
     """The console of a daemon whose ledger ``shared`` runs: reads go through a second
     connection to the same ledger (an in-memory one is shared); None, logged, when the
@@ -85,7 +87,7 @@ def open_console(
         if own:
             runner.close()
         return None
-    host = ConsoleHost(runner, runner.store, clock, config, health, reload)
+    host = ConsoleHost(runner, runner.store, clock, config, health, reload, buttons)
     return OpenConsole(console_routes(host, settings), runner, own)
 
 

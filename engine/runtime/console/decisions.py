@@ -15,7 +15,7 @@ from nextstep.engine.ledger.reads import Decision
 from nextstep.engine.runtime.console.listing import line
 from nextstep.engine.runtime.console.masking import Masker
 from nextstep.engine.runtime.console.sessions import Session
-from nextstep.engine.runtime.console.trace import context
+from nextstep.engine.runtime.console.trace import context, shown_buttons
 from nextstep.engine.runtime.console.web import PREFIX, Web
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class Decisions:
         versions = await host.runner.call(host.reads.rule_versions, n.rule_id)
         masker = Masker(full=session.operator)  # the one page that shows whole numbers
         shown = context(found, host.config(), versions.get(n.rule_version), masker)
+        shown["buttons"] = shown_buttons(await host.buttons(n.channel, n.fields))
         done = request.query_params.get("done", "")
         return self.web.render("trace.html", session, done=DONE.get(done, ""), **shown)
 

@@ -3,13 +3,14 @@ console imports nothing of the daemon."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from nextstep.engine.clock import Clock
 from nextstep.engine.ledger.reads import ConsoleReads
 from nextstep.engine.ledger.runner import LedgerRunner
+from nextstep.engine.plugins import TemplateButton
 from nextstep.engine.rules.config import Config
 
 
@@ -27,3 +28,11 @@ class ConsoleHost:
     config: Callable[[], Config]  # the config in force (follows reloads)
     health: Callable[[], Mapping[str, Any]] = field(default=lambda: {})
     reload: Callable[[], Mapping[str, Any]] = field(default=lambda: {})
+    # The buttons a channel's message shows (channel name, Message.fields); () when unknown.
+    buttons: Callable[[str, Mapping[str, Any]], Awaitable[Sequence[TemplateButton]]] = field(
+        default=lambda channel, fields: _none()
+    )
+
+
+async def _none() -> Sequence[TemplateButton]:
+    return ()

@@ -16,9 +16,11 @@ import yaml
 from nextstep.engine.ledger.base import HistoryEntry, Notification
 from nextstep.engine.ledger.reads import Trace
 from nextstep.engine.model import Message
-from nextstep.engine.plugins import channel_class
+from nextstep.engine.plugins import TemplateButton, channel_class
 from nextstep.engine.rules.config import Config
 from nextstep.engine.runtime.console.masking import Masker
+
+WEB = ("https://", "http://")
 
 
 def payload(config: Config, n: Notification, masker: Masker) -> dict[str, Any]:
@@ -36,6 +38,15 @@ def payload(config: Config, n: Notification, masker: Masker) -> dict[str, Any]:
         "target": f"{preview.target} ({channel.name}, {channel.type})",
         "body": masker.json(preview.body, n.recipient),
     }
+
+
+def shown_buttons(buttons: Sequence[TemplateButton]) -> list[dict[str, str]]:
+    """The template's buttons under the message; a link only to a web page (the provider's
+    text never becomes a ``javascript:`` link on the operator's page)."""
+    return [
+        {"text": b.text, "url": b.url, "link": b.url if b.url.startswith(WEB) else ""}
+        for b in buttons
+    ]
 
 
 def _summary(entry: HistoryEntry) -> str:

@@ -3,12 +3,14 @@ scripted recipients; hookInfo; the channel status toggle; scenario files."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from nextstep.adapters.channels.onemsg.sandbox.gate import gated
 from nextstep.adapters.channels.onemsg.sandbox.scenarios import (
     EXPERIMENT,
     load_scenario,
@@ -16,6 +18,7 @@ from nextstep.adapters.channels.onemsg.sandbox.scenarios import (
 )
 from tests.channels.onemsg.test_sandbox_api import body, send
 from tests.support.sandbox import Receiver, SandboxHandle, running_receiver, running_sandbox
+from tests.support.waiting import until
 
 
 async def enable_acks(
@@ -306,6 +309,13 @@ async def test_scenario_file(tmp_path: Path, http: httpx.AsyncClient) -> None:
         pytest.param("recipients: [{match: '1', acks: [{error: x}]}]\n", id="ack-without-status"),
         pytest.param("- 1\n", id="not-a-mapping"),
         pytest.param("recipients: [{match: '1', delay: soon}]\n", id="bad-duration"),
+        pytest.param("recipients: [{match: '1', answer: {hold: soon}}]\n", id="bad-hold"),
+        pytest.param(
+            "recipients: [{match: '1', acks: [{status: read, repeat: 11}]}]\n", id="repeat-11"
+        ),
+        pytest.param(
+            "recipients: [{match: '1', acks: [{status: read, late: later}]}]\n", id="bad-late"
+        ),
     ],
 )
 def test_bad_scenario_files(tmp_path: Path, text: str) -> None:
@@ -313,3 +323,61 @@ def test_bad_scenario_files(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     with pytest.raises(ValueError, match="bad.yaml"):
         load_scenario(path)
+
+
+async def test_faults_for_tests(http: httpx.AsyncClient) -> None:
+    # hold: accepted (history, acks) before the answer; late, post: false and repeat change
+    # only what is posted, never what hookInfo says happened.
+    scenario = scenario_from(
+        {
+            "recipients": [
+                {"match": "7001", "answer": {"hold": "1s"}},
+                {
+                    "match": "4242",
+                    "acks": [
+                        {"status": "sent", "late": "0.3s"},
+                        {"status": "delivered", "repeat": 3},
+                        {"status": "read", "post": False},
+                    ],
+                },
+            ]
+        }
+    )
+    async with (
+        running_sandbox(scenario=scenario, ack_delay=0.01) as sandbox,
+        running_receiver() as receiver,
+    ):
+        await enable_acks(http, sandbox, receiver.url)
+        sending = asyncio.create_task(send(http, sandbox, body(phone="34600117001")))
+        await until(lambda: len(sandbox.state.messages) == 1)
+        assert not sending.done()  # taken, the answer still held back
+        held = await sending
+        [accepted] = sandbox.state.messages.values()
+        assert (held.json()["sent"], held.json()["id"]) == (True, accepted.message_id)
+        mid = await message_id(http, sandbox, "34600114242")
+        await sandbox.wait_acks(3 + 4)  # the held message's 3, then delivered x3 and sent
+        hooks = await hook_info(http, sandbox, mid)
+    assert statuses(receiver, mid) == ["delivered", "delivered", "delivered", "sent"]
+    assert [h["status"] for h in hooks] == ["sent", "delivered", "read"]
+
+
+async def test_the_gate_refuses_connections_while_closed(http: httpx.AsyncClient) -> None:
+    scenario = scenario_from({"recipients": [{"match": "7002", "answer": {"hold": "forever"}}]})
+    async with running_sandbox(scenario=scenario) as sandbox, gated(sandbox.base_url) as gate:
+        auth = {"Authorization": f"Bearer {sandbox.token}"}
+        url = f"{gate.base_url}/i1/status"
+        assert (await http.get(url, headers=auth)).json() == {"status": "connected"}
+        port = gate.port
+        through = f"{gate.base_url}/i1/sendTemplate"
+        held = asyncio.create_task(http.post(through, json=body(phone="34600117002"), headers=auth))
+        await until(lambda: len(sandbox.state.messages) == 1)
+        await gate.close()
+        with pytest.raises(httpx.RemoteProtocolError):
+            await held  # the open connection was reset: taken, never answered
+        async with httpx.AsyncClient() as fresh:
+            with pytest.raises(httpx.ConnectError):
+                await fresh.get(url, headers=auth)
+        await gate.open()
+        assert gate.port == port
+        async with httpx.AsyncClient() as fresh:
+            assert (await fresh.get(url, headers=auth)).json() == {"status": "connected"}

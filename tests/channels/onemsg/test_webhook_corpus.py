@@ -2,7 +2,9 @@
 
 Every body of ``corpus/answers.yaml`` is posted to ``POST /webhooks/1msg/<secret>`` and must get
 its expected status and answer: a JSON object is never a 500 (nor a 400) — its malformed parts
-are ignored and counted, the rest taken.
+are ignored and counted, the rest taken. Each is held to a time and memory bound (a case's
+``seconds`` and ``megabytes``, else 5 s and 64 MB: wall time, and tracemalloc's peak of the
+Python allocations of the request, client and route both); ``pytest -s`` prints the figures.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import time
+import tracemalloc
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,10 +76,21 @@ def test_every_body_file_is_listed() -> None:
 async def test_corpus(name: str) -> None:
     case = CASES[name]
     recorder = Recorder()
+    body = body_of(case)
     async with route(recorder) as url, httpx.AsyncClient(timeout=30) as client:
-        answer = await client.post(
-            url, content=body_of(case), headers={"Content-Type": "application/json"}
-        )
+        tracemalloc.start()
+        started = time.perf_counter()
+        try:
+            answer = await client.post(
+                url, content=body, headers={"Content-Type": "application/json"}
+            )
+        finally:
+            seconds = time.perf_counter() - started
+            megabytes = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+    print(f"webhook corpus {name}: {seconds:.3f} s, {megabytes:.1f} MB")
+    assert seconds < case.get("seconds", 5.0), f"{name}: {seconds:.2f} s"
+    assert megabytes < case.get("megabytes", 64.0), f"{name}: {megabytes:.1f} MB"
     assert (answer.status_code, answer.json()) == (case["status"], case["answer"]), case["what"]
     taken = sum(len(batch) for batch in recorder.batches)
     assert taken == (case["answer"].get("acks", 0) if case["status"] == 200 else 0)

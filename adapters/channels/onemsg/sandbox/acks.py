@@ -108,9 +108,33 @@ class AckPoster:
         }
         if step.status == "failed":
             item["error"] = step.error
-        hook = meta_hook(accepted.message_id, accepted.phone, step, stamp)
+        if not step.post:
+            return  # a missing ack: hookInfo has it, no webhook call ever will
+        pending = _Pending(
+            accepted.instance, item, meta_hook(accepted.message_id, accepted.phone, step, stamp)
+        )
+        if step.late:
+            self._later(step.late, pending)  # later steps keep their times: out of order
+        else:
+            self._enqueue(pending)
+        for copy in range(1, step.repeat):
+            # The same ack again, in its own call, as a provider retrying a webhook it
+            # thinks was lost.
+            self._later(step.late + 0.05 * copy, pending)
+
+    def _later(self, delay: float, pending: _Pending) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(timer)
+            self._enqueue(pending)
+
+        timer = loop.call_later(delay, fire)
+        self._timers.add(timer)
+
+    def _enqueue(self, pending: _Pending) -> None:
         try:
-            self.queue.put_nowait(_Pending(accepted.instance, item, hook))
+            self.queue.put_nowait(pending)
         except asyncio.QueueFull:
             self.state.count("acks_dropped")
 

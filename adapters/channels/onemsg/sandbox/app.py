@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -104,6 +104,10 @@ class SandboxApi:
                 reply = await handler(request, instance_id, instance, body)
             except _Refused as refused:
                 reply = refused.reply
+            except ClientDisconnect:
+                # The client hung up mid-body (a daemon killed while posting): nothing to
+                # answer, and not the sandbox's error to log with a traceback.
+                reply = Reply(499, {"message": "client closed the request"})
             recorded = getattr(request.state, "body", None)
             self.state.requests.append(
                 Received(instance_id, request.method, request.url.path, recorded, reply.status)
@@ -199,6 +203,12 @@ class SandboxApi:
         self.state.count("accepted")
         self.state.accept(message)
         self.poster.schedule(message)
+        if answer.hold:
+            # Taken, but the answer is held back: the client's read timeout (or a lost
+            # connection) after the provider accepted. math.inf waits until the sandbox stops.
+            timeout = None if math.isinf(answer.hold) else answer.hold
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.state.closing.wait(), timeout)
         return accepted(message.message_id, message.phone)
 
     async def templates(

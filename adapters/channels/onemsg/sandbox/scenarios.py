@@ -42,8 +42,16 @@ and may start the channel ``disconnected``::
 
 An answer takes ``status`` (HTTP), ``meta`` (a passed-through Meta error code), ``message``
 (``sent:false`` text on a 200, ``{"message"}`` otherwise), ``error`` (``{"error"}``),
-``retry_after`` (header value; a number, or ``http-date:N`` for an HTTP-date N seconds ahead)
-and ``delay``.
+``retry_after`` (header value; a number, or ``http-date:N`` for an HTTP-date N seconds ahead),
+``delay`` (wait, then answer: an accepting answer accepts only then) and ``hold`` (accept at
+once, answer ``hold`` later; ``forever``: never, until the sandbox stops — the client's read
+timeout after the provider took the message).
+
+An ack step is a status or ``{status, error, code, late, post, repeat}``: ``late: 2s`` posts it
+that much after it happened (``hookInfo`` has it at its time; later steps are not held back,
+so a late ack arrives out of order), ``post: false`` never posts it (``hookInfo`` only: a
+missing ack), ``repeat: 3`` posts the same ack three times in separate calls (a provider
+retrying a webhook that was in fact received).
 """
 
 from __future__ import annotations
@@ -98,7 +106,8 @@ class Answer:
     message: str | None = None
     error: str | None = None
     retry_after: str | None = None
-    delay: float = 0.0
+    delay: float = 0.0  # answer late; an accepting answer accepts when it answers
+    hold: float = 0.0  # accept at once, answer this much later (math.inf: never)
 
     @property
     def accepts(self) -> bool:
@@ -118,6 +127,9 @@ class AckStep:
     status: str
     error: str = ""
     code: int | None = None
+    late: float = 0.0  # seconds between the status happening and its webhook post
+    post: bool = True  # False: in hookInfo only, never posted
+    repeat: int = 1  # webhook calls carrying this same ack
 
 
 DEFAULT_ACKS = (AckStep("sent"), AckStep("delivered"), AckStep("read"))
@@ -277,7 +289,17 @@ def _answer(spec: Any, delay: float) -> Answer:
         error=None if spec.get("error") is None else str(spec["error"]),
         retry_after=None if retry_after is None else str(retry_after),
         delay=parse_duration(spec.get("delay", delay)),
+        hold=_hold(spec.get("hold")),
     )
+
+
+def _hold(value: Any) -> float:
+    """``hold:`` of an answer: absent, a duration, or ``forever``/true (never answered)."""
+    if value is None or value is False:
+        return 0.0
+    if value is True or value == "forever":
+        return math.inf
+    return parse_duration(value)
 
 
 def _ack(spec: Any) -> AckStep:
@@ -286,8 +308,16 @@ def _ack(spec: Any) -> AckStep:
     if not isinstance(spec, Mapping) or "status" not in spec:
         raise ValueError(f"an ack is a status or {{status, error, code}}, not {spec!r}")
     code = spec.get("code")
+    repeat = spec.get("repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= 10:
+        raise ValueError(f"an ack's repeat is 1 to 10, not {repeat!r}")
     return AckStep(
-        str(spec["status"]), str(spec.get("error", "")), None if code is None else int(code)
+        str(spec["status"]),
+        str(spec.get("error", "")),
+        None if code is None else int(code),
+        late=parse_duration(spec.get("late", 0)),
+        post=bool(spec.get("post", True)),
+        repeat=repeat,
     )
 
 
@@ -312,6 +342,9 @@ def scripts_summary(scripts: Sequence[Script]) -> list[str]:
 
 
 def _describe(answer: Answer) -> str:
+    if answer.accepts and answer.hold:
+        held = "never" if math.isinf(answer.hold) else f"after {answer.hold:g}s"
+        return f"accept, answer {held}"
     if answer.accepts:
         return f"accept after {answer.delay:g}s" if answer.delay else "accept"
     if answer.meta is not None:
