@@ -201,7 +201,7 @@ class Lane:
         if not self._running or self.stopping:
             return
         while len(self._workers) < self.concurrency.target:
-            worker = asyncio.create_task(self._work())
+            worker = asyncio.create_task(self._work(), name=f"lane {self.name} worker")
             self._workers.add(worker)
             self._no_workers.clear()
             worker.add_done_callback(self._left)

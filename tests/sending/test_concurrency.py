@@ -3,6 +3,7 @@ and a lane that follows it reaches its rate with a slow provider."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -226,5 +227,45 @@ async def test_timeouts_shrink_the_requests_in_flight(clock: FakeClock) -> None:
         assert targets[0] == 120 and min(targets) == 60
         assert fake.max_in_flight <= 120
         assert recovered == 120  # grown back once answers came again (100/s x 1 s x 1.5 > 120)
+    finally:
+        runner.close()
+
+
+class Wobbly(SlowChannel):
+    """Answers in 0.30 s and 0.36 s by turns: a target that moves by a few with each answer."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock, 0.3)
+        self.turn = 0
+
+    async def send(self, message: Message) -> Outcome:
+        self.turn += 1
+        self.latency = 0.3 if self.turn % 2 else 0.36
+        return await super().send(message)
+
+
+async def test_a_wobbling_target_does_not_churn_workers(clock: FakeClock) -> None:
+    runner = LedgerRunner(open_store("sqlite:///:memory:"))
+    try:
+        fake = Wobbly(clock)
+        count = 800
+        await enqueue(runner, *(new_notification(f"34600{i:06d}") for i in range(count)))
+        d = dispatcher(runner, clock, fake, limits=ChannelLimits(rate=100, recipient_spacing=0))
+        workers: set[asyncio.Task[object]] = set()
+        peak = 0
+
+        def all_sent() -> bool:
+            nonlocal peak
+            now = {t for t in asyncio.all_tasks() if t.get_name() == "lane whatsapp worker"}
+            workers.update(now)
+            peak = max(peak, len(now))
+            return len(fake.sends) == count
+
+        async with running(d):
+            await drive(clock, runner, all_sent, step=0.01)
+        # The first guess (1 s: 150 workers) shrinks to about 50; then no worker is retired
+        # and started again for each wobble of the target.
+        assert peak == 150
+        assert len(workers) <= peak + 10
     finally:
         runner.close()

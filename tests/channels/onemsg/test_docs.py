@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -28,9 +29,21 @@ def test_doc_scenario_loads() -> None:
 
 def test_doc_templates_load(tmp_path: Path) -> None:
     path = tmp_path / "templates.yaml"
-    path.write_text(yaml_blocks()[1], encoding="utf-8")
+    [block] = [b for b in yaml_blocks() if b.startswith("templates:")]
+    path.write_text(block, encoding="utf-8")
     [template] = parse_templates(load_templates(path))
     assert (template.name, template.variables, template.approved) == ("next_step", 3, True)
+
+
+def test_doc_faults_load() -> None:
+    [block] = [b for b in yaml_blocks() if "hold: forever" in b]
+    scenario = scenario_from(yaml.safe_load(block))
+    held = scenario.script_for("34600117002")
+    assert held is not None and held.answers[0].accepts and held.answers[0].hold == math.inf
+    retried = scenario.script_for("34600110201")
+    assert retried is not None and retried.acks[1].repeat == 3
+    missing = scenario.script_for("34600110204")
+    assert missing is not None and [a.post for a in missing.acks] == [True, False, False]
 
 
 def test_docstring_scenario_loads() -> None:

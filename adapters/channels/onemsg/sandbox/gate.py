@@ -27,7 +27,11 @@ class Gate:
         self.port = 0  # chosen by the system on the first open, kept after
         self._server: asyncio.Server | None = None
         self._relays: set[asyncio.StreamWriter] = set()
+        self._clients: set[asyncio.StreamWriter] = set()
         self.refused = 0  # connections that found the sandbox itself unreachable
+        # Client connections reset by close(), in all: each can cost its client at most one
+        # request in doubt (the one on it, or the next one written into it before it noticed).
+        self.cut = 0
 
     @property
     def base_url(self) -> str:
@@ -54,6 +58,8 @@ class Gate:
         if server is None:
             return
         server.close()
+        self.cut += len(self._clients)
+        self._clients.clear()
         for writer in list(self._relays):
             writer.transport.abort()
         self._relays.clear()
@@ -67,9 +73,11 @@ class Gate:
             writer.transport.abort()
             return
         self._relays.update((writer, upstream_writer))
+        self._clients.add(writer)
         try:
             await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
         finally:
+            self._clients.discard(writer)
             for end in (writer, upstream_writer):
                 self._relays.discard(end)
                 end.transport.abort()
