@@ -145,7 +145,7 @@ _NOT_PHONES = re.compile(
     r"|:\d+(?::\d+)+\b"  # :5:13 (a file position)
 )
 _CANDIDATE = re.compile(r"(?:\+|\b00|\()?\d(?:[ \-.()]{0,2}\d)*")
-# Fast paths (the send path masks every provider answer): a WhatsApp chat id
+# Fast paths (the send path masks every provider answer): a messenger chat id
 # (``34600111222@c.us``) is masked at once, and a text without 7 digits written together can
 # hold no phone number.
 _LONG_RUN = re.compile(r"\d(?:[ \-.()]{0,2}\d){6}")
@@ -177,7 +177,7 @@ def mask_phones_in(text: str) -> str:
 
 
 def _mask_chat_ids(text: str) -> str:
-    """Every ``<7 to 15 digits>@`` (a WhatsApp chat id) masked; found from each ``@``
+    """Every ``<7 to 15 digits>@`` (a messenger chat id) masked; found from each ``@``
     backwards, which costs less than a regular expression scanning every position."""
     out: list[str] = []
     last, at = 0, text.find("@")
@@ -224,7 +224,7 @@ def _is_phone(text: str, start: int, end: int) -> bool:
     if run.startswith(("+", "00")) or re.search(r"\d[ \-.()]+\d", run):
         return True  # written like a phone number
     if after == "@" and run.isdigit():
-        return True  # a WhatsApp chat id (34600111222@c.us): no need to ask phonenumbers
+        return True  # a chat id (34600111222@c.us): no need to ask phonenumbers
     return _plain_phone(digits)
 
 

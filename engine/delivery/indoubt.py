@@ -35,12 +35,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ResolveSettings:
-    """How often the loop runs, how often one notification is asked about, how many a round
-    looks at (the newest in doubt), and how long after it is created one is still asked."""
+    """How often the loop runs, how often one notification is asked about, how many rows a
+    round reads (the newest in doubt), how many lookups it makes at most (those waiting
+    longest first, so a large backlog is worked through), and how long after it is created one
+    is still asked."""
 
     every: float = 30.0
     recheck: float = 300.0
-    batch: int = 500
+    batch: int = 5000
+    lookups: int = 200
     max_age: float = 7 * 86400.0
 
 
@@ -91,6 +94,21 @@ def _decide(
     return "kept"
 
 
+def _due(
+    n: Notification,
+    channels: Mapping[str, SearchesSent],
+    asked: Mapping[int, float],
+    settings: ResolveSettings,
+    now: float,
+) -> bool:
+    channel = channels.get(n.channel)
+    if channel is None or now - n.created_at > settings.max_age:
+        return False
+    return (
+        now >= n.updated_at + channel.safe_delay and now >= asked.get(n.id, 0.0) + settings.recheck
+    )
+
+
 async def resolve_once(
     runner: LedgerRunner,
     channels: Mapping[str, SearchesSent],
@@ -105,12 +123,12 @@ async def resolve_once(
     now = clock.now()
     rows = await runner.call(_in_doubt, runner.store, settings.batch)
     claimed: set[str] = set()
-    for n in rows:
-        channel = channels.get(n.channel)
-        if channel is None or now - n.created_at > settings.max_age:
-            continue
-        if now < n.updated_at + channel.safe_delay or now < asked.get(n.id, 0) + settings.recheck:
-            continue
+    due = sorted(
+        (n for n in rows if _due(n, channels, asked, settings, now)),
+        key=lambda n: (asked.get(n.id, 0.0), n.updated_at),  # never asked, then least recently
+    )
+    for n in due[: settings.lookups]:
+        channel = channels[n.channel]
         first = n.id not in asked
         asked[n.id] = now
         try:

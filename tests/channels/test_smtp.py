@@ -159,7 +159,8 @@ async def test_server_replies(
 
 async def test_refused_connection_is_transient(clock: FakeClock) -> None:
     outcome = await channel(free_port(), clock).send(message())
-    assert outcome.kind is OutcomeKind.TRANSIENT
+    # Nothing was handed over and the server is down: the circuit opens (issue 15.9).
+    assert (outcome.kind, outcome.unreachable) == (OutcomeKind.TRANSIENT, True)
     assert await channel(free_port(), clock).probe() is False
 
 
@@ -227,6 +228,8 @@ def test_bare_smtp_exception_outcomes() -> None:
     assert smtp_outcome(aiosmtplib.SMTPServerDisconnected("x"), "envelope").kind is (
         OutcomeKind.TRANSIENT
     )
+    # Dropped after the connection was made: one message's trouble, not the server down.
+    assert not smtp_outcome(aiosmtplib.SMTPServerDisconnected("x"), "envelope").unreachable
     assert smtp_outcome(aiosmtplib.SMTPServerDisconnected("x"), "data").kind is (
         OutcomeKind.IN_DOUBT
     )

@@ -17,12 +17,12 @@ from nextstep.adapters.channels.onemsg.sandbox.scenarios import Scenario, builti
 from nextstep.adapters.channels.onemsg.sandbox.templates import NAMESPACE
 from nextstep.adapters.channels.onemsg.whatsapp import fill
 from nextstep.engine.clock import FakeClock
-from nextstep.engine.delivery.indoubt import resolve_once
+from nextstep.engine.delivery.indoubt import ResolveSettings, resolve_once
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.metrics import REGISTRY
-from nextstep.engine.model import State
-from nextstep.engine.plugins import SearchesSent
+from nextstep.engine.model import Message, State
+from nextstep.engine.plugins import SearchesSent, SentSearch
 from tests.delivery.world import NEXT_STEP
 from tests.sending.helpers import dispatcher, enqueue, row
 from tests.support.notifications import new_notification
@@ -172,3 +172,38 @@ async def test_a_history_message_already_tracked_is_not_claimed_twice(
     world.clock.advance(61)
     report = await world.resolve()
     assert report.sent == [] and report.queued == [second]
+
+
+class SilentHistory:
+    """A channel whose history says nothing for sure (storage off): records who was asked."""
+
+    safe_delay = 60.0
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def find_sent(self, message: Message, since: float) -> SentSearch:
+        self.asked.append(message.to)
+        return SentSearch((), complete=False)
+
+
+async def test_a_large_backlog_is_worked_through_longest_waiting_first(clock: FakeClock) -> None:
+    runner = LedgerRunner(open_store("sqlite:///:memory:"))
+    try:
+        phones = [f"3460000{i:04d}" for i in range(5)]
+        for phone in phones:  # in doubt one after the other, a second apart
+            (nid,) = await enqueue(runner, new_notification(phone, created_at=clock.now()))
+            await runner.call(runner.store.lease_due, clock.now(), 10, None, [nid])
+            await runner.call(runner.store.recover_interrupted, clock.now())
+            clock.advance(1)
+        channel = SilentHistory()
+        asked: dict[int, float] = {}
+        settings = ResolveSettings(lookups=2, recheck=300)
+        clock.advance(60)
+        for _ in range(3):
+            await resolve_once(runner, {"whatsapp": channel}, clock, settings, asked)
+            clock.advance(30)
+        # Two per round, oldest first, each once until its recheck is due.
+        assert channel.asked == phones
+    finally:
+        runner.close()
