@@ -194,6 +194,7 @@ async def test_a_large_backlog_is_worked_through_longest_waiting_first(clock: Fa
         for phone in phones:  # in doubt one after the other, a second apart
             (nid,) = await enqueue(runner, new_notification(phone, created_at=clock.now()))
             await runner.call(runner.store.lease_due, clock.now(), 10, None, [nid])
+            await runner.call(runner.store.mark_sending, [nid], clock.now())
             await runner.call(runner.store.recover_interrupted, clock.now())
             clock.advance(1)
         channel = SilentHistory()
