@@ -306,12 +306,15 @@ class Lane:
             EVENT_TO_SEND.observe(max(0.0, now - n.created_at))
         # Provider answers and request latency are counted by the channel, at the boundary.
         outcome = await self._send(n)
-        self._settle(attempt, outcome)
-        answered = self._clock.now()
+        # The slot is free once the result is committed, not at the answer: a crash leaves in
+        # doubt only marked rows without a result, so at most one per slot (max_in_flight).
+        # The time a slot is held is what Little's law needs, so it is measured to here.
+        await self._writer.written(self._settle(attempt, outcome))
+        done = self._clock.now()
         if overloaded(outcome):
-            self.concurrency.overload(answered)
+            self.concurrency.overload(done)
         else:
-            self.concurrency.answered(answered - now, answered)
+            self.concurrency.answered(done - now, done)
             self._staff()
 
     def _give_back(self, attempt: _Attempt, due: float) -> None:
@@ -328,7 +331,7 @@ class Lane:
             log.exception("channel %s failed while sending #%d", self.name, n.id)
             return Outcome(OutcomeKind.IN_DOUBT, reason=f"channel error: {exc!r}")
 
-    def _settle(self, attempt: _Attempt, outcome: Outcome) -> None:
+    def _settle(self, attempt: _Attempt, outcome: Outcome) -> int:
         n = attempt.notification
         now = self._clock.now()
         try:
@@ -339,7 +342,7 @@ class Lane:
         asked = outcome = redact_outcome(outcome)  # provider texts made safe to store and show
         outcome = capped(outcome, self.limits.max_pause)
         result = decide(n, outcome, policy, now, self._rng)
-        self._writer.add(result)
+        ticket = self._writer.add(result)
         attempt.phase = "done"
         if result.state is not State.QUEUED or result.counts:
             self._counter(n.rule_id, result.state).inc()
@@ -347,6 +350,7 @@ class Lane:
             self._open_circuit(down[1], now, down[0])
         elif outcome.pause is not None:
             pause_channel(self.name, self.limiter, asked, self.limits.max_pause, now)
+        return ticket
 
     def _counter(self, rule_id: str, state: State) -> Any:
         """The metric an attempt result of ``rule_id`` counts in (label lookups cached)."""

@@ -81,6 +81,8 @@ class BatchWriter:
         self._full = asyncio.Event()
         self._lock = asyncio.Lock()
         self.flushed = 0  # results written so far
+        self._added = 0  # results added so far: the k-th is written once flushed >= k
+        self._waiting: list[tuple[int, asyncio.Future[None]]] = []
 
     @property
     def pending(self) -> int:
@@ -101,10 +103,32 @@ class BatchWriter:
         self._full.set()  # marks never wait for the batching delay
         return await asyncio.shield(future)
 
-    def add(self, result: AttemptResult) -> None:
-        """Queue one attempt result for the next flush."""
+    def add(self, result: AttemptResult) -> int:
+        """Queue one attempt result for the next flush; returns its ticket for
+        :meth:`written`."""
         self._results.append(result)
+        self._added += 1
         self._signal()
+        return self._added
+
+    async def written(self, ticket: int) -> None:
+        """Wait until the result of ``ticket`` is committed. Results are written in the order
+        they were added (a failed write puts them back in front), so it is the ticket-th."""
+        if self.flushed >= ticket:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((ticket, future))
+        await future
+
+    def _count_written(self, results: int) -> None:
+        self.flushed += results
+        waiting = []
+        for ticket, future in self._waiting:
+            if ticket > self.flushed:
+                waiting.append((ticket, future))
+            elif not future.done():
+                future.set_result(None)
+        self._waiting = waiting
 
     def requeue(self, notification_id: int, due: float) -> None:
         """Queue giving a leased notification back (nothing sent), due at ``due``."""
@@ -151,7 +175,7 @@ class BatchWriter:
                 _fail(marks, exc)
                 raise
             _resolve(marks, marked)
-            self.flushed += len(results)
+            self._count_written(len(results))
         if self._on_flushed is not None:
             self._on_flushed(len(results), len(requeues))
 
@@ -168,7 +192,7 @@ class BatchWriter:
             self._put_back(results, requeues)
             _fail(marks, exc)
             raise
-        self.flushed += len(results)
+        self._count_written(len(results))
         return marked
 
     def _put_back(self, results: list[AttemptResult], requeues: list[tuple[int, float]]) -> None:

@@ -264,8 +264,10 @@ async def test_a_wobbling_target_does_not_churn_workers(clock: FakeClock) -> Non
         async with running(d):
             await drive(clock, runner, all_sent, step=0.01)
         # The first guess (1 s: 150 workers) shrinks to about 50; then no worker is retired
-        # and started again for each wobble of the target.
+        # and started again for each wobble of the target (without the margin: 227 workers
+        # for 800 answers; a worker's slot also waits for its result's commit, whose timing
+        # is real, so a few more than the peak may start).
         assert peak == 150
-        assert len(workers) <= peak + 10
+        assert len(workers) <= peak + 20
     finally:
         runner.close()

@@ -11,9 +11,11 @@ import pytest
 
 from nextstep.engine.clock import FakeClock
 from nextstep.engine.ledger import open_store
+from nextstep.engine.ledger.base import AttemptResult, Notification
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.model import State
 from nextstep.engine.sending.ratelimit import ChannelLimits
+from nextstep.engine.sending.writer import BatchWriter
 from tests.sending.helpers import dispatcher, enqueue
 from tests.support.fake_channel import FakeChannel
 from tests.support.notifications import new_notification
@@ -56,3 +58,34 @@ async def test_a_crash_leaves_in_doubt_only_the_requests_in_flight(
     assert {n.recipient for n in doubtful} == sent_to  # exactly the requests written
     queued = await runner.call(store.list, state=State.QUEUED, limit=100)
     assert len(queued) == len(ids) - IN_FLIGHT
+
+
+async def test_a_result_is_written_in_the_order_added_and_waited_for(
+    runner: LedgerRunner, clock: FakeClock
+) -> None:
+    # A lane's slot is held until its result is committed (BatchWriter.written): a crash then
+    # finds at most one marked row without a result per slot.
+    ids = await enqueue(runner, *(new_notification(f"3460000{i:04d}") for i in range(3)))
+    leased = await runner.call(runner.store.lease_due, clock.now(), 10)
+    assert [n.id for n in leased] == ids
+    writer = BatchWriter(runner, clock, max_delay=0)
+    tickets = [writer.add(sent(n, clock.now())) for n in leased[:2]]
+    waiting = asyncio.ensure_future(writer.written(tickets[1]))
+    await asyncio.sleep(0)
+    assert not waiting.done()  # nothing written yet
+    await writer.flush()
+    await asyncio.wait_for(waiting, 5)
+    await writer.written(tickets[0])  # already written: returns at once
+    third = writer.add(sent(leased[2], clock.now()))
+    later = asyncio.ensure_future(writer.written(third))
+    await asyncio.sleep(0)
+    assert not later.done()
+    await writer.flush()
+    await asyncio.wait_for(later, 5)
+    states = [(await runner.call(runner.store.get, i)).state for i in ids]  # type: ignore[union-attr]
+    assert states == [State.SENT] * 3
+
+
+def sent(n: Notification, now: float) -> AttemptResult:
+    outcome = {"kind": "accepted", "provider_id": f"wamid.{n.id}"}
+    return AttemptResult(n.id, now, State.SENT, outcome, provider_id=f"wamid.{n.id}", attempt=1)
