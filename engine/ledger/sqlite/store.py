@@ -15,6 +15,12 @@ from pathlib import Path
 
 from nextstep.engine.errors import StoreError
 from nextstep.engine.ledger.migrations import MIGRATIONS
+from nextstep.engine.ledger.sqlite.checkpoint import (
+    DEFAULT_POLICY,
+    Checkpointer,
+    CheckpointPolicy,
+    prepare_writer,
+)
 from nextstep.engine.ledger.sqlite.console import SqliteConsoleReads
 from nextstep.engine.ledger.sqlite.transaction import SqliteTransaction
 from nextstep.engine.ledger.transactional import TransactionalStore
@@ -69,9 +75,12 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[tuple[str, str]] = ST
 class SqliteStore(SqliteConsoleReads, TransactionalStore):
     """The embedded ledger (``sqlite:///path``); ``:memory:`` for tests."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, checkpoints: CheckpointPolicy | None = DEFAULT_POLICY) -> None:
         self.path = path
         self._lock = threading.Lock()
+        # WAL checkpoints run on their own thread, never inside a commit (checkpoint.py);
+        # None: SQLite's own, in the committing connection (a one-off command, a test).
+        self.checkpointer: Checkpointer | None = None
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -86,11 +95,16 @@ class SqliteStore(SqliteConsoleReads, TransactionalStore):
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             migrate(self._conn)
+            if checkpoints is not None and path != ":memory:":
+                prepare_writer(self._conn, checkpoints)
+                self.checkpointer = Checkpointer(path, checkpoints)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the ledger {path!r}: {exc}") from exc
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         with self._lock:
             self._conn.close()
 
@@ -107,6 +121,8 @@ class SqliteStore(SqliteConsoleReads, TransactionalStore):
             try:
                 yield SqliteTransaction(conn)
                 conn.execute("COMMIT")
+                if self.checkpointer is not None:
+                    self.checkpointer.nudge()
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
