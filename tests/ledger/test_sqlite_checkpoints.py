@@ -68,3 +68,27 @@ def test_without_the_checkpointer_the_writer_would_not_reset_the_wal(tmp_path: P
         assert conn.execute("SELECT count(*) FROM notifications").fetchone()[0] == 4000
     finally:
         conn.close()
+
+
+def test_pruned_pages_go_back_to_the_file_system(tmp_path: Path) -> None:
+    # A new ledger is made with auto_vacuum = INCREMENTAL; retention's reclaim_space gives
+    # the pages of pruned rows back, so the file shrinks.
+    path = tmp_path / "l.db"
+    store = SqliteStore(str(path))
+    try:
+        with store.reading() as tx:
+            assert tx.connection.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+        _fill(store, 20)
+        with store.transaction() as tx:
+            tx.connection.execute("DELETE FROM history")
+            tx.connection.execute("DELETE FROM notifications")
+        full = _pages(store)
+        store.reclaim_space()
+        assert _pages(store) < full / 4
+    finally:
+        store.close()
+
+
+def _pages(store: SqliteStore) -> int:
+    with store.reading() as tx:
+        return int(tx.connection.execute("PRAGMA page_count").fetchone()[0])

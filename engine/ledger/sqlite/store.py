@@ -22,6 +22,7 @@ from nextstep.engine.ledger.sqlite.checkpoint import (
     prepare_writer,
 )
 from nextstep.engine.ledger.sqlite.console import SqliteConsoleReads
+from nextstep.engine.ledger.sqlite.retention import SqlitePruning
 from nextstep.engine.ledger.sqlite.transaction import SqliteTransaction
 from nextstep.engine.ledger.transactional import TransactionalStore
 
@@ -72,7 +73,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[tuple[str, str]] = ST
     return applied
 
 
-class SqliteStore(SqliteConsoleReads, TransactionalStore):
+class SqliteStore(SqlitePruning, SqliteConsoleReads, TransactionalStore):
     """The embedded ledger (``sqlite:///path``); ``:memory:`` for tests."""
 
     def __init__(self, path: str, checkpoints: CheckpointPolicy | None = DEFAULT_POLICY) -> None:
@@ -89,6 +90,9 @@ class SqliteStore(SqliteConsoleReads, TransactionalStore):
                 path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1e3
             )
             self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # A new file gives the pages of pruned rows back (retention's incremental vacuum);
+            # it must be set before the first table (an existing file: docs/operations.md).
+            self._conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             self._conn.execute("PRAGMA journal_mode = WAL")
             # WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the
             # last transactions, never corrupt the file.
