@@ -97,8 +97,7 @@ def build_sqlite(path: str, n: int, days: float) -> None:
     )
     conn.execute(HISTORY)
     conn.execute("COMMIT")
-    conn.execute("ANALYZE")
-    conn.close()
+    conn.close()  # no ANALYZE: the daemon never runs one, plans must hold without statistics
 
 
 def build_postgres(url: str, n: int, days: float) -> None:
