@@ -12,6 +12,9 @@ store as the commands call it (median of ``--repeat`` runs, after one warm-up):
 
     .venv/bin/python bench/ledger_scale.py [--rows N] [--small N] [--postgres URL] [--keep]
 
+``--postgres URL`` also measures PostgreSQL: the database of URL holds the big ledger and the
+one named URL + ``_small`` the baseline (both must exist; both are emptied).
+
 Targets: every status view < 1 s at 10M; the lease's cost independent of the ledger's size.
 """
 
@@ -188,7 +191,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--days", type=float, default=90.0)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--postgres", help="also a PostgreSQL database URL (emptied first)")
+    parser.add_argument("--postgres", help="also PostgreSQL: URL and URL_small (emptied)")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = parser.parse_args()
