@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from nextstep.engine.clock import FakeClock
+from nextstep.engine.errors import ConfigError
 from nextstep.engine.ledger.base import AttemptResult, Store
 from nextstep.engine.ledger.retention import DAY, Retention, prune_once, run_retention
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.metrics import REGISTRY
 from nextstep.engine.model import State
+from nextstep.engine.rules.config import load_config
 from tests.support.notifications import T0, new_notification
 from tests.support.waiting import until
 
@@ -144,3 +147,13 @@ async def _prune(store: Store, now: float, retention: Retention | None = None) -
         return await prune_once(runner, now, retention or Retention())
     finally:
         runner.close(close_store=False)
+
+
+def test_a_bad_retention_is_a_located_config_problem(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    config = tmp_path / "nextstep.yaml"
+    config.write_text("store: sqlite:///l.db\nrules: rules/\nretention:\n  notifications: soon\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    shown = str(caught.value)
+    assert "retention.notifications" in shown and "not a duration" in shown
