@@ -86,12 +86,14 @@ TERMINAL = """(
 )"""
 
 
-def doomed_notifications_sql(p: str) -> str:
+def doomed_notifications_sql(p: str, hint: str = "") -> str:
     """The ids of a batch of prunable notifications, oldest first (``p`` is the dialect's
-    placeholder; parameters: before, before, before, limit). The created_at index finds the
-    old rows; the partial indexes of migration 0010 find what points at them."""
+    placeholder, ``hint`` SQLite's INDEXED BY; parameters: before, before, before, limit).
+    Walking the created-first index from the oldest row stops at ``limit`` matches (rather
+    than sorting every old terminal row of a ledger that just turned retention on); the partial
+    indexes of migration 0010 find what points at them."""
     return f"""
-        SELECT n.id FROM notifications n
+        SELECT n.id FROM notifications n {hint}
         WHERE n.created_at < {p} AND n.updated_at < {p} AND {TERMINAL.format(p=p)}
           AND NOT EXISTS (SELECT 1 FROM notifications d WHERE d.duplicate_of = n.id)
           AND NOT EXISTS (SELECT 1 FROM notifications c WHERE c.parent_id = n.id)

@@ -25,7 +25,8 @@ class SqlitePruning:
         with self.transaction() as tx:
             conn = tx.connection
             if table == "notifications":
-                found = conn.execute(doomed_notifications_sql("?"), (before,) * 3 + (limit,))
+                sql = doomed_notifications_sql("?", "INDEXED BY notifications_created_rule_state")
+                found = conn.execute(sql, (before,) * 3 + (limit,))
             else:
                 sql = doomed_acks_sql("?", applied=table == "acks")
                 found = conn.execute(sql, (before, limit))
