@@ -92,3 +92,21 @@ def test_pruned_pages_go_back_to_the_file_system(tmp_path: Path) -> None:
 def _pages(store: SqliteStore) -> int:
     with store.reading() as tx:
         return int(tx.connection.execute("PRAGMA page_count").fetchone()[0])
+
+
+def test_a_wal_past_the_hard_limit_is_cut_back(tmp_path: Path) -> None:
+    # A WAL the writer never got to start again (as under a bulk ingest) is truncated by the
+    # checkpointer once it passes hard_bytes, instead of growing with every batch.
+    path = tmp_path / "l.db"
+    policy = CheckpointPolicy(wal_bytes=64 * 2**20, every=3600, hard_bytes=WAL_BYTES)
+    store = SqliteStore(str(path), policy)
+    checkpointer = store.checkpointer
+    assert checkpointer is not None
+    try:
+        _fill(store, 10)
+        assert os.stat(str(path) + "-wal").st_size > WAL_BYTES
+        checkpointer.nudge()
+        assert checkpointer.wait_round()
+        assert os.stat(str(path) + "-wal").st_size == 0
+    finally:
+        store.close()

@@ -8,7 +8,9 @@ connection on its own thread — runs a PASSIVE checkpoint whenever the WAL has 
 ``wal_bytes`` since the last one, or every ``every`` seconds. PASSIVE never waits for and never
 blocks the writer or a reader; once a checkpoint has copied every frame, the writer's next
 transaction starts the WAL again from its beginning, and ``journal_size_limit`` truncates the
-file back to ``wal_bytes`` then, so the WAL stays near that size.
+file back to ``wal_bytes`` then, so the WAL stays near that size. A writer that never pauses
+(a bulk ingest) leaves no moment for that: past ``hard_bytes`` the checkpointer cuts the WAL
+back itself (TRUNCATE, right after a PASSIVE pass, so the writer waits for little).
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ class CheckpointPolicy:
 
     wal_bytes: int = 4 * 2**20  # a WAL file past this size is checkpointed at once
     every: float = 5.0  # seconds: a checkpoint whatever the size (a quiet ledger's last writes)
+    # Past this, the WAL is cut back (TRUNCATE): under a writer that never pauses (a bulk
+    # ingest) a PASSIVE checkpoint never catches up with the last frame, so the WAL is never
+    # started again and grows (450 MB within a minute of a 5M-row ingest). TRUNCATE holds the
+    # writer only for the frames the PASSIVE pass just before it left.
+    hard_bytes: int = 64 * 2**20
 
 
 DEFAULT_POLICY = CheckpointPolicy()
@@ -61,7 +68,8 @@ class Checkpointer:
         self._done = threading.Condition()
         self._rounds = 0
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA busy_timeout = 0")  # PASSIVE never waits: a busy try waits
+        # PASSIVE never waits for anyone; TRUNCATE waits this long for the writer's turn.
+        self._conn.execute("PRAGMA busy_timeout = 5000")
         self._thread = threading.Thread(target=self._run, name="ledger-checkpoint", daemon=True)
         self._thread.start()
 
@@ -69,9 +77,9 @@ class Checkpointer:
         """A write committed: look at the WAL's size soon (cheap; called after each commit)."""
         self._wake.set()
 
-    def checkpoint(self) -> CheckpointResult:
-        """One PASSIVE checkpoint now, from the calling thread."""
-        busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    def checkpoint(self, mode: str = "PASSIVE") -> CheckpointResult:
+        """One checkpoint now (PASSIVE, or TRUNCATE), from the calling thread."""
+        busy, frames, copied = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         self.checkpoints += 1
         return CheckpointResult(bool(busy), int(frames), int(copied))
 
@@ -105,9 +113,12 @@ class Checkpointer:
             # After a full checkpoint the writer starts the WAL again and cuts the file back to
             # journal_size_limit (= wal_bytes), so a file larger than that holds at least that
             # much WAL written since: the size test needs no bookkeeping.
-            if timed_out or self._wal_size() > self.policy.wal_bytes:
+            size = self._wal_size()
+            if timed_out or size > min(self.policy.wal_bytes, self.policy.hard_bytes):
                 try:
                     self.checkpoint()
+                    if self._wal_size() > self.policy.hard_bytes:
+                        self.checkpoint("TRUNCATE")
                 except sqlite3.Error as exc:  # a locked or closing database: try next round
                     log.debug("WAL checkpoint of %s skipped: %s", self.path, exc)
             with self._done:
