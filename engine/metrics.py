@@ -114,3 +114,9 @@ INBOUND_DUPLICATES = Counter(
     ["channel"],
     registry=REGISTRY,
 )
+PRUNED = Counter(
+    "nextstep_pruned_rows",
+    "Ledger rows forgotten by retention (notifications with their history, acks)",
+    ["table"],
+    registry=REGISTRY,
+)

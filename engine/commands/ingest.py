@@ -29,6 +29,7 @@ from nextstep.engine.delivery.fallbacks import policy_context
 from nextstep.engine.delivery.timers import after_attempts
 from nextstep.engine.errors import UsageError
 from nextstep.engine.intake.emit import make_emit
+from nextstep.engine.intake.idruns import IdRuns
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.plugins import (
@@ -211,9 +212,13 @@ def describe_states(counts: Mapping[str, int], seconds: float) -> str:
     return f"done in {seconds:.1f} s: {shown}"
 
 
-def _chunks(ids: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+def _chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:
+    # One chunk at a time: a file's ids are runs (IdRuns), never one list of every id.
+    if isinstance(ids, IdRuns):
+        yield from ids.chunks(size)
+        return
     for start in range(0, len(ids), size):
-        yield ids[start : start + size]
+        yield list(ids[start : start + size])
 
 
 def _channels_of(config: Config, rule: Rule, clock: Clock) -> dict[str, Channel]:
@@ -246,7 +251,7 @@ async def wait_for_sending(
                 lambda n: rule.policy.retry,
                 clock,
                 limits,
-                ids=list(chunk),
+                ids=chunk,
                 after_write=settle,
             )
             while True:
@@ -261,7 +266,7 @@ async def wait_for_sending(
                         f"channel {n}: circuit open ({c.reason}); the rest stays queued"
                         for n, c in opened.items()
                     ]
-                due = await runner.call(runner.store.next_due, list(chans), list(chunk))
+                due = await runner.call(runner.store.next_due, list(chans), chunk)
                 if due is None:
                     break
                 await clock.sleep(max(0.0, due - clock.now()))

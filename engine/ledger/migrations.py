@@ -414,3 +414,34 @@ MIGRATIONS.append(
         + _WORKERS_TABLE.format(real="double precision"),
     )
 )
+
+# Retention (engine/ledger/retention.py): what points at a notification is found by index, so
+# a batch of candidates costs as many probes, not a scan each (partial: only the few rows that
+# are duplicates or fallbacks pay); acks that matched are found by age like the unknown ones
+# (acks_pending_received). `nextstep status` counts the last 24 h of every rule from the
+# covering (created, rule, state), which replaces (created) in its every use: read in the
+# window only, whatever the ledger's size (the rule-first index made SQLite, without
+# statistics, scan all of it). SQLite's auto_vacuum can only be set on a new file (store.py).
+MIGRATIONS.append(
+    Migration(
+        "0010_retention",
+        sqlite="""
+        CREATE INDEX notifications_duplicate_of
+            ON notifications(duplicate_of) WHERE duplicate_of IS NOT NULL;
+        CREATE INDEX notifications_parent ON notifications(parent_id) WHERE parent_id IS NOT NULL;
+        CREATE INDEX acks_applied_received ON acks(received_at) WHERE applied = 1;
+        CREATE INDEX notifications_created_rule_state
+            ON notifications(created_at, rule_id, state);
+        DROP INDEX notifications_created;
+        """,
+        postgres="""
+        CREATE INDEX notifications_duplicate_of
+            ON notifications(duplicate_of) WHERE duplicate_of IS NOT NULL;
+        CREATE INDEX notifications_parent ON notifications(parent_id) WHERE parent_id IS NOT NULL;
+        CREATE INDEX acks_applied_received ON acks(received_at) WHERE applied = 1;
+        CREATE INDEX notifications_created_rule_state
+            ON notifications(created_at, rule_id, state);
+        DROP INDEX notifications_created;
+        """,
+    )
+)

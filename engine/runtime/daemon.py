@@ -40,6 +40,7 @@ from nextstep.engine.intake.emit import make_emit
 from nextstep.engine.ledger import open_store
 from nextstep.engine.ledger.base import Notification
 from nextstep.engine.ledger.leases import Recovered, new_worker_id
+from nextstep.engine.ledger.retention import Retention, run_retention
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.optout.entries import Directory
 from nextstep.engine.optout.routes import optout_routes, optout_token
@@ -280,6 +281,8 @@ class Daemon:
         loops.append(group.create_task(health))
         retention = retention_of(self.config.settings)
         loops.append(group.create_task(prune_inbound(self.runner, self.clock, retention)))
+        kept = Retention.from_settings(self.config.settings)
+        loops.append(group.create_task(run_retention(self.runner, self.clock, kept)))
         loops.append(group.create_task(self._register_acks()))
         watcher = None
         if self.options.watch:

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import threading
-from array import array
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from nextstep.adapters.triggers.csv.detect import (
     inspect_file,
     normalise_header,
 )
+from nextstep.engine.intake.idruns import IdRuns
 from nextstep.engine.model import Event
 from nextstep.engine.plugins import EventResult, FileRow, RuleResult
 
@@ -297,7 +297,7 @@ class FileSummary:
     already_done: bool = False
     failed: str = ""
     errors_file: str | None = None
-    notification_ids: array[int] = field(default_factory=lambda: array("q"))
+    notification_ids: IdRuns = field(default_factory=IdRuns)
     notes: list[str] = field(default_factory=list)
     # (rule, column) -> rows refused because the rule needs a column the file does not have
     missing: dict[tuple[str, str], int] = field(default_factory=dict)

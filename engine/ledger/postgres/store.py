@@ -31,6 +31,7 @@ from nextstep.engine.ledger.migrations import MIGRATIONS
 from nextstep.engine.ledger.postgres import slots, text
 from nextstep.engine.ledger.postgres.console import PostgresConsoleReads
 from nextstep.engine.ledger.postgres.optouts import EXCLUSIVE, INBOUND, SHARED
+from nextstep.engine.ledger.postgres.retention import PostgresPruning
 from nextstep.engine.ledger.postgres.sourcelock import PostgresSourceLock
 from nextstep.engine.ledger.postgres.sql import Conn, unique
 from nextstep.engine.ledger.postgres.transaction import PostgresTransaction
@@ -88,7 +89,7 @@ def _configure(conn: Conn) -> None:
     text.register(conn)
 
 
-class PostgresStore(PostgresConsoleReads, TransactionalStore):
+class PostgresStore(PostgresPruning, PostgresConsoleReads, TransactionalStore):
     """The shared ledger (``postgresql://user@host/db``), for several processes at once."""
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:

@@ -15,7 +15,14 @@ from pathlib import Path
 
 from nextstep.engine.errors import StoreError
 from nextstep.engine.ledger.migrations import MIGRATIONS
+from nextstep.engine.ledger.sqlite.checkpoint import (
+    DEFAULT_POLICY,
+    Checkpointer,
+    CheckpointPolicy,
+    prepare_writer,
+)
 from nextstep.engine.ledger.sqlite.console import SqliteConsoleReads
+from nextstep.engine.ledger.sqlite.retention import SqlitePruning
 from nextstep.engine.ledger.sqlite.transaction import SqliteTransaction
 from nextstep.engine.ledger.transactional import TransactionalStore
 
@@ -66,12 +73,15 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[tuple[str, str]] = ST
     return applied
 
 
-class SqliteStore(SqliteConsoleReads, TransactionalStore):
+class SqliteStore(SqlitePruning, SqliteConsoleReads, TransactionalStore):
     """The embedded ledger (``sqlite:///path``); ``:memory:`` for tests."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, checkpoints: CheckpointPolicy | None = DEFAULT_POLICY) -> None:
         self.path = path
         self._lock = threading.Lock()
+        # WAL checkpoints run on their own thread, never inside a commit (checkpoint.py);
+        # None: SQLite's own, in the committing connection (a one-off command, a test).
+        self.checkpointer: Checkpointer | None = None
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -80,17 +90,25 @@ class SqliteStore(SqliteConsoleReads, TransactionalStore):
                 path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1e3
             )
             self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # A new file gives the pages of pruned rows back (retention's incremental vacuum);
+            # it must be set before the first table (an existing file: docs/operations.md).
+            self._conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             self._conn.execute("PRAGMA journal_mode = WAL")
             # WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the
             # last transactions, never corrupt the file.
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             migrate(self._conn)
+            if checkpoints is not None and path != ":memory:":
+                prepare_writer(self._conn, checkpoints)
+                self.checkpointer = Checkpointer(path, checkpoints)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the ledger {path!r}: {exc}") from exc
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         with self._lock:
             self._conn.close()
 
@@ -107,6 +125,8 @@ class SqliteStore(SqliteConsoleReads, TransactionalStore):
             try:
                 yield SqliteTransaction(conn)
                 conn.execute("COMMIT")
+                if self.checkpointer is not None:
+                    self.checkpointer.nudge()
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
