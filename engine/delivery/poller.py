@@ -44,13 +44,16 @@ def _candidates(
     store: Store, now: float, channels: Sequence[str], settings: PollSettings
 ) -> list[PollCandidate]:
     with store.transaction() as tx:
-        return tx.poll_candidates(
+        found = tx.poll_candidates(
             channels=channels,
             silent_since=now - settings.poll_after,
             polled_before=now - settings.poll_every,
             oldest=now - settings.max_age,
             limit=settings.batch,
         )
+        # Claimed in the same transaction: several workers never ask about one message at once.
+        tx.mark_polled([c.id for c in found], now)
+        return found
 
 
 def _record(

@@ -241,3 +241,20 @@ def test_transaction_rolls_back_and_maps_errors(store: Store) -> None:
         tx.enqueue([], [Progress("b", "1")])
         raise ValueError("the caller's own error")
     assert store.get_progress("b") is None
+
+
+def test_a_message_to_poll_is_claimed_by_one_poller(store: Store) -> None:
+    # Several workers run the hookInfo poller: each message is asked about by one at a time.
+    from nextstep.engine.delivery.poller import PollSettings, _candidates
+
+    ids = [r.id for r in store.enqueue([new_notification(str(i)) for i in range(3)])]
+    store.lease_due(T0, 10)
+    store.record_attempts([_sent(nid, T0 + 1, f"wamid.{nid}") for nid in ids])
+    settings = PollSettings(poll_after=60, poll_every=60, batch=2)
+    now = T0 + 120
+    first = [c.id for c in _candidates(store, now, ["whatsapp"], settings)]
+    second = [c.id for c in _candidates(store, now, ["whatsapp"], settings)]
+    assert first == ids[:2] and second == ids[2:]  # the first two were claimed
+    assert _candidates(store, now, ["whatsapp"], settings) == []
+    later = [c.id for c in _candidates(store, now + 61, ["whatsapp"], settings)]
+    assert later == ids[:2]  # asked again once poll_every has passed

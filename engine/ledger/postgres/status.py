@@ -241,7 +241,8 @@ def poll_candidates(
         "WHERE (state = 'sent' OR (state = 'delivered' AND expect = 'read')) "
         "AND provider_id IS NOT NULL AND updated_at <= %s AND updated_at >= %s "
         "AND channel = ANY(%b::text[]) AND (polled_at IS NULL OR polled_at <= %s) "
-        "ORDER BY COALESCE(polled_at, 0), id LIMIT %s",
+        # Another worker polling at the same moment takes other rows (claimed by the caller).
+        "ORDER BY COALESCE(polled_at, 0), id LIMIT %s FOR UPDATE SKIP LOCKED",
         (silent_since, oldest, list(channels), polled_before, limit),
     ).fetchall()
     return [PollCandidate(row[0], row[1], row[2]) for row in rows]
