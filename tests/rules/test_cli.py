@@ -346,8 +346,8 @@ def test_readme_says_which_commands_take_a_config() -> None:
         for name, command in cli.commands.items()  # type: ignore[attr-defined]
         if not takes_config(command)
     )
-    assert without == ["console", "demo", "sandbox", "schema"]
+    assert without == ["console", "demo", "ledger", "sandbox", "schema"]
     assert (
         "all but `schema` (the schema of the installed\nplug-ins), `sandbox`, `demo` (which writes"
-        " its own) and `console hash-password`" in readme
+        " its own), `console hash-password` and `ledger copy`\n(which names both ledgers)" in readme
     )
