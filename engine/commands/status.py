@@ -153,7 +153,7 @@ def notification_doc(n: Notification, history: list[HistoryEntry]) -> dict[str, 
 
 def lookup(store: Store, ident: str) -> list[Notification]:
     """Notifications named by an id, a provider id or a dedupe key (in that order)."""
-    if ident.isdigit():
+    if ident.isdecimal():
         found = store.get(int(ident))
         if found is not None:
             return [found]

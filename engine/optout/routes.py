@@ -131,7 +131,7 @@ class _Api:
         if phone is not None:
             wanted = [_read([{"phone": phone}], self.directory, default_channel=None)[0][0]]
         limit = request.query_params.get("limit", "1000")
-        if not limit.isdigit():
+        if not limit.isdecimal():
             raise _Refused(400, {"error": "limit is a whole number"})
         kept = await self.runner.call(self.store.optouts, recipients=wanted, limit=int(limit))
         return JSONResponse({"optouts": [_shown(o) for o in kept]})

@@ -262,7 +262,7 @@ def _server(raw: Any, loaded: Loaded, collector: _Collector) -> ServerConfig:
     if not isinstance(raw, Mapping):
         return ServerConfig()
     host, _, port_text = str(raw.get("listen", DEFAULT_LISTEN)).rpartition(":")
-    port = int(port_text) if port_text.isdigit() else 0
+    port = int(port_text) if port_text.isdecimal() else 0
     if port > 65535:
         collector.located(loaded, ("server", "listen"), f"port {port} is not a TCP port (0-65535)")
 

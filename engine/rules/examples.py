@@ -90,7 +90,7 @@ def fallback_problems(rule: Rule, default_country: str | None) -> list[ExamplePr
         wanted = _expected_steps(example)
         base: tuple[str | int, ...] = ("examples", example.index)
         for key in wanted:
-            if not key.isdigit() or int(key) >= steps:
+            if not key.isdecimal() or int(key) >= steps:
                 have = f"steps 0 to {steps - 1}" if steps else "no fallback"
                 message = f"the rule has no fallback step {key} (it has {have})"
                 problems.append(
@@ -215,7 +215,7 @@ def _differences(expect: Mapping[str, Any], to: str, fields: Mapping[str, Any]) 
 def _param_list(value: Any) -> list[str]:
     if isinstance(value, Mapping):
         return [
-            str(value[k]) for k in sorted(value, key=lambda k: int(k) if str(k).isdigit() else 0)
+            str(value[k]) for k in sorted(value, key=lambda k: int(k) if str(k).isdecimal() else 0)
         ]
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 

@@ -53,7 +53,7 @@ def _normalise(raw: str, default_country: str | None, *, fast: bool) -> str:
         text = "+" + text[2:]
     if not text:
         raise PhoneError("the phone number is empty")
-    if not text.lstrip("+").isdigit() or text.count("+") > 1:
+    if not text.lstrip("+").isdecimal() or text.count("+") > 1:
         raise PhoneError(f"{raw!r} is not a phone number")
     if text.startswith("+"):
         quick = _fast_international(text[1:]) if fast else None

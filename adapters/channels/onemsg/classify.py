@@ -270,7 +270,7 @@ def _meta_code(data: dict[str, Any] | None, text: str) -> int | None:
             value = error.get(key)
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
-            if isinstance(value, str) and value.isdigit():
+            if isinstance(value, str) and value.isdecimal():
                 return int(value)
     return _code_in_text(text)
 

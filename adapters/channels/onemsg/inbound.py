@@ -50,7 +50,8 @@ def _digits(address: Any) -> str:
         return ""
     user, _, domain = address.partition("@")
     user = user.lstrip("+")
-    return user if user.isdigit() and 6 <= len(user) <= 15 and domain in ("", "c.us") else ""
+    phone = user.isascii() and user.isdigit() and 6 <= len(user) <= 15
+    return user if phone and domain in ("", "c.us") else ""
 
 
 def _kind(item: Mapping[str, Any], default: str) -> str:

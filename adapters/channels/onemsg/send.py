@@ -93,7 +93,7 @@ def compile_send(block: Mapping[str, Any], compiler: SendCompiler) -> TemplateSe
     raw_params = block.get("params", {})
     if not isinstance(text, str) or not isinstance(raw_params, Mapping):
         return None
-    numbers = {int(k) for k in raw_params if str(k).isdigit()}
+    numbers = {int(k) for k in raw_params if str(k).isdecimal()}
     for param, message in variable_problems(text, numbers):
         compiler.problem(("text",) if param is None else ("params", str(param)), message)
     params = tuple(

@@ -51,7 +51,7 @@ async def read_body(request: Request, max_body: int) -> bytes:
     too_large = BadRequest(413, "too_large", {"error": f"the body is over {max_body} bytes"})
     length = request.headers.get("content-length")
     if length is not None:
-        if not length.isdigit():
+        if not length.isdecimal():
             raise BadRequest(400, "bad_body", {"error": "Content-Length is not a number"})
         if int(length) > max_body:
             raise too_large
