@@ -28,6 +28,7 @@ from nextstep.engine.runtime.console.passwords import hash_password
 from nextstep.engine.runtime.daemon import Daemon, DaemonOptions
 from tests.console.ledger import Ledger, console_ledger
 from tests.support.sandbox import running_sandbox
+from tests.support.waiting import until
 
 EVENT_TOKEN = "console-event-token"
 OPERATOR, VIEWER, PASSWORD = "olga", "victor", "correct horse battery"
@@ -155,9 +156,9 @@ class World:
         """Wait until the run reaches its expected end states."""
         wanted = {"read": 1, "delivered": 1, "failed": 2, "expired": 1, "in_doubt": 1}
         try:
-            async with asyncio.timeout(timeout):
-                while any(self.states().get(s, 0) < n for s, n in wanted.items()):
-                    await asyncio.sleep(0.05)
+            await until(
+                lambda: all(self.states().get(s, 0) >= n for s, n in wanted.items()), timeout
+            )
         except TimeoutError:
             raise AssertionError(f"the run did not settle: {self.states()}") from None
 

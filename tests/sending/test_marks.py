@@ -19,6 +19,7 @@ from nextstep.engine.sending.writer import BatchWriter
 from tests.sending.helpers import dispatcher, enqueue
 from tests.support.fake_channel import FakeChannel
 from tests.support.notifications import new_notification
+from tests.support.waiting import until
 
 IN_FLIGHT = 3
 
@@ -40,11 +41,7 @@ async def test_a_crash_leaves_in_doubt_only_the_requests_in_flight(
     d = dispatcher(runner, clock, fake, limits=limits, lease_size=40, drain_timeout=0.1)
     running = asyncio.create_task(d.run())
 
-    async def leased_and_in_flight() -> None:
-        while len(fake.sends) < IN_FLIGHT:
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(leased_and_in_flight(), 10)
+    await until(lambda: len(fake.sends) >= IN_FLIGHT, 10)
     store = runner.store
     sending = await runner.call(store.list, state=State.SENDING, limit=100)
     assert len(sending) > IN_FLIGHT  # leased well beyond what is in flight
