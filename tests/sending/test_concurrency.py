@@ -262,7 +262,8 @@ async def test_a_wobbling_target_does_not_churn_workers(clock: FakeClock) -> Non
             return len(fake.sends) == count
 
         async with running(d):
-            await drive(clock, runner, all_sent, step=0.01)
+            # 800 answers, each slot waiting for its result's commit in real time: slow under load
+            await drive(clock, runner, all_sent, step=0.01, timeout=120)
         # The first guess (1 s: 150 workers) shrinks to about 50; then no worker is retired
         # and started again for each wobble of the target (without the margin: 227 workers
         # for 800 answers; a worker's slot also waits for its result's commit, whose timing
