@@ -109,7 +109,7 @@ def build_postgres(url: str, n: int, days: float) -> None:
     open_store(url).close()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE notifications, history, acks, progress CASCADE")
-        numbers = f"generate_series(1, {n}) AS x"
+        numbers = f"generate_series(1::bigint, {n}) AS x"  # bigint: x * 7919 passes 2^31
         with conn.transaction():
             conn.execute(
                 f"INSERT INTO notifications ({COLUMNS}) "
