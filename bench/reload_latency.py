@@ -19,9 +19,10 @@ arrives, on the machine's monotonic clock) and ``nextstep run`` on a fresh SQLit
   as on a busy host. Each is ``python -c "while True: pass"`` at nice 0, one thread, started
   by this script and killed after the phase: with the default 2 on a 2-core machine, the
   busy loops, the daemon's event loop and ledger thread, the sandbox and this driver share
-  two cores: on an otherwise idle machine about 5 threads want the CPU and the 1-minute load
-  average heads for ~5 (issue 13's "busy host, load ~5"). Under CFS each runnable thread
-  gets about 2/runnable of a core: some 0.4 of a core for the daemon's event loop.
+  two cores: on an otherwise idle machine up to 6 threads want the CPU (the 2 busy loops all
+  the time) and the 1-minute load average heads for ~5 (issue 13's "busy host, load ~5").
+  Under CFS each runnable thread gets about 2/runnable of a core: a third of a core or so
+  for the daemon's event loop, whose Python shares one GIL with its ledger thread.
   ``runnable`` (threads running or ready, sampled every 100 ms, this bench's own included)
   is printed for each phase and for one second before the run (what others ran).
   Target: p99 under 50 ms.
