@@ -10,9 +10,19 @@ For each sandbox latency (50 ms, 300 ms, 1 s, 2 s by default) a fresh sandbox pr
   nextstep settled at (no rate limit, nothing recorded): what the machine and the sandbox
   serve at that concurrency.
 
-msg/s is the sustained rate: answers between the 10th and the 90th percentile of answer times
-(the first round trip fills the pipeline once; it is not throughput). End to end (count over
-the whole run, fill and drain included) is printed beside it.
+msg/s is the sustained rate, for both: answers between the 10th and the 90th percentile of
+answer times (the first round trip fills the pipeline once, the last drains it: neither is
+throughput). So that this window is the steady state at long latencies too, each latency sends
+at least ``rate × (6 s + 5 × latency)`` messages (16,000 at 2 s, where 6,000 made the fill
+and drain a third of the run). End to end (count over the whole run, fill and drain included)
+is printed beside it.
+
+CPU µs/msg is the CPU this process (dispatcher, ledger thread, channel; or the bare loop)
+used per message, from ``resource.getrusage``: on a shared machine it says more than msg/s.
+"conns" is the most file descriptors this process held open at once, sampled 4 times a
+second: nearly all are the channel's connection pool (each request in flight holds one;
+answered ones are reused, not reopened), and "load" the
+1-minute load average after the latency's runs.
 
     .venv/bin/python bench/latency_sweep.py [--count 6000] [--latencies 0.05,0.3,1,2]
 
@@ -24,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -50,7 +61,29 @@ class Sweep:
     measured_latency: float | None
     peak_in_flight: int
     sent: int
-    bare: float
+    bare: float = 0.0
+    cpu: float = 0.0  # CPU seconds per message, this process (dispatcher, ledger, channel)
+    bare_cpu: float = 0.0  # CPU seconds per message of the bare loop
+    connections: int = 0  # most descriptors open at once while nextstep sent
+    count: int = 0  # messages sent at this latency
+
+
+def cpu_now() -> float:
+    """User + system CPU seconds of this process (every thread) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def files_open() -> int:
+    """File descriptors this process holds open now (Linux): the channel's sockets, a few
+    more. Cheap enough to sample while sending (no readlink per descriptor)."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def messages_for(latency: float, least: int, rate: float = 1000.0) -> int:
+    """Messages to send at ``latency``: enough that the 10-90 % window of answers is the
+    steady state (``rate × (6 s + 5 × latency)``), and at least ``least``."""
+    return max(least, int(rate * (6.0 + 5.0 * latency)))
 
 
 def sustained(times: list[float]) -> float:
@@ -108,19 +141,21 @@ async def run_nextstep(
         clock,
         {"whatsapp": limits},
     )
-    peak = 0
+    peak = sockets = 0
 
     async def watch() -> None:
-        nonlocal peak
+        nonlocal peak, sockets
         while True:
             peak = max(peak, dispatcher.status()["whatsapp"].in_flight)
+            if int(time.perf_counter() * 20) % 5 == 0:  # every fourth look: 4 a second
+                sockets = max(sockets, files_open())
             await asyncio.sleep(0.05)
 
     watcher = asyncio.create_task(watch())
     try:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_now()
         await asyncio.wait_for(dispatcher.run_until_idle(), limit)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, cpu_now() - cpu
         status = dispatcher.status()["whatsapp"]
         counts = await runner.call(runner.store.counts)
     finally:
@@ -136,21 +171,55 @@ async def run_nextstep(
         status.latency,
         peak,
         sent,
-        0.0,
+        cpu=cpu / count,
+        connections=sockets,
+        count=count,
     )
+
+
+async def run_bare(base_url: str, count: int, concurrency: int) -> tuple[list[float], float]:
+    """``st.run_bare``'s loop (``concurrency`` workers posting sendTemplate, no rate limit,
+    nothing recorded), noting when each answer came; (answer times, CPU seconds)."""
+    import aiohttp
+    import orjson
+
+    from nextstep.adapters.channels.onemsg.payload import send_template_body
+    from nextstep.engine.model import Message
+
+    bodies = [
+        orjson.dumps(send_template_body(Message("whatsapp", st.phone(i), st.FIELDS)))
+        for i in range(count)
+    ]
+    bodies.reverse()
+    url = f"{base_url}/{st.INSTANCE}/sendTemplate"
+    headers = {"Authorization": f"Bearer {st.TOKEN}", "Content-Type": "application/json"}
+    answers: list[float] = []
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker() -> None:
+            while bodies:
+                body = bodies.pop()
+                async with session.post(url, data=body, headers=headers) as response:
+                    orjson.loads(await response.read())
+                    answers.append(time.perf_counter())
+
+        cpu = cpu_now()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return answers, cpu_now() - cpu
 
 
 async def one_latency(base_url: str, latency: float, args: argparse.Namespace, db: str) -> Sweep:
     """Warm up, nextstep, then the bare loop at nextstep's settled target."""
     await asyncio.wait_for(st.run_bare(base_url, 500, 100), args.timeout)
-    st._queue(db, args.count)
-    result = await run_nextstep(base_url, db, args.count, args.timeout, args.max_in_flight)
+    count = messages_for(latency, args.count)
+    st._queue(db, count)
+    result = await run_nextstep(base_url, db, count, args.timeout, args.max_in_flight)
     result.latency = latency
-    seconds, _ = await asyncio.wait_for(
-        st.run_bare(base_url, args.count, result.target), args.timeout
-    )
+    answers, cpu = await asyncio.wait_for(run_bare(base_url, count, result.target), args.timeout)
     # The bare loop has no rate limit: its figure is what this concurrency can carry.
-    result.bare = args.count / seconds
+    result.bare, result.bare_cpu = sustained(answers), cpu / count
     return result
 
 
@@ -193,12 +262,13 @@ def main() -> None:
             if args.max_in_flight is None
             else f"max_in_flight {args.max_in_flight}"
         )
-        + f" otherwise, {args.count:,} messages per "
-        f"latency, {os.cpu_count()} cores (sandbox in its own process)"
+        + f" otherwise, at least {args.count:,} messages per "
+        f"latency, {os.cpu_count()} cores (sandbox in its own process); "
+        f"load avg {os.getloadavg()[0]:.1f} before"
     )
     print(
         "  latency   nextstep msg/s (end to end)   target   in flight: target / peak / "
-        "measured latency   bare loop at that concurrency"
+        "measured latency   conns  CPU µs/msg   bare loop at that concurrency (CPU µs/msg)"
     )
     results = []
     with tempfile.TemporaryDirectory() as folder, tuned_gc():
@@ -206,15 +276,18 @@ def main() -> None:
             r = with_sandbox(latency, args, folder)
             results.append(r)
             measured = "-" if r.measured_latency is None else f"{r.measured_latency * 1000:.0f} ms"
-            ok = r.sustained >= TARGET and r.sent == args.count
+            ok = r.sustained >= TARGET and r.sent == r.count
             print(
                 f"  {latency * 1000:5.0f} ms  {r.sustained:8,.0f} ({r.end_to_end:5,.0f})"
                 f"{'':14}>= {TARGET:.0f} {'ok' if ok else 'MISSED'}"
                 f"   {r.target:5} / {r.peak_in_flight:5} / {measured:>7}"
-                f"   {r.bare:8,.0f} msg/s  (all sent: {r.sent == args.count})",
+                f"   {r.connections:5}  {r.cpu * 1e6:9.0f}"
+                f"   {r.bare:8,.0f} msg/s ({r.bare_cpu * 1e6:4.0f})"
+                f"   n={r.count:,}, all sent: {r.sent == r.count},"
+                f" load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
-    every = all(r.sustained >= TARGET and r.sent == args.count for r in results)
+    every = all(r.sustained >= TARGET and r.sent == r.count for r in results)
     print(f"  target >= {TARGET:.0f} msg/s at every latency: " + ("ok" if every else "MISSED"))
 
 

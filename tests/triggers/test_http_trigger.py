@@ -149,6 +149,23 @@ async def test_the_same_idempotency_key_returns_the_first_answer(endpoint: Endpo
     assert [p.key for p in endpoint.emit.batches[0][1]] == ["http:/events/loans:idem:order-77"]
 
 
+async def test_concurrent_requests_each_get_their_own_events_answered(
+    endpoint: Endpoint,
+) -> None:
+    # Requests arriving while a write is under way share the next one (coalesce.py): however
+    # they were joined, each answer counts its own events and names its own notifications.
+    bodies = [[{"n": 10 * i + k} for k in range(i % 3 + 1)] for i in range(12)]
+    answers = await asyncio.gather(*(endpoint.post(body) for body in bodies))
+    assert [a.status_code for a in answers] == [202] * 12
+    assert [a.json()["events"] for a in answers] == [len(b) for b in bodies]
+    ids = [n for a in answers for n in a.json()["notifications"]]
+    assert sorted(ids) == list(range(1, len(ids) + 1))
+    by_id = {i + 1: event.data["n"] for i, event in enumerate(endpoint.emit.events)}
+    for body, answer in zip(bodies, answers, strict=True):
+        assert [by_id[n] for n in answer.json()["notifications"]] == [e["n"] for e in body]
+    assert len(endpoint.emit.batches) <= len(bodies)
+
+
 async def test_concurrent_requests_with_one_key_create_once(endpoint: Endpoint) -> None:
     key = {"Idempotency-Key": "burst"}
     answers = await asyncio.gather(*(endpoint.post({"n": 1}, headers=key) for _ in range(8)))

@@ -25,6 +25,7 @@ from nextstep.adapters.triggers.http.body import (
     parse,
     read_body,
 )
+from nextstep.adapters.triggers.http.coalesce import Coalescer
 from nextstep.adapters.triggers.http.settings import (
     CONFIG_SCHEMA,
     event_path,
@@ -87,6 +88,7 @@ class HttpTrigger:
         self._emit: Emit | None = None
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._stats: dict[str, Any] = {"requests": 0, "events": 0, "last_error": None}
+        self._coalescer = Coalescer()  # requests without a key: written together (coalesce.py)
 
     def status(self) -> dict[str, Any]:
         """Requests and events accepted, the last refused request's reason (for health)."""
@@ -216,7 +218,10 @@ class HttpTrigger:
             Event(item, {"kind": "http", "source": self.path, "index": index})
             for index, item in taken
         ]
-        results = await emit(events, progress)
+        if progress:
+            results = await emit(events, progress)
+        else:
+            results = await self._coalescer.emit(emit, events)
         self._stats["requests"] += 1
         self._stats["events"] += len(events)
         indexed = [(index, result) for (index, _), result in zip(taken, results, strict=True)]
