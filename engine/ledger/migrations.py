@@ -445,3 +445,30 @@ MIGRATIONS.append(
         """,
     )
 )
+
+# Footprint (engine/ledger/packing.py): a notification's fields, event and trigger as one
+# deflate stream primed with a sample of its rule version, kept once in ``packing``; the JSON
+# columns of such a row hold ''. Rows written before keep their JSON (``packed`` NULL).
+MIGRATIONS.append(
+    Migration(
+        "0011_packed",
+        sqlite="""
+        ALTER TABLE notifications ADD COLUMN packed BLOB;
+        CREATE TABLE packing (
+            rule_id      TEXT NOT NULL,
+            rule_version TEXT NOT NULL,
+            sample       BLOB NOT NULL,
+            PRIMARY KEY (rule_id, rule_version)
+        );
+        """,
+        postgres="""
+        ALTER TABLE notifications ADD COLUMN packed bytea;
+        CREATE TABLE packing (
+            rule_id      text NOT NULL,
+            rule_version text NOT NULL,
+            sample       bytea NOT NULL,
+            PRIMARY KEY (rule_id, rule_version)
+        );
+        """,
+    )
+)

@@ -33,6 +33,7 @@ _KEY = 1853253748  # "next": the first half of nextstep's advisory lock keys
 SHARED = f"SELECT pg_advisory_xact_lock_shared({_KEY}, 1)"
 EXCLUSIVE = f"SELECT pg_advisory_xact_lock({_KEY}, 1)"
 INBOUND = f"SELECT pg_advisory_xact_lock({_KEY}, 2)"  # inbound ids committed in id order
+SAMPLES = f"SELECT pg_advisory_xact_lock({_KEY}, 3)"  # packing samples kept one at a time
 _MATCHES = (
     "((optout_scopes IS NULL AND (%s = '*' OR channel = %s)) "
     "OR strpos(optout_scopes, ',' || %s || ',') > 0)"
