@@ -57,6 +57,27 @@ def to_notification(row: tuple[Any, ...]) -> Notification:
     )
 
 
+# Notifications with a dedupe key, whatever the rule (``?`` twice: the key): the first of each
+# by the dedupe constraint's index (key first), duplicates by their own small one (0011).
+BY_DEDUPE_KEY = (
+    "((dedupe_key = ? AND duplicate_of IS NULL) OR (dedupe_key = ? AND duplicate_of IS NOT NULL))"
+)
+
+# A queued notification's first line, which enqueue writes no more (since 0011): the row says
+# it. A row created otherwise (a skipped duplicate) and every row from before keep theirs.
+CREATED = {"state": "queued"}
+
+
+def with_created(
+    notification_id: int, created_at: float | None, lines: list[HistoryEntry]
+) -> list[HistoryEntry]:
+    """``lines`` (oldest first) with the ``created`` line of a queued notification that has
+    none kept; ``created_at`` None: the notification is not in the ledger."""
+    if created_at is None or any(line.kind == "created" for line in lines):
+        return lines
+    return [HistoryEntry(notification_id, created_at, "created", dict(CREATED)), *lines]
+
+
 def to_history(row: tuple[Any, ...]) -> HistoryEntry:
     """A :class:`HistoryEntry` from ``(notification_id, at, kind, detail)``."""
     return HistoryEntry(notification_id=row[0], at=row[1], kind=row[2], detail=loads(row[3]))

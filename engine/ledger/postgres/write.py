@@ -1,9 +1,9 @@
 """Writing events into the PostgreSQL ledger: notifications, trigger progress, rule versions.
 
 A batch reserves its ids from ``notifications_id_seq`` first (in item order), then goes in as
-one ``INSERT … SELECT FROM unnest(…)`` whose rows the dedupe index may refuse; the rows written
-get their ``created`` history line in the same statement. Only a batch with a duplicate or a
-supersede key takes the slower path, item by item, as SQLite's does.
+one ``INSERT … SELECT FROM unnest(…)`` whose rows the dedupe index may refuse (a queued row's
+``created`` history line is made on reading: ledger.rows.with_created). Only a batch with a
+duplicate or a supersede key takes the slower path, item by item, as SQLite's does.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from nextstep.engine.ledger.postgres.optouts import SAMPLES
 from nextstep.engine.ledger.postgres.sql import Conn, add_history, columns, real
 from nextstep.engine.model import Progress, State
 
-_CREATED = dumps({"state": "queued"})
 _RESERVE = "SELECT nextval('notifications_id_seq') FROM generate_series(1, %s)"
 _NEW = (
-    "WITH new AS (INSERT INTO notifications (id, rule_id, rule_version, channel, recipient, "
+    "INSERT INTO notifications (id, rule_id, rule_version, channel, recipient, "
     "fields, event, trigger, state, created_at, updated_at, next_attempt_at, dedupe_key, "
     "expect, within, valid_until, supersede_key, parent_id, fallback_step, reason, packed) "
     "SELECT id, rule_id, rule_version, channel, recipient, '', '', '', 'queued', "
@@ -33,10 +32,7 @@ _NEW = (
     "AS r(id, rule_id, rule_version, channel, recipient, packed, created_at, "
     "due, dedupe_key, expect, within, valid_until, supersede_key, parent_id, fallback_step) "
     "ORDER BY id ON CONFLICT (rule_id, dedupe_key) WHERE duplicate_of IS NULL DO NOTHING "
-    "RETURNING id, created_at), "
-    "created AS (INSERT INTO history (notification_id, at, kind, detail) "
-    "SELECT id, created_at, 'created', %s FROM new ORDER BY id) "
-    "SELECT id FROM new"
+    "RETURNING id"
 )
 _SKIPPED = (
     "INSERT INTO notifications (id, rule_id, rule_version, channel, recipient, fields, event, "
@@ -164,7 +160,7 @@ def enqueue(
         ids = sorted(row[0] for row in conn.execute(_RESERVE, (len(items),)).fetchall())
         packing = packer(conn)
         rows = [_row(new_id, item, packing) for new_id, item in zip(ids, items, strict=True)]
-        written = {row[0] for row in conn.execute(_NEW, [*columns(rows, 15), _CREATED])}
+        written = {row[0] for row in conn.execute(_NEW, columns(rows, 15))}
         for new_id, item in zip(ids, items, strict=True):
             if new_id not in written:
                 results.append(_insert_duplicate(conn, item, new_id, packing))

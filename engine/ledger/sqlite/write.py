@@ -38,7 +38,6 @@ _NONES = (None,) * len(_OPTIONAL)
 _MAX_ROWS = 500  # rows per INSERT (fewer when SQLite's parameter limit requires)
 _QUEUED = State.QUEUED.value
 _HISTORY = "INSERT INTO history (notification_id, at, kind, detail) VALUES (?, ?, ?, ?)"
-_CREATED = dumps({"state": "queued"})
 
 
 def packer(conn: sqlite3.Connection) -> Packer:
@@ -217,7 +216,6 @@ def _settle(
         if new_id in refused:
             results.append(_insert_duplicate(conn, item, new_id, history, packing))
             continue
-        history.append((new_id, item.created_at, "created", _CREATED))
         if item.supersede_key is not None:
             for old in _supersede(conn, item, new_id):
                 detail = dumps({"state": "superseded", "by": new_id})
@@ -246,13 +244,8 @@ def enqueue(
             rows.add(new_id, item)
         rows.flush()
         if rows.written == len(items) and all(i.supersede_key is None for i in items):
-            # The usual batch: every row new, nothing superseded; history in one statement.
-            conn.execute(
-                "INSERT INTO history (notification_id, at, kind, detail) "
-                "SELECT id, created_at, 'created', ? FROM notifications "
-                "WHERE id BETWEEN ? AND ? ORDER BY id",
-                (_CREATED, first_id, first_id + len(items) - 1),
-            )
+            # The usual batch: every row new, nothing superseded. A queued row's ``created``
+            # line is not written: reads make it from the row (ledger.rows.with_created).
             queued = State.QUEUED
             results = [
                 Enqueued(new_id, queued) for new_id in range(first_id, first_id + len(items))
