@@ -14,6 +14,7 @@ from nextstep.engine.ledger.base import Store
 from nextstep.engine.ledger.codec import dumps
 from nextstep.engine.ledger.packing import document, pack, sample_of, unpack
 from nextstep.engine.ledger.reads import Filters
+from nextstep.engine.ledger.sqlite.store import STEPS, migrate
 from tests.support.notifications import T0, new_notification
 
 FIELDS = {"template": "t", "params": ["Ana", "#1"], "text": "Hi Ana, #1"}
@@ -145,3 +146,39 @@ def test_every_rule_version_packs_against_its_own_sample(tmp_path: Any) -> None:
         samples = conn.execute("SELECT rule_id, sample FROM packing ORDER BY 1").fetchall()
     assert [rule for rule, _ in samples] == ["a", "b"]
     assert b"111111111" not in samples[0][1]
+
+
+def test_a_ledger_from_before_0011_reads_the_same_after_it(tmp_path: Any) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, [step for step in STEPS if step[0] < "0011"])
+    conn.execute(
+        "INSERT INTO notifications (id, rule_id, rule_version, channel, recipient, fields, "
+        "event, trigger, state, created_at, updated_at, next_attempt_at, dedupe_key) VALUES "
+        "(1, 'old', 'v0', 'whatsapp', '34612345678', ?, ?, ?, 'queued', ?, ?, ?, 'k-old')",
+        (dumps(FIELDS), dumps(EVENT), dumps(TRIGGER), T0, T0, T0),
+    )
+    conn.execute(
+        "INSERT INTO history (notification_id, at, kind, detail) "
+        "VALUES (1, ?, 'created', '{\"state\":\"queued\"}')",
+        (T0,),
+    )
+    conn.close()
+    store = open_store(f"sqlite:///{path}")  # applies 0011
+    try:
+        (new,) = store.enqueue([new_notification(dedupe_key="k-new", created_at=T0 + 1)])
+        old = store.get(1)
+        assert old is not None
+        _same(old)
+        assert [(h.kind, h.at, h.detail) for h in store.history(1)] == [
+            ("created", T0, {"state": "queued"})
+        ]
+        assert [(h.kind, h.detail) for h in store.history(new.id)] == [
+            ("created", {"state": "queued"})
+        ]
+        assert [n.id for n in store.find(dedupe_key="k-old")] == [1]
+        shown = store.browse(Filters(phone_tail="2345678"), None, 10)
+        assert [n.id for n in shown] == [1]
+        assert [n.id for n in store.lease_due(T0 + 2, 10)] == [1, new.id]
+    finally:
+        store.close()
