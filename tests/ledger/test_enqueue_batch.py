@@ -189,7 +189,7 @@ def test_sqlite_json_columns_hold_utf8_text(tmp_path: Path) -> None:
     conn.close()
     # Packed (migration 0011): the JSON columns are empty, the stream holds UTF-8 JSON text.
     assert found[:3] == ("", "", "")
-    spread = zlib.decompressobj(-15, found[4])
+    spread = zlib.decompressobj(-12, found[4])
     text = (spread.decompress(found[3][1:]) + spread.flush()).decode()
     assert json.loads(text)[1:] == [event, {"file": "añejo.csv"}]
     again = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
