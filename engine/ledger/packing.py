@@ -2,7 +2,7 @@
 
 The three JSON documents of a notification are nearly the same from one notification of a
 rule version to the next: the same keys, the template's constant parts, the rendered text
-that repeats the params, the CSV columns no template reads. They are kept as one deflate
+that repeats the params, the event columns no template reads. They are kept as one deflate
 stream of ``[fields, event, trigger]`` (JSON), primed with a *sample* of the rule version:
 the first such document the ledger wrote for it, with its long numbers blanked (``packing``
 table). Deflate then stores little more than what differs from the sample, exactly: reading
