@@ -8,13 +8,13 @@ duplicate or a supersede key takes the slower path, item by item, as SQLite's do
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nextstep.engine.errors import ProgressClaimed, StoreError
 from nextstep.engine.ledger.base import Enqueued, NewNotification
 from nextstep.engine.ledger.codec import dumps, loads
-from nextstep.engine.ledger.packing import Packer
+from nextstep.engine.ledger.packing import Packable, Packer
 from nextstep.engine.ledger.postgres.optouts import SAMPLES
 from nextstep.engine.ledger.postgres.sql import Conn, add_history, columns, real
 from nextstep.engine.model import Progress, State
@@ -47,7 +47,7 @@ _PROGRESS = (
 )
 
 
-def packer(conn: Conn) -> Packer:
+def packer(conn: Conn, items: Iterable[Packable] = ()) -> Packer:
     """Packs the fields, event and trigger of the rows one transaction writes (0011). Two
     workers making a rule version's first rows at once: one keeps its sample, the other waits
     for its commit (the samples lock) and packs against that one."""
@@ -76,7 +76,7 @@ def packer(conn: Conn) -> Packer:
             raise StoreError(f"no compression sample kept for {rule_id} {version}")
         return kept
 
-    return Packer(find, keep)
+    return Packer(find, keep, items)
 
 
 def _row(new_id: int, item: NewNotification, packing: Packer) -> tuple[Any, ...]:
@@ -158,7 +158,7 @@ def enqueue(
     results: list[Enqueued] = []
     if items:
         ids = sorted(row[0] for row in conn.execute(_RESERVE, (len(items),)).fetchall())
-        packing = packer(conn)
+        packing = packer(conn, items)
         rows = [_row(new_id, item, packing) for new_id, item in zip(ids, items, strict=True)]
         written = {row[0] for row in conn.execute(_NEW, columns(rows, 15))}
         for new_id, item in zip(ids, items, strict=True):

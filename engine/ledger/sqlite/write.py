@@ -6,7 +6,7 @@ Functions take the connection of an open transaction (:class:`SqliteTransaction`
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from itertools import compress
 from operator import is_not
@@ -15,7 +15,7 @@ from typing import Any
 from nextstep.engine.errors import ProgressClaimed, StoreError
 from nextstep.engine.ledger.base import Enqueued, NewNotification
 from nextstep.engine.ledger.codec import dumps, loads
-from nextstep.engine.ledger.packing import Packer
+from nextstep.engine.ledger.packing import Packable, Packer
 from nextstep.engine.ledger.sqlite.rows import placeholders
 from nextstep.engine.model import Progress, State
 
@@ -40,7 +40,7 @@ _QUEUED = State.QUEUED.value
 _HISTORY = "INSERT INTO history (notification_id, at, kind, detail) VALUES (?, ?, ?, ?)"
 
 
-def packer(conn: sqlite3.Connection) -> Packer:
+def packer(conn: sqlite3.Connection, items: Iterable[Packable] = ()) -> Packer:
     """Packs the fields, event and trigger of the rows one transaction writes (0011)."""
 
     def find(rule_id: str, version: str) -> bytes | None:
@@ -61,7 +61,7 @@ def packer(conn: sqlite3.Connection) -> Packer:
             raise StoreError(f"no compression sample kept for {rule_id} {version}")
         return kept
 
-    return Packer(find, keep)
+    return Packer(find, keep, items)
 
 
 @lru_cache(maxsize=256)
@@ -238,7 +238,7 @@ def enqueue(
     if items:
         (last,) = conn.execute("SELECT coalesce(max(id), 0) FROM notifications").fetchone()
         first_id = last + 1
-        packing = packer(conn)
+        packing = packer(conn, items)
         rows = _NewRows(conn, packing)
         for new_id, item in enumerate(items, first_id):
             rows.add(new_id, item)
