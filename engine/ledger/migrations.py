@@ -445,3 +445,57 @@ MIGRATIONS.append(
         """,
     )
 )
+
+# Footprint (engine/ledger/packing.py, docs/internals.md "Footprint"): a notification's fields,
+# event and trigger as one deflate stream primed with a sample of its rule version, kept once
+# in ``packing``; the JSON columns of such a row hold ''. Rows written before keep their JSON
+# (``packed`` NULL). Indexes that another one serves are dropped: the dedupe constraint, key
+# first, also finds a key whatever the rule (the few duplicates by their own partial index);
+# (state, created_at) serves what (state, id) did; the last digits without the time (a tail's
+# rows are few, sorted after); queued rows of a recipient by the tail (an opt-out, rare); the
+# rule-first index without the state (counts read the covering created-first one; a rule's
+# list reads its rows anyway). SQLite's due index without the id: every index entry ends with
+# the rowid, so (next_attempt_at) is already in (next_attempt_at, id) order.
+_FOOTPRINT_INDEXES = """
+        DROP INDEX notifications_dedupe;
+        CREATE UNIQUE INDEX notifications_dedupe
+            ON notifications(dedupe_key, rule_id) WHERE duplicate_of IS NULL;
+        DROP INDEX notifications_dedupe_key;
+        CREATE INDEX notifications_duplicates
+            ON notifications(dedupe_key) WHERE duplicate_of IS NOT NULL;
+        DROP INDEX notifications_state;
+        DROP INDEX notifications_queued_recipient;
+        DROP INDEX notifications_recipient_tail;
+        CREATE INDEX notifications_recipient_tail ON notifications({tail});
+        DROP INDEX notifications_rule_created_state;
+        CREATE INDEX notifications_rule_created ON notifications(rule_id, created_at);
+"""
+MIGRATIONS.append(
+    Migration(
+        "0011_footprint",
+        sqlite="""
+        ALTER TABLE notifications ADD COLUMN packed BLOB;
+        CREATE TABLE packing (
+            rule_id      TEXT NOT NULL,
+            rule_version TEXT NOT NULL,
+            sample       BLOB NOT NULL,
+            PRIMARY KEY (rule_id, rule_version)
+        );
+        """
+        + _FOOTPRINT_INDEXES.format(tail="substr(recipient, -4)")
+        + """
+        DROP INDEX notifications_due;
+        CREATE INDEX notifications_due ON notifications(next_attempt_at) WHERE state = 'queued';
+        """,
+        postgres="""
+        ALTER TABLE notifications ADD COLUMN packed bytea;
+        CREATE TABLE packing (
+            rule_id      text NOT NULL,
+            rule_version text NOT NULL,
+            sample       bytea NOT NULL,
+            PRIMARY KEY (rule_id, rule_version)
+        );
+        """
+        + _FOOTPRINT_INDEXES.format(tail="right(recipient, 4)"),
+    )
+)

@@ -197,7 +197,7 @@ def test_a_target_with_rows_is_refused_unless_replaced(
         other = pg.enqueue([new_notification("34600000111", dedupe_key="theirs")])[0]
         refused = _copy("--from", str(path), "--to", url)
         assert refused.exit_code == 1
-        assert "already holds rows (tables notifications, history)" in refused.stderr
+        assert "already holds rows (tables notifications, packing)" in refused.stderr
         assert "--replace" in refused.stderr
         assert pg.get(other.id) is not None  # untouched
         replaced = _copy("--from", str(path), "--to", url, "--replace", "--json")

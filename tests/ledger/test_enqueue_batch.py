@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sqlite3
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -181,10 +183,15 @@ def test_sqlite_json_columns_hold_utf8_text(tmp_path: Path) -> None:
     store.close()
     conn = sqlite3.connect(tmp_path / "ledger.db")
     found = conn.execute(
-        "SELECT typeof(fields), typeof(event), typeof(trigger), trigger FROM notifications"
+        "SELECT fields, event, trigger, packed, sample FROM notifications JOIN packing "
+        "USING (rule_id, rule_version)"
     ).fetchone()
     conn.close()
-    assert found == ("text", "text", "text", '{"file":"añejo.csv"}')
+    # Packed (migration 0011): the JSON columns are empty, the stream holds UTF-8 JSON text.
+    assert found[:3] == ("", "", "")
+    spread = zlib.decompressobj(-12, found[4])
+    text = (spread.decompress(found[3][1:]) + spread.flush()).decode()
+    assert json.loads(text)[1:] == [event, {"file": "añejo.csv"}]
     again = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
     kept = again.get(row.id)
     assert kept is not None and kept.event == event

@@ -3,9 +3,11 @@ atomically), JSON as text, and the config accepting the URL."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,9 +99,15 @@ def test_json_columns_hold_text(postgres_session: PostgresLedgers) -> None:
     assert kept is not None and kept.event == event
     with psycopg.connect(url) as conn:
         found = conn.execute(
-            "SELECT pg_typeof(event)::text, trigger FROM notifications WHERE id = %s", (row.id,)
+            "SELECT pg_typeof(packed)::text, event, trigger, packed, sample FROM notifications "
+            "JOIN packing USING (rule_id, rule_version) WHERE id = %s",
+            (row.id,),
         ).fetchone()
-    assert found == ("text", '{"file":"añejo.csv"}')
+    # Packed (migration 0011): a bytea stream of the JSON text; the text columns are empty.
+    assert found is not None and found[:3] == ("bytea", "", "")
+    spread = zlib.decompressobj(-12, found[4])
+    text = (spread.decompress(found[3][1:]) + spread.flush()).decode()
+    assert json.loads(text)[1:] == [event, {"file": "añejo.csv"}]
 
 
 def test_the_config_accepts_a_postgresql_store(tmp_path: Path) -> None:

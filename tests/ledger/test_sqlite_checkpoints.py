@@ -78,7 +78,7 @@ def test_pruned_pages_go_back_to_the_file_system(tmp_path: Path) -> None:
     try:
         with store.reading() as tx:
             assert tx.connection.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
-        _fill(store, 20)
+        _fill(store, 80)  # packed rows are small (0011): enough that they outweigh the schema
         with store.transaction() as tx:
             tx.connection.execute("DELETE FROM history")
             tx.connection.execute("DELETE FROM notifications")

@@ -16,7 +16,7 @@ from tests.support.services import POSTGRES_URL
 SQLITE, POSTGRES = "sqlite", "postgres"  # the backends the contract suite runs on
 TABLES = (
     "notifications, history, acks, progress, rule_versions, optouts, inbound_messages, workers, "
-    "recipient_slots"
+    "recipient_slots, packing"
 )
 
 

@@ -35,7 +35,7 @@ from nextstep.engine.ledger.reads import (
     chain,
     reason_kind,
 )
-from nextstep.engine.ledger.rows import COLUMNS, to_notification
+from nextstep.engine.ledger.rows import BY_DEDUPE_KEY, COLUMNS, to_notification
 
 # States per rule from the covering (rule, created, state) index (an index-only scan), and skip
 # reasons from the partial notifications_skipped index; duplicates, the usual reason, counted
@@ -111,13 +111,15 @@ def _where(filters: Filters, after: Cursor | None) -> tuple[str, list[Any]]:
     equal = (
         ("rule_id", filters.rule_id),
         ("state", filters.state),
-        ("dedupe_key", filters.dedupe_key),
         ("provider_id", filters.provider_id),
     )
     for column, value in equal:
         if value is not None:
             clauses.append(f"{column} = %s")
             params.append(value)
+    if filters.dedupe_key is not None:
+        clauses.append(BY_DEDUPE_KEY.replace("?", "%s"))
+        params += [filters.dedupe_key] * 2
     tail = filters.phone_tail
     if tail is not None and len(tail) >= PHONE_TAIL:
         # The expression of the recipient_tail index, then the whole tail.

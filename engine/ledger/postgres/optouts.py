@@ -33,6 +33,7 @@ _KEY = 1853253748  # "next": the first half of nextstep's advisory lock keys
 SHARED = f"SELECT pg_advisory_xact_lock_shared({_KEY}, 1)"
 EXCLUSIVE = f"SELECT pg_advisory_xact_lock({_KEY}, 1)"
 INBOUND = f"SELECT pg_advisory_xact_lock({_KEY}, 2)"  # inbound ids committed in id order
+SAMPLES = f"SELECT pg_advisory_xact_lock({_KEY}, 3)"  # packing samples kept one at a time
 _MATCHES = (
     "((optout_scopes IS NULL AND (%s = '*' OR channel = %s)) "
     "OR strpos(optout_scopes, ',' || %s || ',') > 0)"
@@ -127,8 +128,17 @@ def add_optouts(conn: Conn, entries: Sequence[OptOut]) -> OptOutResult:
             conn.execute(
                 "UPDATE notifications SET state = 'skipped', reason = 'opted out', "
                 "updated_at = %s, next_attempt_at = NULL "
-                f"WHERE state = 'queued' AND recipient = %s AND {_MATCHES} RETURNING id, rule_id",
-                (float(entry.at), entry.recipient, entry.channel, entry.channel, entry.channel),
+                f"WHERE state = 'queued' AND recipient = %s AND {_MATCHES} "
+                # found by the last digits' index (0011): an opt-out is rare, a tail's rows few
+                "AND right(recipient, 4) = right(%s, 4) RETURNING id, rule_id",
+                (
+                    float(entry.at),
+                    entry.recipient,
+                    entry.channel,
+                    entry.channel,
+                    entry.channel,
+                    entry.recipient,
+                ),
             ).fetchall()
         )
         add_history(conn, [(row[0], entry.at, "state", detail(entry)) for row in rows])

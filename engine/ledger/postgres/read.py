@@ -7,7 +7,13 @@ from typing import Any
 
 from nextstep.engine.ledger.base import HistoryEntry, Notification
 from nextstep.engine.ledger.postgres.sql import Conn
-from nextstep.engine.ledger.rows import COLUMNS, to_history, to_notification
+from nextstep.engine.ledger.rows import (
+    BY_DEDUPE_KEY,
+    COLUMNS,
+    to_history,
+    to_notification,
+    with_created,
+)
 from nextstep.engine.model import State
 
 
@@ -27,8 +33,8 @@ def find(conn: Conn, *, provider_id: str | None, dedupe_key: str | None) -> list
         clauses.append("provider_id = %s")
         params.append(provider_id)
     if dedupe_key is not None:
-        clauses.append("dedupe_key = %s")
-        params.append(dedupe_key)
+        clauses.append(BY_DEDUPE_KEY.replace("?", "%s"))
+        params += [dedupe_key] * 2
     if not clauses:
         return []
     rows = conn.execute(
@@ -44,7 +50,11 @@ def history(conn: Conn, notification_id: int) -> list[HistoryEntry]:
         "ORDER BY id",
         (notification_id,),
     ).fetchall()
-    return [to_history(row) for row in rows]
+    created = conn.execute(
+        "SELECT created_at FROM notifications WHERE id = %s", (notification_id,)
+    ).fetchone()
+    lines = [to_history(row) for row in rows]
+    return with_created(notification_id, None if created is None else created[0], lines)
 
 
 def counts(conn: Conn, since: float | None, rule_id: str | None) -> dict[tuple[str, str], int]:
@@ -73,7 +83,8 @@ def list_notifications(conn: Conn, state: State | None, limit: int) -> list[Noti
         ).fetchall()
     else:
         rows = conn.execute(
-            f"SELECT {COLUMNS} FROM notifications WHERE state = %s ORDER BY id DESC LIMIT %s",
+            f"SELECT {COLUMNS} FROM notifications WHERE state = %s "
+            f"ORDER BY created_at DESC, id DESC LIMIT %s",
             (state.value, limit),
         ).fetchall()
     return [to_notification(row) for row in rows]

@@ -1,47 +1,45 @@
 """Writing events into the PostgreSQL ledger: notifications, trigger progress, rule versions.
 
 A batch reserves its ids from ``notifications_id_seq`` first (in item order), then goes in as
-one ``INSERT … SELECT FROM unnest(…)`` whose rows the dedupe index may refuse; the rows written
-get their ``created`` history line in the same statement. Only a batch with a duplicate or a
-supersede key takes the slower path, item by item, as SQLite's does.
+one ``INSERT … SELECT FROM unnest(…)`` whose rows the dedupe index may refuse (a queued row's
+``created`` history line is made on reading: ledger.rows.with_created). Only a batch with a
+duplicate or a supersede key takes the slower path, item by item, as SQLite's does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nextstep.engine.errors import ProgressClaimed, StoreError
 from nextstep.engine.ledger.base import Enqueued, NewNotification
 from nextstep.engine.ledger.codec import dumps, loads
+from nextstep.engine.ledger.packing import Packable, Packer
+from nextstep.engine.ledger.postgres.optouts import SAMPLES
 from nextstep.engine.ledger.postgres.sql import Conn, add_history, columns, real
 from nextstep.engine.model import Progress, State
 
-_CREATED = dumps({"state": "queued"})
 _RESERVE = "SELECT nextval('notifications_id_seq') FROM generate_series(1, %s)"
 _NEW = (
-    "WITH new AS (INSERT INTO notifications (id, rule_id, rule_version, channel, recipient, "
+    "INSERT INTO notifications (id, rule_id, rule_version, channel, recipient, "
     "fields, event, trigger, state, created_at, updated_at, next_attempt_at, dedupe_key, "
-    "expect, within, valid_until, supersede_key, parent_id, fallback_step, reason) "
-    "SELECT id, rule_id, rule_version, channel, recipient, fields, event, trigger, 'queued', "
+    "expect, within, valid_until, supersede_key, parent_id, fallback_step, reason, packed) "
+    "SELECT id, rule_id, rule_version, channel, recipient, '', '', '', 'queued', "
     "created_at, created_at, due, dedupe_key, expect, within, valid_until, supersede_key, "
-    "parent_id, fallback_step, '' FROM unnest(%b::bigint[], %b::text[], %b::text[], "
-    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::float8[], %b::float8[], "
+    "parent_id, fallback_step, '', packed FROM unnest(%b::bigint[], %b::text[], %b::text[], "
+    "%b::text[], %b::text[], %b::bytea[], %b::float8[], %b::float8[], "
     "%b::text[], %b::text[], %b::float8[], %b::float8[], %b::text[], %b::bigint[], %b::int[]) "
-    "AS r(id, rule_id, rule_version, channel, recipient, fields, event, trigger, created_at, "
+    "AS r(id, rule_id, rule_version, channel, recipient, packed, created_at, "
     "due, dedupe_key, expect, within, valid_until, supersede_key, parent_id, fallback_step) "
     "ORDER BY id ON CONFLICT (rule_id, dedupe_key) WHERE duplicate_of IS NULL DO NOTHING "
-    "RETURNING id, created_at), "
-    "created AS (INSERT INTO history (notification_id, at, kind, detail) "
-    "SELECT id, created_at, 'created', %s FROM new ORDER BY id) "
-    "SELECT id FROM new"
+    "RETURNING id"
 )
 _SKIPPED = (
     "INSERT INTO notifications (id, rule_id, rule_version, channel, recipient, fields, event, "
     "trigger, state, created_at, updated_at, next_attempt_at, dedupe_key, duplicate_of, "
-    "expect, within, valid_until, supersede_key, parent_id, fallback_step, reason) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'skipped', %s, %s, NULL, %s, %s, %s, %s, %s, %s, "
-    "%s, %s, %s)"
+    "expect, within, valid_until, supersede_key, parent_id, fallback_step, reason, packed) "
+    "VALUES (%s, %s, %s, %s, %s, '', '', '', 'skipped', %s, %s, NULL, %s, %s, %s, %s, %s, %s, "
+    "%s, %s, %s, %s)"
 )
 _PROGRESS = (
     "INSERT INTO progress (key, value) SELECT * FROM unnest(%b::text[], %b::text[]) "
@@ -49,7 +47,39 @@ _PROGRESS = (
 )
 
 
-def _row(new_id: int, item: NewNotification) -> tuple[Any, ...]:
+def packer(conn: Conn, items: Iterable[Packable] = ()) -> Packer:
+    """Packs the fields, event and trigger of the rows one transaction writes (0011). Two
+    workers making a rule version's first rows at once: one keeps its sample, the other waits
+    for its commit (the samples lock) and packs against that one."""
+
+    def find(rule_id: str, version: str) -> bytes | None:
+        row = conn.execute(
+            "SELECT sample FROM packing WHERE rule_id = %s AND rule_version = %s",
+            (rule_id, version),
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def keep(rule_id: str, version: str, sample: bytes) -> bytes:
+        # One writer at a time keeps samples (rare: a rule version's first rows), so that two
+        # transactions keeping two samples in opposite orders cannot wait on each other.
+        conn.execute(SAMPLES)
+        kept = find(rule_id, version)
+        if kept is not None:
+            return kept
+        conn.execute(
+            "INSERT INTO packing (rule_id, rule_version, sample) VALUES (%s, %s, %s) "
+            "ON CONFLICT (rule_id, rule_version) DO NOTHING",
+            (rule_id, version, sample),
+        )
+        kept = find(rule_id, version)
+        if kept is None:  # packing a row against a sample not kept would lose it
+            raise StoreError(f"no compression sample kept for {rule_id} {version}")
+        return kept
+
+    return Packer(find, keep, items)
+
+
+def _row(new_id: int, item: NewNotification, packing: Packer) -> tuple[Any, ...]:
     created = float(item.created_at)
     due = created if item.not_before is None or item.not_before < created else item.not_before
     return (
@@ -58,9 +88,7 @@ def _row(new_id: int, item: NewNotification) -> tuple[Any, ...]:
         item.rule_version,
         item.channel,
         item.recipient,
-        dumps(item.fields),
-        dumps(item.event),
-        dumps(item.trigger),
+        packing.pack(item.rule_id, item.rule_version, item.fields, item.event, item.trigger),
         created,
         float(due),
         item.dedupe_key,
@@ -73,7 +101,7 @@ def _row(new_id: int, item: NewNotification) -> tuple[Any, ...]:
     )
 
 
-def _insert_duplicate(conn: Conn, item: NewNotification, dup_id: int) -> Enqueued:
+def _insert_duplicate(conn: Conn, item: NewNotification, dup_id: int, packing: Packer) -> Enqueued:
     """Keep a notification the dedupe index refused as a skipped row pointing at the first."""
     found = conn.execute(
         "SELECT id FROM notifications WHERE rule_id = %s AND dedupe_key = %s "
@@ -92,9 +120,6 @@ def _insert_duplicate(conn: Conn, item: NewNotification, dup_id: int) -> Enqueue
             item.rule_version,
             item.channel,
             item.recipient,
-            dumps(item.fields),
-            dumps(item.event),
-            dumps(item.trigger),
             item.created_at,
             item.created_at,
             item.dedupe_key,
@@ -106,6 +131,7 @@ def _insert_duplicate(conn: Conn, item: NewNotification, dup_id: int) -> Enqueue
             item.parent_id,
             item.fallback_step,
             reason,
+            packing.pack(item.rule_id, item.rule_version, item.fields, item.event, item.trigger),
         ),
     )
     detail = {"state": "skipped", "reason": reason}
@@ -132,11 +158,12 @@ def enqueue(
     results: list[Enqueued] = []
     if items:
         ids = sorted(row[0] for row in conn.execute(_RESERVE, (len(items),)).fetchall())
-        rows = [_row(new_id, item) for new_id, item in zip(ids, items, strict=True)]
-        written = {row[0] for row in conn.execute(_NEW, [*columns(rows, 17), _CREATED])}
+        packing = packer(conn, items)
+        rows = [_row(new_id, item, packing) for new_id, item in zip(ids, items, strict=True)]
+        written = {row[0] for row in conn.execute(_NEW, columns(rows, 15))}
         for new_id, item in zip(ids, items, strict=True):
             if new_id not in written:
-                results.append(_insert_duplicate(conn, item, new_id))
+                results.append(_insert_duplicate(conn, item, new_id, packing))
                 continue
             if item.supersede_key is not None:
                 _supersede(conn, item, new_id)

@@ -29,6 +29,7 @@ from nextstep.engine.ledger.reads import (
     chain,
     reason_kind,
 )
+from nextstep.engine.ledger.rows import BY_DEDUPE_KEY
 from nextstep.engine.ledger.sqlite import send
 from nextstep.engine.ledger.sqlite.read import get, history
 from nextstep.engine.ledger.sqlite.rows import COLUMNS, add_history, to_notification
@@ -55,15 +56,15 @@ def period_counts(
 ) -> Counts:
     """Notifications created in the span per rule, period and state (see ConsoleReads)."""
     span, bounds = _span(since, until)
-    states: list[PeriodCount] = []
-    # One rule at a time: each reads its part of the covering (rule, created, state) index.
-    for rule_id in sorted({*rule_ids, *known_rules(conn)}):
-        rows = conn.execute(
-            "SELECT CAST(created_at / ? AS INTEGER) AS p, state, COUNT(*) FROM notifications "
-            f"WHERE rule_id = ? AND {span} GROUP BY p, state",
-            (width, rule_id, *bounds),
-        )
-        states += [(rule_id, period, state, n) for period, state, n in rows]
+    wanted = {*rule_ids, *known_rules(conn)}
+    # The span's entries of the covering (created, rule, state) index, every rule at once.
+    rows = conn.execute(
+        "SELECT rule_id, CAST(created_at / ? AS INTEGER) AS p, state, COUNT(*) "
+        f"FROM notifications INDEXED BY notifications_created_rule_state WHERE {span} "
+        "GROUP BY rule_id, p, state",
+        (width, *bounds),
+    )
+    states: list[PeriodCount] = sorted(row for row in rows if row[0] in wanted)
     # Duplicates, the usual reason, are counted together in SQL; reason_kind does the rest.
     rows = conn.execute(
         "SELECT rule_id, CAST(created_at / ? AS INTEGER) AS p, CASE WHEN reason LIKE "
@@ -104,13 +105,15 @@ def _where(filters: Filters, after: Cursor | None) -> tuple[str, list[Any]]:
     equal = (
         ("rule_id", filters.rule_id),
         ("state", filters.state),
-        ("dedupe_key", filters.dedupe_key),
         ("provider_id", filters.provider_id),
     )
     for column, value in equal:
         if value is not None:
             clauses.append(f"{column} = ?")
             params.append(value)
+    if filters.dedupe_key is not None:
+        clauses.append(BY_DEDUPE_KEY.replace("?", "?"))
+        params += [filters.dedupe_key] * 2
     tail = filters.phone_tail
     if tail is not None and len(tail) >= PHONE_TAIL:
         # The expression of the recipient_tail index, then the whole tail.

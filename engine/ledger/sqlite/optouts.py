@@ -94,8 +94,16 @@ def add_optouts(conn: sqlite3.Connection, entries: Sequence[OptOut]) -> OptOutRe
         rows = conn.execute(
             "UPDATE notifications SET state = 'skipped', reason = 'opted out', updated_at = ?, "
             f"next_attempt_at = NULL WHERE state = 'queued' AND recipient = ? AND {_MATCHES} "
-            "RETURNING id, rule_id",
-            (entry.at, entry.recipient, entry.channel, entry.channel, entry.channel),
+            # found by the last digits' index (0011): an opt-out is rare, a tail's rows few
+            "AND substr(recipient, -4) = substr(?, -4) RETURNING id, rule_id",
+            (
+                entry.at,
+                entry.recipient,
+                entry.channel,
+                entry.channel,
+                entry.channel,
+                entry.recipient,
+            ),
         ).fetchall()
         rows.sort()
         add_history(conn, [(row[0], entry.at, "state", detail(entry)) for row in rows])

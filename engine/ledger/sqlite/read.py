@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nextstep.engine.ledger.base import HistoryEntry, Notification
+from nextstep.engine.ledger.rows import BY_DEDUPE_KEY, with_created
 from nextstep.engine.ledger.sqlite.rows import COLUMNS, placeholders, to_history, to_notification
 from nextstep.engine.model import State
 
@@ -32,8 +33,8 @@ def find(
         clauses.append("provider_id = ?")
         params.append(provider_id)
     if dedupe_key is not None:
-        clauses.append("dedupe_key = ?")
-        params.append(dedupe_key)
+        clauses.append(BY_DEDUPE_KEY.replace("?", "?"))
+        params += [dedupe_key] * 2
     if not clauses:
         return []
     rows = conn.execute(
@@ -49,7 +50,11 @@ def history(conn: sqlite3.Connection, notification_id: int) -> list[HistoryEntry
         "ORDER BY id",
         (notification_id,),
     ).fetchall()
-    return [to_history(row) for row in rows]
+    created = conn.execute(
+        "SELECT created_at FROM notifications WHERE id = ?", (notification_id,)
+    ).fetchone()
+    lines = [to_history(row) for row in rows]
+    return with_created(notification_id, None if created is None else created[0], lines)
 
 
 def counts(
@@ -64,13 +69,9 @@ def counts(
     if rule_id is not None:
         clauses.append("rule_id = ?")
         params.append(rule_id)
-    # Every rule over a window: only the window's entries of the covering created-first index
-    # (a ledger has no statistics, and SQLite would scan the whole rule-first one).
-    hint = (
-        " INDEXED BY notifications_created_rule_state"
-        if since is not None and rule_id is None
-        else ""
-    )
+    # Over a window: only the window's entries of the covering created-first index (a ledger
+    # has no statistics, and the rule-first one, without the state, would read every row).
+    hint = " INDEXED BY notifications_created_rule_state" if since is not None else ""
     rows = conn.execute(
         f"SELECT rule_id, state, COUNT(*) FROM notifications{hint} "
         f"WHERE {' AND '.join(clauses)} GROUP BY rule_id, state",
@@ -89,7 +90,8 @@ def list_notifications(
         ).fetchall()
     else:
         rows = conn.execute(
-            f"SELECT {COLUMNS} FROM notifications WHERE state = ? ORDER BY id DESC LIMIT ?",
+            f"SELECT {COLUMNS} FROM notifications WHERE state = ? "
+            f"ORDER BY created_at DESC, id DESC LIMIT ?",
             (state.value, limit),
         ).fetchall()
     return [to_notification(row) for row in rows]

@@ -6,23 +6,24 @@ Functions take the connection of an open transaction (:class:`SqliteTransaction`
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from itertools import compress
 from operator import is_not
 from typing import Any
 
-from nextstep.engine.errors import ProgressClaimed
+from nextstep.engine.errors import ProgressClaimed, StoreError
 from nextstep.engine.ledger.base import Enqueued, NewNotification
 from nextstep.engine.ledger.codec import dumps, loads
+from nextstep.engine.ledger.packing import Packable, Packer
 from nextstep.engine.ledger.sqlite.rows import placeholders
 from nextstep.engine.model import Progress, State
 
 _INSERT = (
     "INSERT INTO notifications (id, rule_id, rule_version, channel, recipient, fields, event, "
     "trigger, state, created_at, updated_at, next_attempt_at, dedupe_key, duplicate_of, "
-    "expect, within, valid_until, supersede_key, parent_id, fallback_step, reason) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "expect, within, valid_until, supersede_key, parent_id, fallback_step, reason, packed) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # A new row's columns: those always set, then the optional ones that are set (sqlite3 binds a
 # None through its adapter lookup, dearer than all the other parameters of a row together).
@@ -30,14 +31,37 @@ _INSERT = (
 # after each, so the renderer keeps running while the ledger's thread writes.
 _ALWAYS = (
     "id, rule_id, rule_version, channel, recipient, fields, event, trigger, state, "
-    "created_at, updated_at, next_attempt_at, expect, reason"
+    "created_at, updated_at, next_attempt_at, expect, reason, packed"
 )
 _OPTIONAL = ("dedupe_key", "within", "valid_until", "supersede_key", "parent_id", "fallback_step")
 _NONES = (None,) * len(_OPTIONAL)
 _MAX_ROWS = 500  # rows per INSERT (fewer when SQLite's parameter limit requires)
 _QUEUED = State.QUEUED.value
 _HISTORY = "INSERT INTO history (notification_id, at, kind, detail) VALUES (?, ?, ?, ?)"
-_CREATED = dumps({"state": "queued"})
+
+
+def packer(conn: sqlite3.Connection, items: Iterable[Packable] = ()) -> Packer:
+    """Packs the fields, event and trigger of the rows one transaction writes (0011)."""
+
+    def find(rule_id: str, version: str) -> bytes | None:
+        row = conn.execute(
+            "SELECT sample FROM packing WHERE rule_id = ? AND rule_version = ?",
+            (rule_id, version),
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def keep(rule_id: str, version: str, sample: bytes) -> bytes:
+        conn.execute(
+            "INSERT INTO packing (rule_id, rule_version, sample) VALUES (?, ?, ?) "
+            "ON CONFLICT (rule_id, rule_version) DO NOTHING",
+            (rule_id, version, sample),
+        )
+        kept = find(rule_id, version)
+        if kept is None:  # packing a row against a sample not kept would lose it
+            raise StoreError(f"no compression sample kept for {rule_id} {version}")
+        return kept
+
+    return Packer(find, keep, items)
 
 
 @lru_cache(maxsize=256)
@@ -55,8 +79,9 @@ def _insert_new(given: tuple[bool, ...], rows: int) -> str:
 class _NewRows:
     """Accumulates new rows into multi-row INSERTs; ``written`` counts the rows written."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, packing: Packer) -> None:
         self._conn = conn
+        self._packer = packing
         self._limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._given: tuple[bool, ...] = ()
         self._params: list[Any] = []
@@ -85,15 +110,18 @@ class _NewRows:
             item.rule_version,
             item.channel,
             item.recipient,
-            dumps(item.fields),
-            dumps(item.event),
-            dumps(item.trigger),
+            "",
+            "",
+            "",
             _QUEUED,
             created,
             created,
             due,
             item.expect,
             "",
+            self._packer.pack(
+                item.rule_id, item.rule_version, item.fields, item.event, item.trigger
+            ),
         )
         self._params += compress(optional, given)
         self._count += 1
@@ -107,7 +135,7 @@ class _NewRows:
 
 
 def _skipped_values(
-    new_id: int, item: NewNotification, duplicate_of: int, reason: str
+    new_id: int, item: NewNotification, duplicate_of: int, reason: str, packing: Packer
 ) -> tuple[Any, ...]:
     return (
         new_id,
@@ -115,9 +143,9 @@ def _skipped_values(
         item.rule_version,
         item.channel,
         item.recipient,
-        dumps(item.fields),
-        dumps(item.event),
-        dumps(item.trigger),
+        "",
+        "",
+        "",
         State.SKIPPED.value,
         item.created_at,
         item.created_at,
@@ -131,6 +159,7 @@ def _skipped_values(
         item.parent_id,
         item.fallback_step,
         reason,
+        packing.pack(item.rule_id, item.rule_version, item.fields, item.event, item.trigger),
     )
 
 
@@ -154,7 +183,11 @@ def _conflicts(conn: sqlite3.Connection, first_id: int, count: int) -> set[int]:
 
 
 def _insert_duplicate(
-    conn: sqlite3.Connection, item: NewNotification, dup_id: int, history: list[Any]
+    conn: sqlite3.Connection,
+    item: NewNotification,
+    dup_id: int,
+    history: list[Any],
+    packing: Packer,
 ) -> Enqueued:
     """Keep a notification the dedupe index refused as a skipped row pointing at the first."""
     first = conn.execute(
@@ -163,23 +196,26 @@ def _insert_duplicate(
         (item.rule_id, item.dedupe_key),
     ).fetchone()[0]
     reason = f"duplicate of #{first}"
-    conn.execute(_INSERT, _skipped_values(dup_id, item, first, reason))
+    conn.execute(_INSERT, _skipped_values(dup_id, item, first, reason, packing))
     detail = dumps({"state": "skipped", "reason": reason})
     history.append((dup_id, item.created_at, "created", detail))
     return Enqueued(dup_id, State.SKIPPED, duplicate_of=first)
 
 
 def _settle(
-    conn: sqlite3.Connection, items: Sequence[NewNotification], first_id: int, refused: set[int]
+    conn: sqlite3.Connection,
+    items: Sequence[NewNotification],
+    first_id: int,
+    refused: set[int],
+    packing: Packer,
 ) -> list[Enqueued]:
     """After the insert: skipped rows for the refused ids, supersedes, history, in item order."""
     results: list[Enqueued] = []
     history: list[Any] = []
     for new_id, item in enumerate(items, first_id):
         if new_id in refused:
-            results.append(_insert_duplicate(conn, item, new_id, history))
+            results.append(_insert_duplicate(conn, item, new_id, history, packing))
             continue
-        history.append((new_id, item.created_at, "created", _CREATED))
         if item.supersede_key is not None:
             for old in _supersede(conn, item, new_id):
                 detail = dumps({"state": "superseded", "by": new_id})
@@ -202,25 +238,21 @@ def enqueue(
     if items:
         (last,) = conn.execute("SELECT coalesce(max(id), 0) FROM notifications").fetchone()
         first_id = last + 1
-        rows = _NewRows(conn)
+        packing = packer(conn, items)
+        rows = _NewRows(conn, packing)
         for new_id, item in enumerate(items, first_id):
             rows.add(new_id, item)
         rows.flush()
         if rows.written == len(items) and all(i.supersede_key is None for i in items):
-            # The usual batch: every row new, nothing superseded; history in one statement.
-            conn.execute(
-                "INSERT INTO history (notification_id, at, kind, detail) "
-                "SELECT id, created_at, 'created', ? FROM notifications "
-                "WHERE id BETWEEN ? AND ? ORDER BY id",
-                (_CREATED, first_id, first_id + len(items) - 1),
-            )
+            # The usual batch: every row new, nothing superseded. A queued row's ``created``
+            # line is not written: reads make it from the row (ledger.rows.with_created).
             queued = State.QUEUED
             results = [
                 Enqueued(new_id, queued) for new_id in range(first_id, first_id + len(items))
             ]
         else:
             refused = _conflicts(conn, first_id, len(items)) if rows.written < len(items) else set()
-            results = _settle(conn, items, first_id, refused)
+            results = _settle(conn, items, first_id, refused, packing)
     conn.executemany(
         "INSERT INTO progress (key, value) VALUES (?, ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
