@@ -66,7 +66,8 @@ class Checkpointer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._done = threading.Condition()
-        self._rounds = 0
+        self._rounds = 0  # rounds ended
+        self._started = 0  # rounds begun
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         # PASSIVE never waits for anyone; TRUNCATE waits this long for the writer's turn.
         self._conn.execute("PRAGMA busy_timeout = 5000")
@@ -86,7 +87,9 @@ class Checkpointer:
     def wait_round(self, timeout: float = 10.0) -> bool:
         """Wake the thread and wait until it has looked at the WAL once more (tests)."""
         with self._done:
-            target = self._rounds + 1
+            # A round already under way may have read the WAL's size before the caller's
+            # writes: wait for the end of the next round to start.
+            target = self._started + 1
             self._wake.set()
             return self._done.wait_for(lambda: self._rounds >= target, timeout)
 
@@ -107,7 +110,9 @@ class Checkpointer:
     def _run(self) -> None:
         while not self._stop.is_set():
             timed_out = not self._wake.wait(self.policy.every)
-            self._wake.clear()
+            with self._done:
+                self._wake.clear()
+                self._started += 1
             if self._stop.is_set():
                 break
             # After a full checkpoint the writer starts the WAL again and cuts the file back to
