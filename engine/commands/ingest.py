@@ -119,6 +119,8 @@ async def run_ingest(
             sending = asyncio.create_task(wait_for_sending(config, rule, runner, arrivals, clock))
             try:
                 summary = await _ingest_file(config, rule, file, emit, clock, runner, arrivals)
+                # Every id, also from a reader that reports no batches (``on_batch`` unused).
+                arrivals.update(summary.notification_ids)
             except BaseException:
                 sending.cancel()
                 await asyncio.gather(sending, return_exceptions=True)

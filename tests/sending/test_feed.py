@@ -80,7 +80,7 @@ async def test_a_retry_due_later_is_left_queued_for_the_pass_over_every_id(
     arrivals = Arrivals(size=1)
     policy = RetryPolicy(attempts=3, backoff=60, max_backoff=60)
     d = dispatcher(runner, clock, fake, policy, ids=arrivals)
-    arrivals.update(runs(ids))
+    arrivals.update(ids)  # any sequence of ids, not only IdRuns
     arrivals.close()
     await d.run_until_idle()
 
