@@ -14,8 +14,9 @@ rate limit lifted, acks off) serves both runs, so the two cores are shared the s
 ``--ingest`` instead times the end-to-end ``nextstep ingest`` command (a fresh process: start-up,
 the CSV read through the rules into a fresh ledger, then every notification sent with
 ``max_in_flight`` and ``max_connections`` at ``--concurrency``) on a ``--count``-row CSV, beside
-the bare loop at the same concurrency, in the same run (target: >= 0.9 x the bare loop). The
-command runs as installed: with its bytecode cached (a warm-up run writes it).
+the bare loop at the same concurrency, in the same run (target: >= 0.9 x the bare loop), with
+the command's CPU per row (every thread, start-up included) beside the bare loop's per message.
+The command runs as installed: with its bytecode cached (a warm-up run writes it).
 
 Each of ``--rounds`` rounds runs the three in turn (the machine's other load varies; the best
 of each is compared). Bounded: a fixed number of messages, every phase under ``--timeout``
