@@ -14,8 +14,9 @@ rate limit lifted, acks off) serves both runs, so the two cores are shared the s
 ``--ingest`` instead times the end-to-end ``nextstep ingest`` command (a fresh process: start-up,
 the CSV read through the rules into a fresh ledger, then every notification sent with
 ``max_in_flight`` and ``max_connections`` at ``--concurrency``) on a ``--count``-row CSV, beside
-the bare loop at the same concurrency, in the same run (target: >= 0.9 x the bare loop). The
-command runs as installed: with its bytecode cached (a warm-up run writes it).
+the bare loop at the same concurrency, in the same run (target: >= 0.9 x the bare loop), with
+the command's CPU per row (every thread, start-up included) beside the bare loop's per message.
+The command runs as installed: with its bytecode cached (a warm-up run writes it).
 
 Each of ``--rounds`` rounds runs the three in turn (the machine's other load varies; the best
 of each is compared). Bounded: a fixed number of messages, every phase under ``--timeout``
@@ -228,19 +229,30 @@ def installed_env(folder: Path) -> dict[str, str]:
     return env
 
 
-def run_ingest_command(csv_path: Path, limit: float, env: dict[str, str]) -> tuple[float, str]:
-    """Wall seconds of ``nextstep ingest`` (process start to exit) and its output."""
+def children_cpu() -> float:
+    """CPU time of the child processes waited for so far (the sandbox runs to the end)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_ingest_command(
+    csv_path: Path, limit: float, env: dict[str, str]
+) -> tuple[float, str, float]:
+    """Wall seconds of ``nextstep ingest`` (process start to exit), its output and its CPU
+    seconds (every thread, start-up included)."""
     folder = csv_path.parent
     command = [sys.executable, "-m", "nextstep", "ingest", str(csv_path), "--rule", "bench"]
     command += ["-c", str(folder / "nextstep.yaml")]
+    cpu = children_cpu()
     started = time.perf_counter()
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=limit, cwd=folder, env=env
     )
     seconds = time.perf_counter() - started
+    cpu = children_cpu() - cpu
     if done.returncode != 0:
         raise SystemExit(f"nextstep ingest failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    return seconds, done.stdout
+    return seconds, done.stdout, cpu
 
 
 async def measure_ingest(base_url: str, args: argparse.Namespace, folder: str) -> None:
@@ -258,18 +270,22 @@ async def measure_ingest(base_url: str, args: argparse.Namespace, folder: str) -
     await asyncio.to_thread(run_ingest_command, warm, args.timeout, env)
     bares, ours = [], []
     for i in range(args.rounds):
+        bare_cpu = cpu_seconds()
         seconds, accepted = await asyncio.wait_for(
             run_bare(base_url, count, concurrency), args.timeout
         )
+        bare_cpu = cpu_seconds() - bare_cpu
         bares.append(count / seconds)
         csv_path = ingest_folder(Path(folder), base_url, count, concurrency, i)
-        wall, output = await asyncio.to_thread(run_ingest_command, csv_path, args.timeout, env)
+        wall, output, cpu = await asyncio.to_thread(run_ingest_command, csv_path, args.timeout, env)
         ours.append(count / wall)
         sent = f"sent {count:,}" in output
         print(
-            f"  round {i + 1}: bare {bares[-1]:,.0f} msg/s ({accepted:,} accepted)  "
+            f"  round {i + 1}: bare {bares[-1]:,.0f} msg/s ({accepted:,} accepted; "
+            f"{bare_cpu / count * 1e6:.0f} µs CPU/msg)  "
             f"nextstep ingest {ours[-1]:,.0f} msg/s ({wall:.2f} s wall incl. start-up; "
-            f"all sent: {sent})  ratio {ours[-1] / bares[-1]:.2f}",
+            f"all sent: {sent}; {cpu / count * 1e6:.0f} µs CPU/row)  "
+            f"ratio {ours[-1] / bares[-1]:.2f}",
             flush=True,
         )
     ratio = max(ours) / max(bares)

@@ -28,6 +28,7 @@ from nextstep.engine.commands.render import find_rule
 from nextstep.engine.delivery.fallbacks import policy_context
 from nextstep.engine.delivery.timers import after_attempts
 from nextstep.engine.errors import UsageError
+from nextstep.engine.intake.arrivals import Arrivals
 from nextstep.engine.intake.emit import make_emit
 from nextstep.engine.intake.idruns import IdRuns
 from nextstep.engine.ledger import open_store
@@ -108,13 +109,29 @@ async def run_ingest(
         await runner.call(store.save_rule_version, rule.id, rule.version, rule.definition)
         emit = make_emit(runner, [rule], clock, config.default_country)
         with tuned_gc():  # start-up is over: keep the collector off the per-row path
-            summary = await _ingest_file(config, rule, file, emit, clock, runner)
+            if not wait:
+                summary = await _ingest_file(config, rule, file, emit, clock, runner)
+                click.echo(describe(file, rule, summary))
+                return summary
+            # Sending starts with the first committed batch, while the rest is read.
+            started = time.monotonic()
+            arrivals = Arrivals(WAIT_CHUNK)
+            sending = asyncio.create_task(wait_for_sending(config, rule, runner, arrivals, clock))
+            try:
+                summary = await _ingest_file(config, rule, file, emit, clock, runner, arrivals)
+                # Every id, also from a reader that reports no batches (``on_batch`` unused).
+                arrivals.update(summary.notification_ids)
+            except BaseException:
+                sending.cancel()
+                await asyncio.gather(sending, return_exceptions=True)
+                raise
+            finally:
+                arrivals.close()
             click.echo(describe(file, rule, summary))
-            if wait and summary.notification_ids:
-                started = time.monotonic()
+            if summary.notification_ids:
                 click.echo(f"sending {len(summary.notification_ids):,} notifications…")
-                ids = summary.notification_ids
-                stuck = await wait_for_sending(config, rule, runner, ids, clock)
+            stuck = await sending
+            if summary.notification_ids:
                 counts = await runner.call(store.counts, since, rule.id)
                 states = {state: n for (_, state), n in counts.items()}
                 click.echo(describe_states(states, time.monotonic() - started))
@@ -150,7 +167,13 @@ def file_reader(rule: Rule, file: Path) -> tuple[str, Mapping[str, Any]]:
 
 
 async def _ingest_file(
-    config: Config, rule: Rule, file: Path, emit: Emit, clock: Clock, runner: LedgerRunner
+    config: Config,
+    rule: Rule,
+    file: Path,
+    emit: Emit,
+    clock: Clock,
+    runner: LedgerRunner,
+    arrivals: Arrivals | None = None,
 ) -> FileSummary:
     kind, settings = file_reader(rule, file)
     context = TriggerContext(runner.store, clock, str(config.base_dir), (rule.id,))
@@ -170,6 +193,8 @@ async def _ingest_file(
         def on_batch(summary: Any, done: int, size: int) -> None:
             rate = summary.rows / max(time.monotonic() - started, 1e-6)
             bar.update(task, completed=done, rows=summary.rows, rate=rate)
+            if arrivals is not None:
+                arrivals.update(summary.notification_ids)
 
         prefix = f"{kind}:rule:{rule.id}"
         summary = await trigger.ingest(file, emit, progress_prefix=prefix, on_batch=on_batch)
@@ -233,10 +258,18 @@ def _channels_of(config: Config, rule: Rule, clock: Clock) -> dict[str, Channel]
 
 
 async def wait_for_sending(
-    config: Config, rule: Rule, runner: LedgerRunner, ids: Sequence[int], clock: Clock
+    config: Config,
+    rule: Rule,
+    runner: LedgerRunner,
+    ids: Sequence[int] | Arrivals,
+    clock: Clock,
 ) -> list[str]:
     """Send ``ids`` until each is accepted or failed for good (retries included). Returns a
-    line per channel whose circuit opened (its notifications stay queued for the daemon)."""
+    line per channel whose circuit opened (its notifications stay queued for the daemon).
+
+    ``Arrivals``: ids that arrive while a file is read; they are sent as they come (one
+    dispatcher, no pause between windows), then what that pass left (a retry due later, a
+    notification given back) is sent over all of them as for fixed ids."""
     chans = _channels_of(config, rule, clock)
     configured = config.channels
     limits = {n: channel_limits(configured[n].type, configured[n].settings) for n in chans}
@@ -244,6 +277,20 @@ async def wait_for_sending(
     # fallbacks themselves are sent by the daemon.
     settle = after_attempts(policy_context(config))
     try:
+        if isinstance(ids, Arrivals):
+            dispatcher = Dispatcher(
+                runner,
+                chans,
+                lambda n: rule.policy.retry,
+                clock,
+                limits,
+                ids=ids,
+                after_write=settle,
+            )
+            await dispatcher.run_until_idle()
+            if stuck := _opened(dispatcher):
+                return stuck
+            ids = ids.ids
         for chunk in _chunks(ids, WAIT_CHUNK):
             dispatcher = Dispatcher(
                 runner,
@@ -256,16 +303,8 @@ async def wait_for_sending(
             )
             while True:
                 await dispatcher.run_until_idle()
-                opened = {
-                    n: s.circuit
-                    for n, s in dispatcher.status().items()
-                    if s.circuit.state == "open"
-                }
-                if opened:
-                    return [
-                        f"channel {n}: circuit open ({c.reason}); the rest stays queued"
-                        for n, c in opened.items()
-                    ]
+                if stuck := _opened(dispatcher):
+                    return stuck
                 due = await runner.call(runner.store.next_due, list(chans), chunk)
                 if due is None:
                     break
@@ -274,3 +313,12 @@ async def wait_for_sending(
         for channel in chans.values():
             await channel.aclose()
     return []
+
+
+def _opened(dispatcher: Dispatcher) -> list[str]:
+    """A line per channel whose circuit is open (its notifications stay queued)."""
+    return [
+        f"channel {name}: circuit open ({status.circuit.reason}); the rest stays queued"
+        for name, status in dispatcher.status().items()
+        if status.circuit.state == "open"
+    ]

@@ -65,6 +65,22 @@ class IdRuns(Sequence[int]):
             index -= size
         raise IndexError("IdRuns index out of range")  # pragma: no cover - counted above
 
+    def between(self, start: int, stop: int) -> list[int]:
+        """The ids at positions ``start`` to ``stop`` (excluded), as ``list(self)[start:stop]``
+        without building the whole list."""
+        found: list[int] = []
+        position = 0  # of the first id of the run below
+        for first, last in zip(self._firsts, self._lasts, strict=True):
+            size = last - first + 1
+            if position + size > start and position < stop:
+                low = first + max(0, start - position)
+                high = first + min(size, stop - position)
+                found.extend(range(low, high))
+            position += size
+            if position >= stop:
+                break
+        return found
+
     def chunks(self, size: int) -> Iterator[list[int]]:
         """The ids in lists of at most ``size``, in order (only one list exists at a time)."""
         chunk: list[int] = []

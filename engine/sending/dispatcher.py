@@ -20,7 +20,7 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Callable, Collection, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any
 
 from nextstep.engine.backoff import Random
@@ -30,6 +30,7 @@ from nextstep.engine.ledger.leases import LEASE, new_worker_id
 from nextstep.engine.ledger.runner import LedgerRunner
 from nextstep.engine.plugins import Channel
 from nextstep.engine.sending.attempt import RetryRules
+from nextstep.engine.sending.feed import IdFeed
 from nextstep.engine.sending.lane import Lane, LaneStatus
 from nextstep.engine.sending.ratelimit import ChannelLimits
 from nextstep.engine.sending.writer import AfterWrite, BatchWriter
@@ -52,7 +53,7 @@ class Dispatcher:
         limits: Mapping[str, ChannelLimits] | None = None,
         *,
         lease_size: int = 500,
-        ids: Collection[int] | None = None,
+        ids: Collection[int] | IdFeed | None = None,
         rng: Random | None = None,
         flush_delay: float = 0.005,
         drain_timeout: float = DRAIN_TIMEOUT,
@@ -66,7 +67,12 @@ class Dispatcher:
         self.lease = lease
         self.lease_size = lease_size
         self.drain_timeout = drain_timeout
-        self._ids = None if ids is None else sorted(ids)
+        self._feed: IdFeed | None = None
+        self._fixed: list[int] | None = None
+        if isinstance(ids, Collection):
+            self._fixed = sorted(ids)
+        else:
+            self._feed = ids
         self._wake = asyncio.Event()
         self._activity = asyncio.Event()
         self._writer = BatchWriter(
@@ -93,6 +99,10 @@ class Dispatcher:
             )
             for name, channel in channels.items()
         }
+
+    def _ids(self) -> Sequence[int] | None:
+        """The ids this dispatcher may lease now (None: any)."""
+        return self._feed.window() if self._feed is not None else self._fixed
 
     # -- public ----------------------------------------------------------------------------
     def wake(self) -> None:
@@ -200,7 +210,7 @@ class Dispatcher:
                 now,
                 limit,
                 names,
-                self._ids,
+                self._ids(),
                 self.owner,
                 now + self.lease,
             )
@@ -256,10 +266,11 @@ class Dispatcher:
             await self._idle_wait(await self._next_wake_time(names))
 
     async def _feed_until_idle(self) -> None:
+        feed = self._feed
         while True:
             await self._probe_circuits()
             state, _ = await self._lease()
-            if state == "more":
+            if state == "more" or (state == "exhausted" and feed is not None and feed.advance()):
                 continue
             if self._busy():
                 self._activity.clear()
@@ -268,8 +279,17 @@ class Dispatcher:
             await self._writer.flush()
             # A result may have made something due now (a requeue, a retry with no delay).
             state, _ = await self._lease()
-            if state != "more" and not self._busy():
+            if state == "more" or self._busy():
+                continue
+            if feed is None or not await self._arrived(feed):
                 return
+
+    async def _arrived(self, feed: IdFeed) -> bool:
+        """Idle with ids still to come: wait for them, unless a circuit opened meanwhile (the
+        caller reports it; what arrives stays queued)."""
+        if any(lane.circuit.is_open for lane in self._lanes.values()):
+            return False
+        return await feed.arrived()
 
     async def _next_wake_time(self, names: list[str]) -> float:
         """The earliest of: the next poll, the next due notification on ``names``, the next
@@ -277,7 +297,7 @@ class Dispatcher:
         wake_at = self._clock.now() + POLL_INTERVAL
         if names:
             store = self._runner.store
-            due = await self._runner.call(store.next_due, names, self._ids)
+            due = await self._runner.call(store.next_due, names, self._ids())
             if due is not None:
                 wake_at = min(wake_at, due)
         for lane in self._lanes.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from nextstep.adapters.channels.onemsg.sandbox.config import DEFAULT_TOKEN
+from nextstep.engine.model import Outcome, OutcomeKind
+from nextstep.engine.redact import Secrets, redact_outcome
 from nextstep.engine.rules.config import load_config
 from nextstep.engine.runtime.logs import config_secrets, configure_logging, redact, secrets_in
 from tests.runtime.harness import EVENT_TOKEN, WEBHOOK_SECRET, Workspace
@@ -157,3 +160,48 @@ def test_short_server_secrets_are_refused_at_their_place(tmp_path: Path) -> None
     ]
     assert "is 1 character long; a secret needs at least 16" in found[0][2]
     assert "short-secret" not in found[1][2] and "is 12 characters long" in found[1][2]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("Sent to 34600111222@c.us", "Sent to *******1222@c.us", id="chat-id"),
+        pytest.param("a@b 34600111222@c.us", "a@b *******1222@c.us", id="after-another-at"),
+        pytest.param("x 1234567890123456@c.us", "x 1234567890123456@c.us", id="16-digits"),
+        pytest.param("id a34600111222@c.us", "id a34600111222@c.us", id="inside-a-word"),
+        pytest.param("à 34600111222@c.us", "à *******1222@c.us", id="non-ascii-text"),
+        pytest.param(
+            "é ３４６００１１１２２２@c.us", "é *******１２２２@c.us", id="fullwidth-digits"
+        ),
+        pytest.param("ünïcödé, no digits", "ünïcödé, no digits", id="non-ascii-no-digits"),
+    ],
+)
+def test_chat_ids_are_masked(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_a_known_secret_is_scrubbed_only_where_it_appears() -> None:
+    known = Secrets(["tok-123", "other-secret"])
+    assert known.scrub("no secret here") == "no secret here"
+    assert known.scrub("a tok-123 b other-secret") == "a *** b ***"
+    assert known.scrub("xtok-123 stays") == "xtok-123 stays"  # part of a longer token
+
+
+def test_a_redacted_outcome_keeps_every_other_field() -> None:
+    outcome = Outcome(
+        OutcomeKind.TRANSIENT,
+        "refused for 34600111222",
+        "wamid.x",
+        131056,
+        429,
+        6.0,
+        '{"message": "Sent to 34600111222@c.us"}',
+        2.0,
+        True,
+    )
+    redacted = redact_outcome(outcome)
+    assert redacted.reason == "refused for *******1222"
+    assert redacted.answer == '{"message": "Sent to *******1222@c.us"}'
+    for field in dataclasses.fields(Outcome):
+        if field.name not in ("reason", "answer"):
+            assert getattr(redacted, field.name) == getattr(outcome, field.name), field.name

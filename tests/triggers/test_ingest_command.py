@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -19,7 +20,10 @@ from nextstep.engine.clock import SystemClock
 from nextstep.engine.commands.cli import main
 from nextstep.engine.commands.ingest import run_ingest
 from nextstep.engine.ledger import open_store
+from nextstep.engine.model import State
+from nextstep.engine.rules.config import load_config
 from tests.support.sandbox import running_sandbox
+from tests.support.waiting import until
 from tests.triggers.pipeline import rule, write_config
 
 HEADER = "first_name,application_id,stage,due_date,phone\n"
@@ -145,3 +149,85 @@ def wait_for_committed_rows(
                 return int(json.loads(row[0])["row"])
         time.sleep(0.005)
     raise AssertionError(f"fewer than {at_least} rows committed after {timeout}s")
+
+
+async def test_sending_starts_before_the_file_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first notifications are sent while later batches are still being queued, and every
+    row is still sent exactly once."""
+    total = 3000
+    async with running_sandbox(acks=False) as sandbox:
+        write_config(tmp_path, rule("docs", '{csv: {path: "x/*.csv", batch: 50}}'))
+        (tmp_path / "nextstep.yaml").write_text(
+            "store: sqlite:///ledger.db\nrules: rules/\ndefault_country: ES\nchannels:\n"
+            f'  whatsapp: {{type: 1msg, base_url: "{sandbox.base_url}", instance_id: i1, '
+            f"token: {sandbox.token}, rate: 100000/s}}\n"
+        )
+        config = load_config(tmp_path / "nextstep.yaml")
+        with (tmp_path / "export.csv").open("w") as f:
+            f.write(HEADER)
+            # Numbers ending in 77: no failure script of the sandbox matches them.
+            f.writelines(f"p{i},{i},docs_required,June 20,+34 6{i:06d}77\n" for i in range(total))
+        summary = await run_ingest(
+            config, config.rules["docs"], tmp_path / "export.csv", clock=SystemClock()
+        )
+    assert summary.queued == total and f"sent {total:,}" in capsys.readouterr().out
+    assert len(sandbox.sends()) == total
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        (first_sent,) = db.execute("SELECT MIN(at) FROM history WHERE kind = 'attempt'").fetchone()
+        (last_queued,) = db.execute("SELECT MAX(created_at) FROM notifications").fetchone()
+    assert first_sent < last_queued
+
+
+@pytest.mark.slow
+async def test_an_ingest_killed_while_sending_resumes_and_sends_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL while the file is read and its first notifications are sent, then again: every
+    row is queued once and no recipient gets a second request (what the killed run had leased
+    is left to the lease recovery, not sent by the second run)."""
+    total = 8000
+    async with running_sandbox(acks=False, latency=0.05, record_limit=2 * total) as sandbox:
+        write_config(tmp_path, rule("docs", '{csv: {path: "inbox/*.csv", batch: 50}}'))
+        (tmp_path / "nextstep.yaml").write_text(
+            "store: sqlite:///ledger.db\nrules: rules/\ndefault_country: ES\nchannels:\n"
+            f'  whatsapp: {{type: 1msg, base_url: "{sandbox.base_url}", instance_id: i1, '
+            f"token: {sandbox.token}, rate: 2000/s}}\n"
+        )
+        with (tmp_path / "big.csv").open("w") as f:
+            f.write(HEADER)
+            f.writelines(f"p{i},{i},docs_required,June 20,+34 6{i:06d}77\n" for i in range(total))
+        command = [
+            str(Path(sys.executable).parent / "nextstep"),
+            "ingest",
+            str(tmp_path / "big.csv"),
+        ]
+        command += ["--rule", "docs", "-c", str(tmp_path / "nextstep.yaml")]
+        env = {**os.environ, "COLUMNS": "120"}
+        first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:
+            await until(lambda: len(sandbox.sends()) >= 50, timeout=60)
+            assert first.poll() is None, "the ingest finished before it could be killed"
+            first.send_signal(signal.SIGKILL)
+        finally:
+            await asyncio.to_thread(first.wait, 30)
+            first.stdout.close()  # type: ignore[union-attr]
+            first.stderr.close()  # type: ignore[union-attr]
+        before = len(sandbox.sends())
+        second = await asyncio.to_thread(
+            subprocess.run, command, capture_output=True, text=True, env=env, timeout=240
+        )
+        assert second.returncode == 0, second.stdout + second.stderr
+        # A request cut off by the kill may have reached the sandbox without its body.
+        phones = [r.body["phone"] for r in sandbox.sends() if r.body is not None]
+    assert "resumed after row" in second.stdout or "already ingested" in second.stdout
+    assert len(phones) == len(set(phones)) and len(phones) >= before
+    store = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")  # events are packed (0011)
+    try:
+        found = store.list(limit=total + 10)
+    finally:
+        store.close()
+    assert len(found) == len({n.event["application_id"] for n in found}) == total
+    sent = [n for n in found if n.state == State.SENT]
+    assert len(sent) <= len(phones)  # each sent notification reached the sandbox once

@@ -125,3 +125,13 @@ def test_id_runs_refuse_an_id_out_of_order() -> None:
     ids.append(5)
     with pytest.raises(ValueError, match="not after 5"):
         ids.append(5)
+
+
+def test_id_runs_between_is_a_slice_of_the_ids() -> None:
+    ids = IdRuns()
+    for n in [*range(10, 20), 25, 26, *range(40, 45)]:
+        ids.append(n)
+    every = list(ids)
+    for start in range(len(every) + 2):
+        for stop in range(len(every) + 2):
+            assert ids.between(start, stop) == every[start:stop], (start, stop)
