@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from nextstep.engine.rules.config import Config
 from nextstep.engine.rules.rule import Rule
 from nextstep.engine.runtime.gctune import tuned_gc
 from nextstep.engine.sending.dispatcher import Dispatcher
+from nextstep.engine.sending.feed import IdFeed
 from nextstep.engine.sending.ratelimit import channel_limits
 
 WAIT_CHUNK = 5000  # notification ids per dispatcher (they become one SQL IN list)
@@ -276,31 +277,21 @@ async def wait_for_sending(
     # Failures get their fallback notification (and kept acks apply) as the daemon does; the
     # fallbacks themselves are sent by the daemon.
     settle = after_attempts(policy_context(config))
+
+    def dispatcher_of(these: Collection[int] | IdFeed) -> Dispatcher:
+        return Dispatcher(
+            runner, chans, lambda n: rule.policy.retry, clock, limits, ids=these, after_write=settle
+        )
+
     try:
         if isinstance(ids, Arrivals):
-            dispatcher = Dispatcher(
-                runner,
-                chans,
-                lambda n: rule.policy.retry,
-                clock,
-                limits,
-                ids=ids,
-                after_write=settle,
-            )
+            dispatcher = dispatcher_of(ids)
             await dispatcher.run_until_idle()
             if stuck := _opened(dispatcher):
                 return stuck
             ids = ids.ids
         for chunk in _chunks(ids, WAIT_CHUNK):
-            dispatcher = Dispatcher(
-                runner,
-                chans,
-                lambda n: rule.policy.retry,
-                clock,
-                limits,
-                ids=chunk,
-                after_write=settle,
-            )
+            dispatcher = dispatcher_of(chunk)
             while True:
                 await dispatcher.run_until_idle()
                 if stuck := _opened(dispatcher):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import psycopg
 
+from nextstep.engine.ledger import open_store
+from nextstep.engine.model import Notification
 from tests.support.services import POSTGRES_URL
 
 SQLITE, POSTGRES = "sqlite", "postgres"  # the backends the contract suite runs on
@@ -71,3 +73,13 @@ def postgres_ledgers() -> Iterator[PostgresLedgers]:
 def sqlite_url(folder: Path) -> str:
     """A new SQLite ledger file in ``folder``."""
     return f"sqlite:///{folder / 'ledger.db'}"
+
+
+def notifications_in(ledger: Path, limit: int) -> list[Notification]:
+    """Up to ``limit`` notifications of the SQLite ledger file ``ledger``, read through the
+    store (their fields, event and trigger are packed since migration 0011)."""
+    store = open_store(f"sqlite:///{ledger}")
+    try:
+        return store.list(limit=limit)
+    finally:
+        store.close()

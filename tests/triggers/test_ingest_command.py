@@ -19,9 +19,9 @@ from click.testing import CliRunner
 from nextstep.engine.clock import SystemClock
 from nextstep.engine.commands.cli import main
 from nextstep.engine.commands.ingest import run_ingest
-from nextstep.engine.ledger import open_store
 from nextstep.engine.model import State
 from nextstep.engine.rules.config import load_config
+from tests.support.ledgers import notifications_in
 from tests.support.sandbox import running_sandbox
 from tests.support.waiting import until
 from tests.triggers.pipeline import rule, write_config
@@ -123,11 +123,7 @@ def test_a_killed_ingest_resumes_and_queues_every_row_once(tmp_path: Path) -> No
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "resumed after row" in second.stdout
-    store = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")  # events are packed (0011)
-    try:
-        found = store.list(limit=total + 10)
-    finally:
-        store.close()
+    found = notifications_in(tmp_path / "ledger.db", limit=total + 10)
     assert len(found) == len({n.event["application_id"] for n in found}) == total
 
 
@@ -223,11 +219,7 @@ async def test_an_ingest_killed_while_sending_resumes_and_sends_nothing_twice(
         phones = [r.body["phone"] for r in sandbox.sends() if r.body is not None]
     assert "resumed after row" in second.stdout or "already ingested" in second.stdout
     assert len(phones) == len(set(phones)) and len(phones) >= before
-    store = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")  # events are packed (0011)
-    try:
-        found = store.list(limit=total + 10)
-    finally:
-        store.close()
+    found = notifications_in(tmp_path / "ledger.db", limit=total + 10)
     assert len(found) == len({n.event["application_id"] for n in found}) == total
     sent = [n for n in found if n.state == State.SENT]
     assert len(sent) <= len(phones)  # each sent notification reached the sandbox once

@@ -19,9 +19,9 @@ from nextstep.adapters.triggers.xlsx.cells import cell_text
 from nextstep.engine.clock import FakeClock
 from nextstep.engine.commands.cli import main
 from nextstep.engine.errors import ConfigError
-from nextstep.engine.ledger import open_store
 from nextstep.engine.plugins import FileReader, ReadsFiles, ReadsRows
 from tests.support.fake_emit import FakeEmit, errors_when, fake_context
+from tests.support.ledgers import notifications_in
 from tests.support.waiting import until
 from tests.triggers.pipeline import rule, write_config
 from tests.triggers.test_ingest_command import wait_for_committed_rows
@@ -259,9 +259,5 @@ def test_a_killed_xlsx_ingest_resumes_and_queues_every_row_once(tmp_path: Path) 
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "resumed after row" in second.stdout
-    store = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")  # events are packed (0011)
-    try:
-        found = store.list(limit=total + 10)
-    finally:
-        store.close()
+    found = notifications_in(tmp_path / "ledger.db", limit=total + 10)
     assert len(found) == len({n.event["application_id"] for n in found}) == total
