@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 
 from nextstep.engine.ledger import open_store
-from nextstep.engine.model import Notification
+from nextstep.engine.ledger.base import Notification
 from tests.support.services import POSTGRES_URL
 
 SQLITE, POSTGRES = "sqlite", "postgres"  # the backends the contract suite runs on
