@@ -15,8 +15,7 @@ def _greedy_sends(limiter: RateLimiter, clock: FakeClock, until: float) -> list[
     sent = []
     while clock.now() < until:
         if limiter.delay(clock.now()) <= 0:
-            start = limiter.reserve(clock.now())  # the send starts no earlier, as a lane's
-            clock.advance(max(0.0, start - clock.now()))
+            limiter.reserve()
             limiter.take(clock.now())
             sent.append(clock.now())
         else:
