@@ -71,11 +71,12 @@ class LaneStatus:
 class _Attempt:
     """Where one attempt is: ``new`` (nothing sent), ``sending``, or ``done`` (recorded)."""
 
-    __slots__ = ("notification", "phase")
+    __slots__ = ("notification", "phase", "start")
 
-    def __init__(self, notification: Notification) -> None:
+    def __init__(self, notification: Notification, start: float) -> None:
         self.notification = notification
         self.phase = "new"
+        self.start = start  # the send starts no earlier (its rate token is back then)
 
 
 class Lane:
@@ -265,8 +266,7 @@ class Lane:
             return None
 
     def _pop(self) -> _Attempt:
-        attempt = _Attempt(self.backlog.popleft())
-        self.limiter.reserve()
+        attempt = _Attempt(self.backlog.popleft(), self.limiter.reserve(self._clock.now()))
         if len(self.backlog) == self._refill_mark:  # just reached it: lease more
             self._on_change(True)
         return attempt
@@ -288,7 +288,7 @@ class Lane:
             n.id, (n.channel, n.recipient, spacing) if spacing > 0 and n.recipient else None
         )
         if verdict is False:
-            self.limiter.unreserve()
+            self.limiter.unreserve(attempt.start)
             attempt.phase = "done"
             log.warning("#%d: the lease ran out before it was sent; another worker has it", n.id)
             return
@@ -296,6 +296,9 @@ class Lane:
             self._give_back(attempt, float(verdict))
             return
         now = self._clock.now()
+        if now < attempt.start:  # the mark was quicker than the token's return
+            await self._clock.sleep(attempt.start - now)
+            now = self._clock.now()
         if self.circuit.is_open or self.stopping:
             self._give_back(attempt, n.next_attempt_at or now)
             return
@@ -318,7 +321,7 @@ class Lane:
             self._staff()
 
     def _give_back(self, attempt: _Attempt, due: float) -> None:
-        self.limiter.unreserve()
+        self.limiter.unreserve(attempt.start)
         self._writer.requeue(attempt.notification.id, due)
         attempt.phase = "done"
 

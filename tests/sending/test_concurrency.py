@@ -244,6 +244,7 @@ class Wobbly(SlowChannel):
         return await super().send(message)
 
 
+@pytest.mark.timeout(300)  # 800 answers on a fake clock, each commit in real time
 async def test_a_wobbling_target_does_not_churn_workers(clock: FakeClock) -> None:
     runner = LedgerRunner(open_store("sqlite:///:memory:"))
     try:
@@ -263,7 +264,7 @@ async def test_a_wobbling_target_does_not_churn_workers(clock: FakeClock) -> Non
 
         async with running(d):
             # 800 answers, each slot waiting for its result's commit in real time: slow under load
-            await drive(clock, runner, all_sent, step=0.01, timeout=120)
+            await drive(clock, runner, all_sent, step=0.01, timeout=280)
         # The first guess (1 s: 150 workers) shrinks to about 50; then no worker is retired
         # and started again for each wobble of the target (without the margin: 227 workers
         # for 800 answers; a worker's slot also waits for its result's commit, whose timing

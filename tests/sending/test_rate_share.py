@@ -15,7 +15,8 @@ def _greedy_sends(limiter: RateLimiter, clock: FakeClock, until: float) -> list[
     sent = []
     while clock.now() < until:
         if limiter.delay(clock.now()) <= 0:
-            limiter.reserve()
+            start = limiter.reserve(clock.now())  # the send starts no earlier, as a lane's
+            clock.advance(max(0.0, start - clock.now()))
             limiter.take(clock.now())
             sent.append(clock.now())
         else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from collections import deque
 
 import pytest
 from hypothesis import given, settings
@@ -24,8 +26,24 @@ def test_a_full_window_makes_the_next_wait_for_the_oldest_token(clock: FakeClock
         assert limiter.delay(t0 + i * 0.1) == 0
         limiter.reserve()
         limiter.take(t0 + i * 0.1)
-    assert limiter.delay(t0 + 0.5) == pytest.approx(0.5, abs=1e-5)
+    # The oldest token is back at t0 + 1; it may be held `lead` before (its send waits).
+    assert limiter.delay(t0 + 0.5) == pytest.approx(0.5 - limiter.lead, abs=1e-5)
     assert limiter.delay(t0 + 1.001) == 0
+
+
+def test_a_token_held_before_it_is_back_says_when_its_send_may_start(clock: FakeClock) -> None:
+    limiter = RateLimiter(3, clock)
+    t0 = clock.now()
+    for i in range(3):
+        assert limiter.reserve(t0 + i * 0.1) == -math.inf  # a free token: at once
+        limiter.take(t0 + i * 0.1)
+    early = t0 + 1 - limiter.lead
+    assert limiter.delay(early) == pytest.approx(0, abs=1e-5)
+    start = limiter.reserve(early)
+    assert start == pytest.approx(t0 + 1)
+    assert limiter.delay(early) > 0  # the next token is the one spent at t0 + 0.1
+    limiter.unreserve(start)  # given back: in the log again, where it was
+    assert limiter.reserve(early) == start
 
 
 def test_reserved_tokens_count_as_spent(clock: FakeClock) -> None:
@@ -115,12 +133,47 @@ def test_bad_limits_are_value_errors(settings: dict[str, object]) -> None:
 
 _OPS = st.lists(
     st.tuples(
-        st.sampled_from(["send", "give_back", "pause", "burst"]),
+        st.sampled_from(["send", "give_back", "pause", "burst", "hold", "flush"]),
         st.floats(min_value=0.0, max_value=0.02, allow_nan=False),
     ),
     min_size=1,
     max_size=400,
 )
+
+
+class _Sender:
+    """Sends through a limiter the way the lane does: hold a token, maybe wait for a mark
+    ("hold": other sends go meanwhile), start no earlier than the limiter said."""
+
+    def __init__(self, limiter: RateLimiter, clock: FakeClock) -> None:
+        self.limiter, self.clock = limiter, clock
+        self.starts: list[float] = []
+        self.held: list[float] = []
+
+    def start(self, at: float) -> None:
+        self.clock.advance(max(0.0, at - self.clock.now()))
+        self.limiter.take(self.clock.now())
+        self.starts.append(self.clock.now())
+
+    def flush(self) -> None:
+        for at in self.held:
+            self.start(at)
+        self.held.clear()
+
+    def one(self, kind: str) -> None:
+        limiter, clock = self.limiter, self.clock
+        clock.advance(limiter.delay(clock.now()))
+        if limiter.delay(clock.now()) > 0:  # every token held: wait for those sends
+            self.flush()
+            clock.advance(limiter.delay(clock.now()))
+        assert limiter.delay(clock.now()) == 0
+        at = limiter.reserve(clock.now())
+        if kind == "give_back":
+            limiter.unreserve(at)
+        elif kind == "hold":
+            self.held.append(at)
+        else:
+            self.start(at)
 
 
 @settings(max_examples=60, deadline=None)
@@ -130,30 +183,20 @@ def test_no_sliding_second_starts_more_than_rate_sends(
 ) -> None:
     clock = FakeClock()
     limiter = RateLimiter(rate, clock)
-    starts: list[float] = []
-
-    def one(kind: str) -> None:
-        wait = limiter.delay(clock.now())
-        if wait > 0:
-            clock.advance(wait)
-        assert limiter.delay(clock.now()) == 0
-        limiter.reserve()
-        if kind == "give_back":
-            limiter.unreserve()
-        else:
-            limiter.take(clock.now())
-            starts.append(clock.now())
-
+    sender = _Sender(limiter, clock)
     for kind, gap in ops:
         clock.advance(gap)
         if kind == "pause":
             limiter.pause_until(clock.now() + gap * 10)
         elif kind == "burst":
             for _ in range(int(rate) + 3):
-                one("send")
+                sender.one("send")
+        elif kind == "flush":
+            sender.flush()
         else:
-            one(kind)
-    assert _most_in_any_window(starts) <= limiter.capacity <= rate
+            sender.one(kind)
+    sender.flush()
+    assert _most_in_any_window(sender.starts) <= limiter.capacity <= rate
 
 
 def _most_in_any_window(times: list[float], window: float = 1.0) -> int:
@@ -173,7 +216,34 @@ def test_at_250_per_second_a_steady_stream_never_starts_251_in_a_second() -> Non
     starts: list[float] = []
     while len(starts) < 2000:
         clock.advance(limiter.delay(clock.now()))
-        limiter.reserve()
+        start = limiter.reserve(clock.now())
+        clock.advance(max(0.0, start - clock.now()))
         limiter.take(clock.now())
         starts.append(clock.now())
     assert _most_in_any_window(starts) == 250
+
+
+@pytest.mark.parametrize("mark", [0.02, 0.05, 0.1])
+def test_the_time_a_mark_takes_does_not_slow_the_rate(mark: float) -> None:
+    # Each send is marked in the ledger between holding its token and starting: with the
+    # token held only once back, every token's second grew by the mark (rate / (1 + mark)).
+    clock = FakeClock()
+    limiter = RateLimiter(100, clock)
+    pending: deque[float] = deque()  # when each held send starts (in order)
+    starts: list[float] = []
+    t0 = clock.now()
+    while clock.now() < t0 + 60:
+        while pending and pending[0] <= clock.now():
+            limiter.take(pending[0])
+            starts.append(pending.popleft())
+        wait = limiter.delay(clock.now())
+        if wait > 0:
+            clock.advance(min(wait, pending[0] - clock.now()) if pending else wait)
+            continue
+        start = limiter.reserve(clock.now())
+        pending.append(max(clock.now() + mark, start))
+    steady = [t for t in starts if t0 + 5 <= t < t0 + 55]
+    # 5,000 in 50 s; with the mark added to every token's second, 5,000 / (1 + mark): 4,900
+    # at 20 ms, 4,762 at 50 ms, 4,545 at 100 ms.
+    assert len(steady) >= 4990
+    assert _most_in_any_window(starts) <= 100
