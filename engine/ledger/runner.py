@@ -30,6 +30,7 @@ class LedgerRunner:
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self.pending = 0  # calls made and not yet returned to their caller
+        self._running: set[asyncio.Future[object]] = set()  # calls on the thread now
         self.progress_writes: dict[str, asyncio.Future[bool]] = {}
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -37,11 +38,19 @@ class LedgerRunner:
         loop = asyncio.get_running_loop()
         self.pending += 1
         try:
-            return await loop.run_in_executor(
-                self._executor, functools.partial(fn, *args, **kwargs)
-            )
+            future = loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+            self._running.add(future)
+            future.add_done_callback(self._running.discard)
+            return await future
         finally:
             self.pending -= 1
+
+    async def settled(self) -> None:
+        """Return once the calls on the ledger thread now have finished (their callers may
+        not have resumed yet). Waits without holding the GIL: a loop that polled ``pending``
+        instead would hold it against the very thread it waits for."""
+        if self._running:
+            await asyncio.wait(set(self._running))
 
     def close(self, *, close_store: bool = True) -> None:
         """Wait for pending calls, stop the thread and (by default) close the store."""

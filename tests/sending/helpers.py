@@ -76,7 +76,11 @@ async def drive(
     while not done():
         assert time.monotonic() < deadline, "the dispatcher never got there"
         await asyncio.sleep(0)
-        quiet = 0 if runner.pending else quiet + 1
+        if runner.pending:
+            quiet = 0
+            await runner.settled()
+        else:
+            quiet += 1
         if quiet >= QUIET_YIELDS and clock.sleepers:
             clock.advance(step)
             quiet = 0
