@@ -10,7 +10,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from nextstep.engine.ledger.base import Store
 
@@ -30,7 +30,7 @@ class LedgerRunner:
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self.pending = 0  # calls made and not yet returned to their caller
-        self._running: set[asyncio.Future[object]] = set()  # calls on the thread now
+        self._running: set[asyncio.Future[Any]] = set()  # calls on the thread now
         self.progress_writes: dict[str, asyncio.Future[bool]] = {}
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
