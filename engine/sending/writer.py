@@ -151,7 +151,7 @@ class BatchWriter:
             if not results and not requeues and not marks:
                 return
             call = asyncio.ensure_future(
-                self._runner.call(
+                self._runner.call_first(
                     _write,
                     self._runner.store,
                     results,
