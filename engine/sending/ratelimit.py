@@ -133,11 +133,14 @@ class RateLimiter:
         while spent and spent[0] <= horizon:
             spent.popleft()
         wait = self._paused_until - now
-        if len(spent) + self._reserved >= self.capacity:
-            # Every token is spent or promised: wait for the oldest spent one to come back
-            # (with all of them promised, for a promise to be spent or given back).
-            oldest = spent[0] if spent else now
-            wait = max(wait, oldest + self.window + _EPSILON - self.lead - now)
+        over = len(spent) + self._reserved - self.capacity
+        if over >= 0:
+            # Every token is spent or promised: wait until enough spent ones are back for one
+            # to be free, the oldest in a full log; after a share lowered the bucket, the
+            # log holds more than it and ``over`` more must go first (with all of them
+            # promised, wait for a promise to be spent or given back).
+            back = spent[over] if over < len(spent) else now
+            wait = max(wait, back + self.window + _EPSILON - self.lead - now)
         return max(0.0, wait)
 
     def reserve(self, now: float | None = None) -> float:
@@ -147,8 +150,14 @@ class RateLimiter:
         at = self._clock.now() if now is None else now
         self.delay(at)  # forget the tokens back by now
         start = -math.inf
-        if self._spent and len(self._spent) + self._reserved >= self.capacity:
-            start = self._spent.popleft() + self.window + _EPSILON
+        spent = self._spent
+        over = len(spent) + self._reserved - self.capacity
+        if spent and over >= 0:
+            # The token is the one back when the log is under the bucket again: the send
+            # starts then; the sends before it are back by that time too (out of the log).
+            for _ in range(min(over, len(spent) - 1)):
+                spent.popleft()
+            start = spent.popleft() + self.window + _EPSILON
         self._reserved += 1
         return start
 

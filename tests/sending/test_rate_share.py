@@ -58,3 +58,25 @@ def test_the_share_follows_the_workers() -> None:
     assert (limiter.capacity, limiter.window) == (100, 1.0)
     limiter.share(1, 4)
     assert (limiter.capacity, limiter.window) == (1, pytest.approx(4 / 0.9))
+
+
+def test_a_worker_alone_at_full_rate_lowers_to_its_share_at_once() -> None:
+    # A worker sent alone, one message every 10 ms (its whole 100/s), then learns that 3
+    # share the channel: its log holds ten sends per tenth of a second, over its new bucket
+    # of 3. A new send must wait until the log is back under the bucket, not merely for the
+    # oldest send to expire (with a token held ahead, that kept it at 100/s for good).
+    clock = FakeClock()
+    limiter = RateLimiter(100, clock)
+    before = []
+    for _ in range(200):
+        assert limiter.delay(clock.now()) == 0
+        limiter.take(max(clock.now(), limiter.reserve(clock.now())))
+        before.append(clock.now())
+        clock.advance(0.01)
+    shared_at = clock.now()
+    limiter.share(100, 3)
+    after = _greedy_sends(limiter, clock, shared_at + 3)
+    for t in after:  # each window of the new bucket that ends at a new send holds <= 3
+        in_window = [s for s in before + after if t - limiter.window < s <= t]
+        assert len(in_window) <= limiter.capacity, (round(t - shared_at, 3), len(in_window))
+    assert len(after) <= 30 * 3 + limiter.capacity
