@@ -103,10 +103,11 @@ def test_a_wal_past_the_hard_limit_is_cut_back(tmp_path: Path) -> None:
     checkpointer = store.checkpointer
     assert checkpointer is not None
     try:
-        _fill(store, 10)
-        assert os.stat(str(path) + "-wal").st_size > WAL_BYTES
-        checkpointer.nudge()
+        # Twice the limit in WAL; each commit nudges the checkpointer, which may cut the WAL
+        # back during the fill already (on a busy machine it does), so look at the end.
+        _fill(store, 20)
         assert checkpointer.wait_round()
-        assert os.stat(str(path) + "-wal").st_size == 0
+        assert os.stat(str(path) + "-wal").st_size < WAL_BYTES
+        assert checkpointer.checkpoints >= 2  # PASSIVE, then TRUNCATE: it was past the limit
     finally:
         store.close()
