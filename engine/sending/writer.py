@@ -151,7 +151,7 @@ class BatchWriter:
             if not results and not requeues and not marks:
                 return
             call = asyncio.ensure_future(
-                self._runner.call_first(
+                self._runner.call(
                     _write,
                     self._runner.store,
                     results,

@@ -81,3 +81,22 @@ async def test_runner_runs_calls_in_order_on_one_thread() -> None:
     assert ids == sorted(ids)
     assert len(threads) == 1 and threading.get_ident() not in threads
     runner.close()
+
+
+async def test_settled_returns_once_the_calls_on_the_thread_have_finished() -> None:
+    runner = LedgerRunner(open_store("sqlite:///:memory:"))
+    gate = threading.Event()
+    try:
+        await runner.settled()  # nothing running: at once
+        call = asyncio.ensure_future(runner.call(gate.wait, 30))
+        await asyncio.sleep(0)  # the call starts on the thread
+        settled = asyncio.ensure_future(runner.settled())
+        done, _ = await asyncio.wait({settled}, timeout=0.05)
+        assert not done and runner.pending == 1
+        gate.set()
+        await settled
+        assert await call is True
+        assert runner.pending == 0
+    finally:
+        gate.set()
+        runner.close()
