@@ -102,6 +102,9 @@ class RateLimiter:
         self.window = max(1.0, self.capacity / rate)
         self._clock = clock
         self._spent: deque[float] = deque()
+        # Every send start of the last max(1 s, window), whatever the window: when a share
+        # changes the window, the new one counts the sends already in it (share).
+        self._sent: deque[float] = deque()
         self._paused_until = -math.inf
         self._reserved = 0
         self._lock = asyncio.Lock()
@@ -120,11 +123,17 @@ class RateLimiter:
         ``rate``. A share under one send per second is one send per ``1 / share`` seconds."""
         if workers <= 1:
             self.capacity = max(1, math.floor(rate))
-            self.window = self.capacity / rate
-            return
-        each = rate * SHARED_HEADROOM / workers
-        self.capacity = max(1, math.floor(each / 10))
-        self.window = self.capacity / each
+            self.window = max(1.0, self.capacity / rate)  # as alone from the start
+        else:
+            each = rate * SHARED_HEADROOM / workers
+            self.capacity = max(1, math.floor(each / 10))
+            self.window = self.capacity / each
+        # The log under the new window: the sends of its length so far. Going from a tenth of
+        # a second back to a whole second (workers left), the last second's sends count, or
+        # up to a whole bucket more would start within it. Tokens taken over by a held send
+        # may count twice until it starts: stricter for a moment, never looser.
+        horizon = self._clock.now() - self.window - _EPSILON
+        self._spent = deque(t for t in self._sent if t > horizon)
 
     def delay(self, now: float) -> float:
         """Seconds from ``now`` until a token is free (0 when one is free now)."""
@@ -165,6 +174,11 @@ class RateLimiter:
         """Spend a held token: the send starts at ``now`` (not before :meth:`reserve` said)."""
         self._reserved = max(0, self._reserved - 1)
         self._spent.append(now)
+        sent = self._sent
+        sent.append(now)
+        horizon = now - max(1.0, self.window) - _EPSILON
+        while sent[0] <= horizon:
+            sent.popleft()
 
     def unreserve(self, start: float = -math.inf) -> None:
         """Give a held token back unspent (the send did not happen); ``start`` is what

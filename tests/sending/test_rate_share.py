@@ -58,6 +58,8 @@ def test_the_share_follows_the_workers() -> None:
     assert (limiter.capacity, limiter.window) == (100, 1.0)
     limiter.share(1, 4)
     assert (limiter.capacity, limiter.window) == (1, pytest.approx(4 / 0.9))
+    limiter.share(7.5, 1)  # alone again at a fractional rate: 7 a second, never 8 in one
+    assert (limiter.capacity, limiter.window) == (7, 1.0)
 
 
 def test_a_worker_alone_at_full_rate_lowers_to_its_share_at_once() -> None:
@@ -80,3 +82,18 @@ def test_a_worker_alone_at_full_rate_lowers_to_its_share_at_once() -> None:
         in_window = [s for s in before + after if t - limiter.window < s <= t]
         assert len(in_window) <= limiter.capacity, (round(t - shared_at, 3), len(in_window))
     assert len(after) <= 30 * 3 + limiter.capacity
+
+
+def test_a_worker_left_alone_counts_what_it_sent_in_the_last_second() -> None:
+    # The other two workers left: the share goes from 30/s paced in tenths of a second back
+    # to the whole 100/s bucket of 1 s. The sends of the last second still count in it, or
+    # the worker would start up to 100 more within that second (about 127 in all).
+    clock = FakeClock()
+    limiter = RateLimiter(100, clock)
+    limiter.share(100, 3)
+    before = _greedy_sends(limiter, clock, clock.now() + 3)
+    alone_at = clock.now()
+    limiter.share(100, 1)
+    after = _greedy_sends(limiter, clock, alone_at + 3)
+    assert _max_in_window(before + after) <= 100
+    assert len(after) >= 200  # and it does take the whole rate
