@@ -121,6 +121,7 @@ class RateLimiter:
         several workers, each delayed differently on its way, would meet in one second at the
         provider; paced sends with the headroom keep every 1-second window there within
         ``rate``. A share under one send per second is one send per ``1 / share`` seconds."""
+        before = (self.capacity, self.window)
         if workers <= 1:
             self.capacity = max(1, math.floor(rate))
             self.window = max(1.0, self.capacity / rate)  # as alone from the start
@@ -128,6 +129,8 @@ class RateLimiter:
             each = rate * SHARED_HEADROOM / workers
             self.capacity = max(1, math.floor(each / 10))
             self.window = self.capacity / each
+        if (self.capacity, self.window) == before:  # every heartbeat says so: nothing new
+            return
         # The log under the new window: the sends of its length so far. Going from a tenth of
         # a second back to a whole second (workers left), the last second's sends count, or
         # up to a whole bucket more would start within it. Tokens taken over by a held send
