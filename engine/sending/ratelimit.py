@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from bisect import insort
+from bisect import bisect_right, insort
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -153,7 +153,25 @@ class RateLimiter:
             # promised, wait for a promise to be spent or given back).
             back = spent[over] if over < len(spent) else now
             wait = max(wait, back + self.window + _EPSILON - self.lead - now)
+        second = self._second_back(now)
+        if second is not None:
+            wait = max(wait, second - self.lead - now)
         return max(0.0, wait)
+
+    def _second_back(self, now: float) -> float | None:
+        """In a share paced in windows under a second: when the last second is back under
+        what the share allows in one (None: it is). Paced evenly that never binds; it does
+        right after the share fell, when the last second still holds what the whole bucket
+        sent (a burst of 7 at 7.5/s, then 1 per 0.3 s, would make 8 in one second)."""
+        if self.window >= 1.0:
+            return None
+        allowed = self.capacity * math.ceil(1.0 / self.window - 1e-9)
+        sent = self._sent
+        first = bisect_right(sent, now - 1.0 - _EPSILON)  # the sends of the last second
+        over = len(sent) - first + self._reserved - allowed
+        if over < 0:
+            return None
+        return (sent[first + over] if first + over < len(sent) else now) + 1.0 + _EPSILON
 
     def reserve(self, now: float | None = None) -> float:
         """Hold a token for a send about to start (call right after :meth:`ready`); the
@@ -170,6 +188,9 @@ class RateLimiter:
             for _ in range(min(over, len(spent) - 1)):
                 spent.popleft()
             start = spent.popleft() + self.window + _EPSILON
+        second = self._second_back(at)
+        if second is not None:
+            start = max(start, second)
         self._reserved += 1
         return start
 

@@ -199,6 +199,42 @@ def test_no_sliding_second_starts_more_than_rate_sends(
     assert _most_in_any_window(sender.starts) <= limiter.capacity <= rate
 
 
+_SHARE_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["send", "give_back", "hold", "flush", "burst", "share"]),
+        st.integers(min_value=1, max_value=3),  # workers, for "share"
+        st.floats(min_value=0.0, max_value=0.02, allow_nan=False),
+    ),
+    min_size=1,
+    max_size=600,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rate=st.sampled_from([3.0, 7.5, 30.0, 100.0, 250.0]), ops=_SHARE_OPS)
+def test_shares_changing_under_way_never_let_a_second_start_more_than_rate(
+    rate: float, ops: list[tuple[str, int, float]]
+) -> None:
+    # Workers join and leave while sends are held, given back and sent in bursts: whatever
+    # this worker's share did, it alone never starts more than ``rate`` in a second.
+    clock = FakeClock()
+    limiter = RateLimiter(rate, clock)
+    sender = _Sender(limiter, clock)
+    for kind, workers, gap in ops:
+        clock.advance(gap)
+        if kind == "share":
+            limiter.share(rate, workers)
+        elif kind == "burst":  # as many as the bucket allows, back to back
+            for _ in range(limiter.capacity + 3):
+                sender.one("send")
+        elif kind == "flush":
+            sender.flush()
+        else:
+            sender.one(kind)
+    sender.flush()
+    assert _most_in_any_window(sender.starts) <= math.floor(rate)
+
+
 def _most_in_any_window(times: list[float], window: float = 1.0) -> int:
     ordered = sorted(times)
     best, j = 0, 0
