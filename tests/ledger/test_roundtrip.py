@@ -85,13 +85,18 @@ async def test_runner_runs_calls_in_order_on_one_thread() -> None:
 
 async def test_settled_returns_once_the_calls_on_the_thread_have_finished() -> None:
     runner = LedgerRunner(open_store("sqlite:///:memory:"))
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
+
+    def held() -> bool:
+        started.set()
+        return gate.wait(30)
+
     try:
         await runner.settled()  # nothing running: at once
-        call = asyncio.ensure_future(runner.call(gate.wait, 30))
-        await asyncio.sleep(0)  # the call starts on the thread
+        call = asyncio.ensure_future(runner.call(held))
+        await asyncio.to_thread(started.wait, 30)  # the call is on the ledger thread
         settled = asyncio.ensure_future(runner.settled())
-        done, _ = await asyncio.wait({settled}, timeout=0.05)
+        done, _ = await asyncio.wait({settled}, timeout=0.05)  # a while: it must not return
         assert not done and runner.pending == 1
         gate.set()
         await settled
